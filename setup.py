@@ -1,0 +1,58 @@
+"""Packaging for hf_vlmdrive: vision-language models that drive cars and robots."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+INSTALL_REQUIRES = [
+    "torch>=2.4",
+    "torchvision>=0.19",
+    "transformers>=5.0",
+    "datasets>=3.0",
+    "accelerate>=1.0",
+    "evaluate>=0.4.3",
+    "huggingface_hub>=1.0",
+    "safetensors>=0.4",
+    "numpy>=1.26",
+    "pillow>=10.0",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+    "jinja2>=3.1",
+]
+
+EXTRAS = {
+    # Fine-tuning recipes (SFT with TRL, LoRA / QLoRA).
+    "train": ["trl>=1.0", "peft>=0.17", "bitsandbytes>=0.45"],
+    # Waymo Open Dataset End-to-End protos and TFRecord reading.
+    "waymo": ["protobuf>=5.0"],
+    # Caption metrics (pycocoevalcap needs Java for METEOR and the PTB tokenizer) and CLIPScore.
+    "captions": ["pycocoevalcap>=1.2", "open_clip_torch>=2.24"],
+    # LeRobot datasets (parquet + mp4) without the lerobot package.
+    "lerobot": ["pyarrow>=15.0", "av>=12.0"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "ruff>=0.6", "grpcio-tools>=1.60"]
+
+setup(
+    name="hf_vlmdrive",
+    version="0.1.0.dev0",
+    description="Hugging Face Trainer-native vision-language models that drive cars and robots.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"hf_vlmdrive": ["metrics/*/*.py", "templates/*.md", "**/*.proto"]},
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["hf-vlmdrive = hf_vlmdrive.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

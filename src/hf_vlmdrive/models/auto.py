@@ -1,0 +1,28 @@
+"""Every Auto-class registration of hf_vlmdrive, in one place.
+
+`register_auto_classes()` runs on `import hf_vlmdrive`. It is idempotent, so re-importing or calling it
+again (e.g. from a DataLoader worker) is harmless.
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, AutoModel
+
+_REGISTERED = False
+
+
+def register_auto_classes() -> None:
+    """Register each family's config with `AutoConfig` and its models with the fitting Auto classes."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+
+    from .waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
+
+    AutoConfig.register(WaypointVLMConfig.model_type, WaypointVLMConfig, exist_ok=True)
+    AutoModel.register(WaypointVLMConfig, WaypointVLMModel, exist_ok=True)
+
+    _REGISTERED = True
+
+
+__all__ = ["register_auto_classes"]

@@ -1,0 +1,173 @@
+"""Configuration of the frozen-VLM waypoint predictor."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from ..common.vision import VISION_PREFIX_TOKENS, resolve_vision_config
+
+POOLING_MODES = ("mean", "cls", "attention")
+LOSS_TYPES = ("mse", "l1", "huber")
+
+
+class WaypointVLMConfig(PretrainedConfig):
+    r"""Configuration of [`WaypointVLMModel`]: a (frozen) transformers vision tower, pooled, concatenated with
+    the ego's past states and a one-hot driving intent, and an MLP head that regresses future waypoints.
+
+    Defaults reproduce the reference system: SmolVLM's SigLIP tower (1152-d), mean pooling, 16 past
+    states x 6 values, a 3-way intent one-hot, head 512-512, 20 waypoints x 2 (x forward, y left, metres,
+    4 Hz over 5 s), MSE loss.
+
+    Args:
+        vision_config (`dict` or `PretrainedConfig`, *optional*):
+            Configuration of the vision tower; any vision model type transformers builds with
+            `AutoModel.from_config` (`idefics3_vision`, `smolvlm_vision`, `siglip_vision_model`,
+            `clip_vision_model`, `dinov2`, ...). A dict must carry `model_type`. Defaults to the SmolVLM
+            vision tower (`idefics3_vision` with its default sizes).
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            How patch tokens become one vector per image: `"mean"` (over patch tokens), `"cls"` (class
+            token; CLIP and DINOv2 towers only) or `"attention"` (a learnable query, trained with the head).
+        attention_pool_heads (`int`, *optional*, defaults to 8):
+            Heads of the attention pooling; must divide the vision hidden size.
+        num_cameras (`int`, *optional*, defaults to 1):
+            Cameras per sample. With more than one, `pixel_values` is (B, N, 3, H, W) and the pooled
+            features of the N cameras are concatenated in the given order.
+        num_past_states (`int`, *optional*, defaults to 16):
+            Past ego states per sample (4 Hz over the last 4 s in WOD-E2E).
+        past_state_dim (`int`, *optional*, defaults to 6):
+            Values per past state: pos x, y; vel x, y; accel x, y.
+        num_intents (`int`, *optional*, defaults to 3):
+            Size of the intent one-hot. The reference used 3 (GO_STRAIGHT, GO_LEFT, GO_RIGHT).
+        intent_offset (`int`, *optional*, defaults to 1):
+            Subtracted from the raw intent value before the one-hot. With the Waymo enum (UNKNOWN=0,
+            GO_STRAIGHT=1, GO_LEFT=2, GO_RIGHT=3) the default maps GO_STRAIGHT..GO_RIGHT to 0..2; use
+            `num_intents=4, intent_offset=0` to keep UNKNOWN as its own class.
+        head_hidden_sizes (`list[int]`, *optional*, defaults to `[512, 512]`):
+            Widths of the head's hidden layers (each Linear -> LayerNorm -> GELU -> Dropout).
+        head_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout after each hidden layer of the head.
+        num_waypoints (`int`, *optional*, defaults to 20):
+            Future waypoints predicted (4 Hz over 5 s).
+        waypoint_dim (`int`, *optional*, defaults to 2):
+            Values per waypoint (x forward, y left).
+        past_state_scale (`float`, *optional*, defaults to 1.0):
+            Past states are divided by this before the head (a fixed input normalisation).
+        waypoint_scale (`float`, *optional*, defaults to 1.0):
+            The head's output is multiplied by this to give metres (a fixed output normalisation).
+        loss_type (`str`, *optional*, defaults to `"mse"`):
+            `"mse"`, `"l1"` or `"huber"`.
+        huber_delta (`float`, *optional*, defaults to 1.0):
+            Delta of the Huber loss, in metres.
+        freeze_vision (`bool`, *optional*, defaults to `True`):
+            Keep the vision tower frozen: no gradients and always in eval mode.
+        vision_bf16 (`bool`, *optional*, defaults to `True`):
+            Run a frozen tower under bf16 autocast when it is on a CUDA device (no effect on CPU).
+        backbone_name_or_path (`str`, *optional*):
+            Where the tower's pretrained weights came from (informational; recorded by `from_backbone`).
+    """
+
+    model_type = "waypoint_vlm"
+    sub_configs = {"vision_config": PretrainedConfig}
+
+    def __init__(
+        self,
+        vision_config: dict | PretrainedConfig | None = None,
+        pooling: str = "mean",
+        attention_pool_heads: int = 8,
+        num_cameras: int = 1,
+        num_past_states: int = 16,
+        past_state_dim: int = 6,
+        num_intents: int = 3,
+        intent_offset: int = 1,
+        head_hidden_sizes: list[int] | None = None,
+        head_dropout: float = 0.1,
+        num_waypoints: int = 20,
+        waypoint_dim: int = 2,
+        past_state_scale: float = 1.0,
+        waypoint_scale: float = 1.0,
+        loss_type: str = "mse",
+        huber_delta: float = 1.0,
+        freeze_vision: bool = True,
+        vision_bf16: bool = True,
+        backbone_name_or_path: str | None = None,
+        **kwargs,
+    ):
+        self.vision_config = resolve_vision_config(vision_config, default_type="idefics3_vision")
+        self.pooling = pooling
+        self.attention_pool_heads = attention_pool_heads
+        self.num_cameras = num_cameras
+        self.num_past_states = num_past_states
+        self.past_state_dim = past_state_dim
+        self.num_intents = num_intents
+        self.intent_offset = intent_offset
+        self.head_hidden_sizes = list(head_hidden_sizes) if head_hidden_sizes is not None else [512, 512]
+        self.head_dropout = head_dropout
+        self.num_waypoints = num_waypoints
+        self.waypoint_dim = waypoint_dim
+        self.past_state_scale = past_state_scale
+        self.waypoint_scale = waypoint_scale
+        self.loss_type = loss_type
+        self.huber_delta = huber_delta
+        self.freeze_vision = freeze_vision
+        self.vision_bf16 = vision_bf16
+        self.backbone_name_or_path = backbone_name_or_path
+        super().__init__(**kwargs)
+        self._validate()
+
+    @property
+    def vision_hidden_size(self) -> int:
+        """Width of one pooled image feature."""
+        return self.vision_config.hidden_size
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the tower takes."""
+        size = self.vision_config.image_size
+        return size if isinstance(size, int) else size[0]
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Non-patch tokens (e.g. CLS) at the start of the tower's output."""
+        return VISION_PREFIX_TOKENS.get(self.vision_config.model_type, 0)
+
+    @property
+    def head_input_size(self) -> int:
+        """Width of [pooled features of every camera, flattened past states, intent one-hot]."""
+        return self.num_cameras * self.vision_hidden_size + self.num_past_states * self.past_state_dim + self.num_intents
+
+    def _validate(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"WaypointVLMConfig.{name} must be a positive integer, got {value!r}")
+
+        for name in ("num_cameras", "num_past_states", "past_state_dim", "num_intents", "num_waypoints", "waypoint_dim"):
+            positive(name)
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"WaypointVLMConfig.pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        if self.pooling == "cls" and self.num_prefix_tokens < 1:
+            with_cls = sorted(k for k, v in VISION_PREFIX_TOKENS.items() if v)
+            raise ValueError(
+                f"WaypointVLMConfig.pooling='cls' needs a vision tower with a class token ({with_cls}); "
+                f"vision_config.model_type is {self.vision_config.model_type!r}: use 'mean' or 'attention'"
+            )
+        if self.pooling == "attention" and self.vision_hidden_size % self.attention_pool_heads:
+            raise ValueError(
+                f"WaypointVLMConfig.attention_pool_heads={self.attention_pool_heads} must divide the vision "
+                f"hidden size {self.vision_hidden_size}"
+            )
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"WaypointVLMConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ValueError(f"WaypointVLMConfig.head_dropout must be in [0, 1), got {self.head_dropout!r}")
+        if not self.head_hidden_sizes or any(int(h) < 1 for h in self.head_hidden_sizes):
+            raise ValueError(
+                f"WaypointVLMConfig.head_hidden_sizes must be a non-empty list of positive widths, "
+                f"got {self.head_hidden_sizes!r}"
+            )
+        for name in ("past_state_scale", "waypoint_scale", "huber_delta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"WaypointVLMConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+__all__ = ["WaypointVLMConfig"]

@@ -1,0 +1,282 @@
+"""Frozen-VLM waypoint predictor.
+
+```
+ pixel_values (B, [N,] 3, S, S)        past_states (B, 16, 6)      intent (B,)
+        |                                      |                        |
+  vision tower (frozen, eval, no grad)     / past_state_scale        one-hot (num_intents)
+        | tokens (B*N, L, D)                   | flatten (B, 96)         |
+  pool: mean | cls | attention                 |                        |
+        | (B, N*D)                             |                        |
+        +-------------------- concat ----------+------------------------+
+                                   |
+        Linear 512 > LN > GELU > Drop > Linear 512 > LN > GELU > Drop > Linear 40
+                                   | * waypoint_scale
+                            waypoints (B, 20, 2)   (x forward, y left, metres, 4 Hz)
+```
+
+`image_features` (the pooled tower output, (B, N*D)) can be passed instead of `pixel_values`; the
+feature cache uses this so that a frozen tower runs once per image, not once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ..common.heads import MLPHead
+from ..common.pooling import AttentionPool, pool_tokens
+from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
+from .configuration_waypoint_vlm import WaypointVLMConfig
+
+
+@dataclass
+class WaypointVLMOutput(ModelOutput):
+    """Output of [`WaypointVLMModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): waypoint regression loss, when `labels` are given.
+        waypoints (`torch.FloatTensor` of shape `(B, num_waypoints, waypoint_dim)`): predicted waypoints, metres.
+        image_features (`torch.FloatTensor` of shape `(B, num_cameras * D)`, *optional*): pooled image
+            features, returned when `output_image_features=True`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    waypoints: torch.FloatTensor | None = None
+    image_features: torch.FloatTensor | None = None
+
+
+class WaypointVLMPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and Auto-class plumbing of the waypoint family."""
+
+    config_class = WaypointVLMConfig
+    base_model_prefix = "waypoint_vlm"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = []
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the head's own modules; the vision tower is initialised by its own class (or loaded).
+        if isinstance(module, nn.Linear) and not getattr(module, "_is_vision", False):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class WaypointVLMModel(WaypointVLMPreTrainedModel):
+    """A transformers vision tower (frozen by default) plus an MLP head that predicts future waypoints."""
+
+    def __init__(self, config: WaypointVLMConfig):
+        super().__init__(config)
+        self.vision_model = build_vision_tower(config.vision_config)
+        for module in self.vision_model.modules():
+            module._is_vision = True
+        self.attention_pool = (
+            AttentionPool(config.vision_hidden_size, config.attention_pool_heads)
+            if config.pooling == "attention"
+            else None
+        )
+        self.head = MLPHead(
+            config.head_input_size,
+            config.head_hidden_sizes,
+            config.num_waypoints * config.waypoint_dim,
+            dropout=config.head_dropout,
+        )
+        self.post_init()
+        if config.freeze_vision:
+            self.freeze_vision_model()
+
+    # ------------------------------------------------------------------ freezing
+    def freeze_vision_model(self) -> None:
+        """Freeze the tower: no gradients, eval mode (dropout off) even while the model trains."""
+        self.config.freeze_vision = True
+        self.vision_model.requires_grad_(False)
+        self.vision_model.eval()
+
+    def unfreeze_vision_model(self) -> None:
+        """Make the whole tower trainable (for LoRA, freeze it and let PEFT add adapters instead)."""
+        self.config.freeze_vision = False
+        self.vision_model.requires_grad_(True)
+        self.vision_model.train(self.training)
+
+    @property
+    def vision_is_frozen(self) -> bool:
+        """True when no tower parameter requires a gradient."""
+        return not any(p.requires_grad for p in self.vision_model.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.vision_is_frozen:
+            self.vision_model.eval()
+        return self
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then re-apply the freezing the config asks for.
+
+        Weight loading materialises fresh parameters (with `requires_grad=True`), so the freeze applied in
+        `__init__` must be re-applied afterwards.
+        """
+        model = super().from_pretrained(*args, **kwargs)
+        if model.config.freeze_vision:
+            model.freeze_vision_model()
+        return model
+
+    @classmethod
+    def from_backbone(
+        cls,
+        name_or_path: str,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **config_kwargs,
+    ) -> WaypointVLMModel:
+        """Build the predictor around the vision tower of a pretrained VLM or vision model.
+
+        `name_or_path` is a Hub id or a local directory of any transformers checkpoint with a vision tower:
+        SmolVLM / Idefics3 (`HuggingFaceTB/SmolVLM-Base`), SigLIP, CLIP, DINOv2, ... Only the tower's
+        tensors are read; the head is freshly initialised. Extra keyword arguments go to
+        [`WaypointVLMConfig`].
+        """
+        vision_config = vision_config_from_pretrained(name_or_path, revision=revision, token=token)
+        config = WaypointVLMConfig(
+            vision_config=vision_config.to_dict(), backbone_name_or_path=name_or_path, **config_kwargs
+        )
+        model = cls(config)
+        load_vision_tower_weights(model.vision_model, name_or_path, revision=revision, token=token)
+        if config.freeze_vision:
+            model.freeze_vision_model()
+        return model
+
+    # ------------------------------------------------------------------ forward
+    def _check_inputs(self, pixel_values, image_features, past_states, intent) -> int:
+        cfg = self.config
+        if (pixel_values is None) == (image_features is None):
+            raise ValueError("pass exactly one of `pixel_values` and `image_features`")
+        if pixel_values is not None:
+            size = cfg.image_size
+            if cfg.num_cameras == 1:
+                expected = f"(batch, 3, {size}, {size}) or (batch, 1, 3, {size}, {size})"
+                ok = (pixel_values.ndim == 4 and tuple(pixel_values.shape[1:]) == (3, size, size)) or (
+                    pixel_values.ndim == 5 and tuple(pixel_values.shape[1:]) == (1, 3, size, size)
+                )
+            else:
+                expected = f"(batch, {cfg.num_cameras}, 3, {size}, {size})"
+                ok = pixel_values.ndim == 5 and tuple(pixel_values.shape[1:]) == (cfg.num_cameras, 3, size, size)
+            if not ok:
+                raise ValueError(
+                    f"`pixel_values` must have shape {expected} (num_cameras={cfg.num_cameras}, the tower's "
+                    f"image_size={size}), got {tuple(pixel_values.shape)}; preprocess images with the model's "
+                    "image processor"
+                )
+            batch = pixel_values.shape[0]
+        else:
+            width = cfg.num_cameras * cfg.vision_hidden_size
+            if image_features.ndim != 2 or image_features.shape[1] != width:
+                raise ValueError(
+                    f"`image_features` must have shape (batch, {width}), got {tuple(image_features.shape)}"
+                )
+            batch = image_features.shape[0]
+        expected_past = (batch, cfg.num_past_states, cfg.past_state_dim)
+        if past_states is None or tuple(past_states.shape) != expected_past:
+            got = None if past_states is None else tuple(past_states.shape)
+            raise ValueError(
+                f"`past_states` must have shape (batch, {cfg.num_past_states}, {cfg.past_state_dim}) = "
+                f"{expected_past} (pos x,y; vel x,y; accel x,y per past step), got {got}"
+            )
+        if intent is None or tuple(intent.shape) != (batch,):
+            got = None if intent is None else tuple(intent.shape)
+            raise ValueError(f"`intent` must have shape (batch,) = ({batch},), got {got}")
+        if intent.dtype.is_floating_point:
+            raise ValueError(f"`intent` must be an integer tensor, got dtype {intent.dtype}")
+        low, high = cfg.intent_offset, cfg.intent_offset + cfg.num_intents - 1
+        if intent.numel() and (int(intent.min()) < low or int(intent.max()) > high):
+            raise ValueError(
+                f"`intent` values must be in [{low}, {high}] (num_intents={cfg.num_intents}, "
+                f"intent_offset={cfg.intent_offset}), got values in [{int(intent.min())}, {int(intent.max())}]"
+            )
+        return batch
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled tower features: (B, 3, S, S) or (B, N, 3, S, S) -> (B, N*D)."""
+        batch = pixel_values.shape[0]
+        flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])  # (B*N, 3, S, S)
+        frozen = self.vision_is_frozen
+        tower_dtype = next(self.vision_model.parameters()).dtype
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if frozen and self.config.vision_bf16 and flat.is_cuda
+            else contextlib.nullcontext()
+        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen), autocast:
+            tokens = self.vision_model(pixel_values=flat.to(tower_dtype)).last_hidden_state  # (B*N, L, D)
+        tokens = tokens.to(self.head.net[0].weight.dtype)
+        pooled = pool_tokens(tokens, self.config.pooling, self.config.num_prefix_tokens, self.attention_pool)
+        return pooled.reshape(batch, -1)  # (B, N*D)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        past_states: torch.Tensor | None = None,
+        intent: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
+        output_image_features: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> WaypointVLMOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, 3, S, S)` or `(B, N, 3, S, S)`):
+                Images preprocessed by the model's image processor (S = the tower's image size).
+            past_states (`torch.FloatTensor` of shape `(B, 16, 6)`): past ego states, oldest first.
+            intent (`torch.LongTensor` of shape `(B,)`): driving intent (Waymo enum by default).
+            labels (`torch.FloatTensor` of shape `(B, 20, 2)`, *optional*): future waypoints, metres.
+            image_features (`torch.FloatTensor` of shape `(B, N*D)`, *optional*):
+                Pooled tower features, instead of `pixel_values` (from the feature cache).
+            labels_mask (`torch.BoolTensor` of shape `(B, 20)`, *optional*): valid future points.
+            output_image_features (`bool`): also return the pooled image features.
+        """
+        cfg = self.config
+        batch = self._check_inputs(pixel_values, image_features, past_states, intent)
+        features = self.encode_images(pixel_values) if pixel_values is not None else image_features
+        features = features.to(self.head.net[0].weight.dtype)
+        past = (past_states.to(features.dtype) / cfg.past_state_scale).reshape(batch, -1)  # (B, 96)
+        onehot = F.one_hot(intent.long() - cfg.intent_offset, cfg.num_intents).to(features.dtype)
+        out = self.head(torch.cat([features, past, onehot], dim=-1))
+        waypoints = (out * cfg.waypoint_scale).reshape(batch, cfg.num_waypoints, cfg.waypoint_dim)
+
+        loss = None
+        if labels is not None:
+            expected = (batch, cfg.num_waypoints, cfg.waypoint_dim)
+            if tuple(labels.shape) != expected:
+                raise ValueError(f"`labels` must have shape {expected}, got {tuple(labels.shape)}")
+            loss = self.waypoint_loss(waypoints, labels.to(waypoints.dtype), labels_mask)
+        return WaypointVLMOutput(
+            loss=loss, waypoints=waypoints, image_features=features if output_image_features else None
+        )
+
+    def waypoint_loss(
+        self, waypoints: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Element-wise MSE / L1 / Huber, averaged over valid points and coordinates."""
+        cfg = self.config
+        if cfg.loss_type == "mse":
+            per = F.mse_loss(waypoints, labels, reduction="none")
+        elif cfg.loss_type == "l1":
+            per = F.l1_loss(waypoints, labels, reduction="none")
+        else:
+            per = F.huber_loss(waypoints, labels, reduction="none", delta=cfg.huber_delta)
+        if mask is None:
+            return per.mean()
+        weight = mask.to(per.dtype).unsqueeze(-1).expand_as(per)
+        return (per * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+__all__ = ["WaypointVLMModel", "WaypointVLMOutput", "WaypointVLMPreTrainedModel"]

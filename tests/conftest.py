@@ -1,0 +1,32 @@
+"""Shared pytest setup: offline, CPU, small thread counts, deterministic seeds."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def cli():
+    """Run `hf-vlmdrive <argv>` in-process and return its exit code."""
+    from hf_vlmdrive.cli import main
+
+    def run(*argv: str) -> int:
+        return main([str(a) for a in argv])
+
+    return run

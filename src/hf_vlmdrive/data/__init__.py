@@ -1,0 +1,1 @@
+"""Data readers (one module per real format), collators and the embedded synthetic data generators."""

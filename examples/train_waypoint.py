@@ -1,0 +1,34 @@
+"""Train the frozen-VLM waypoint predictor with `transformers.Trainer`.
+
+Usage (CPU, tiny model on synthetic scenes, about a minute):
+
+    python examples/train_waypoint.py --config examples/configs/waypoint_tiny.yaml
+
+The reference recipe (SmolVLM tower, needs the backbone weights), on one or more GPUs:
+
+    accelerate launch examples/train_waypoint.py --config examples/configs/waypoint_smolvlm.yaml
+
+Any argument of `WaypointModelArguments`, `WaypointDataArguments` or `TrainingArguments` can be given
+on the command line and overrides the YAML file, e.g. `--num_train_epochs 3`. Resume an interrupted run
+with `--resume_from_checkpoint last`.
+"""
+
+import sys
+
+from transformers import TrainingArguments
+
+from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.trainers.waypoint import WaypointDataArguments, WaypointModelArguments, train_waypoint
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(
+        (WaypointModelArguments, WaypointDataArguments, TrainingArguments), argv if argv is not None else sys.argv[1:]
+    )
+    trainer = train_waypoint(model_args, data_args, training_args)
+    if trainer.eval_dataset is not None:
+        print(trainer.evaluate())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training recipes: argument dataclasses plus the few Trainer helpers each family needs."""

@@ -1,0 +1,242 @@
+"""Training and evaluation recipe of the frozen-VLM waypoint predictor, on `transformers.Trainer`.
+
+The Trainer is used as it is: the model returns its regression loss, `WaypointCollator` builds the
+batches, and `compute_metrics` reports the trajectory metrics. Entry points: `train_waypoint`,
+`evaluate_waypoint`, used by `examples/train_waypoint.py`, `hf-vlmdrive train waypoint` and
+`hf-vlmdrive eval waypoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoImageProcessor, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..data.collators import WaypointCollator
+from ..data.waypoint import load_waypoint_dataset
+from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
+from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
+from ..models.waypoint_vlm.image_processing import build_image_processor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WaypointModelArguments:
+    """Which model to train: continue a waypoint model, wrap a pretrained backbone, or build a tower from a config."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved waypoint_vlm model (directory or Hub id) to continue training."}
+    )
+    backbone: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or directory of a VLM / vision model whose vision tower to use (e.g. HuggingFaceTB/SmolVLM-Base)."},
+    )
+    vision_config: str | None = field(
+        default=None,
+        metadata={"help": "JSON (or a YAML mapping) of a vision config to build a randomly initialised tower (tiny runs)."},
+    )
+    pooling: str = field(default="mean", metadata={"help": "mean, cls or attention."})
+    head_hidden_sizes: list[int] = field(default_factory=lambda: [512, 512], metadata={"help": "Head widths."})
+    head_dropout: float = field(default=0.1)
+    loss_type: str = field(default="mse", metadata={"help": "mse, l1 or huber."})
+    num_intents: int = field(default=3)
+    intent_offset: int = field(default=1)
+    past_state_scale: float = field(default=1.0)
+    waypoint_scale: float = field(default=1.0)
+    freeze_vision: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+
+
+@dataclass
+class WaypointDataArguments:
+    """Where the data comes from (see `hf_vlmdrive.data.waypoint`)."""
+
+    train_data: str = field(default="synthetic:2000", metadata={"help": "'synthetic:N[:SEED]' or a saved dataset dir."})
+    eval_data: str | None = field(default="synthetic:200:1", metadata={"help": "Held-out data, same forms."})
+    camera_names: list[str] = field(default_factory=lambda: ["FRONT"], metadata={"help": "Cameras, in order."})
+    image_width: int = field(default=192, metadata={"help": "Width of synthetic images."})
+    image_height: int = field(default=128, metadata={"help": "Height of synthetic images."})
+
+
+def _vision_config_dict(value) -> dict | None:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--vision_config must be a JSON object, got {value!r}: {err}") from err
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--vision_config must be a JSON object, got {value!r}")
+    return parsed
+
+
+def build_waypoint_model(model_args: WaypointModelArguments, num_cameras: int = 1):
+    """Model and image processor for the arguments (continue, from a backbone, or from a tower config)."""
+    head_kwargs = dict(
+        pooling=model_args.pooling,
+        head_hidden_sizes=list(model_args.head_hidden_sizes),
+        head_dropout=model_args.head_dropout,
+        loss_type=model_args.loss_type,
+        num_intents=model_args.num_intents,
+        intent_offset=model_args.intent_offset,
+        past_state_scale=model_args.past_state_scale,
+        waypoint_scale=model_args.waypoint_scale,
+        freeze_vision=model_args.freeze_vision,
+        num_cameras=num_cameras,
+    )
+    chosen = [n for n in ("model_name_or_path", "backbone", "vision_config") if getattr(model_args, n)]
+    if len(chosen) != 1:
+        raise ValueError(
+            "give exactly one of --model_name_or_path (continue a waypoint model), --backbone (a pretrained "
+            f"VLM / vision model) or --vision_config (a tower built from a config); got {chosen or 'none'}"
+        )
+    if model_args.model_name_or_path:
+        model = WaypointVLMModel.from_pretrained(model_args.model_name_or_path)
+        if model.config.num_cameras != num_cameras:
+            raise ValueError(
+                f"model {model_args.model_name_or_path} takes {model.config.num_cameras} camera(s), the data "
+                f"gives {num_cameras} (--camera_names)"
+            )
+        try:
+            processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
+        except (OSError, ValueError):
+            processor = build_image_processor(model.config)
+    elif model_args.backbone:
+        model = WaypointVLMModel.from_backbone(model_args.backbone, **head_kwargs)
+        processor = build_image_processor(model.config, source=model_args.backbone)
+    else:
+        config = WaypointVLMConfig(vision_config=_vision_config_dict(model_args.vision_config), **head_kwargs)
+        model = WaypointVLMModel(config)
+        processor = build_image_processor(config)
+    return model, processor
+
+
+def make_compute_metrics():
+    """`compute_metrics` for Trainer: trajectory metrics of the predicted vs. true waypoints."""
+
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        preds = eval_pred.predictions
+        preds = preds[0] if isinstance(preds, tuple) else preds
+        out = trajectory_metrics(preds, eval_pred.label_ids)
+        return {k: v for k, v in out.items() if isinstance(v, float)}
+
+    return compute_metrics
+
+
+def train_waypoint(
+    model_args: WaypointModelArguments, data_args: WaypointDataArguments, training_args: TrainingArguments
+):
+    """Train (or resume) a waypoint model with `Trainer`; saves model + image processor to `output_dir`.
+
+    `--resume_from_checkpoint last` resumes from the newest checkpoint in `output_dir`.
+    Returns the Trainer, so callers can evaluate or inspect it.
+    """
+    cameras = tuple(data_args.camera_names)
+    model, processor = build_waypoint_model(model_args, num_cameras=len(cameras))
+    load = dict(image_width=data_args.image_width, image_height=data_args.image_height, camera_names=cameras)
+    train_ds = load_waypoint_dataset(data_args.train_data, **load)
+    eval_ds = load_waypoint_dataset(data_args.eval_data, **load) if data_args.eval_data else None
+    if training_args.remove_unused_columns:
+        logger.info("setting remove_unused_columns=False: the collator needs the image columns")
+        training_args.remove_unused_columns = False
+    training_args.label_names = ["labels"]
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(
+        "waypoint model: %d trainable / %d total parameters, tower %s (%s)",
+        n_train,
+        model.num_parameters(),
+        model.config.vision_config.model_type,
+        "frozen" if model.vision_is_frozen else "trainable",
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=WaypointCollator(processor, multi_camera=len(cameras) > 1),
+        compute_metrics=make_compute_metrics(),
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume == "last":
+        resume = get_last_checkpoint(training_args.output_dir)
+        logger.info("resuming from %s", resume or "scratch (no checkpoint found)")
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    processor.save_pretrained(training_args.output_dir)
+    return trainer
+
+
+@torch.no_grad()
+def predict_waypoints(model, dataset, image_processor, batch_size: int = 32, progress: bool = True) -> np.ndarray:
+    """Predicted waypoints (N, 20, 2) for every row of `dataset`, in order."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = next(model.parameters()).device
+    collate = WaypointCollator(image_processor, multi_camera=model.config.num_cameras > 1)
+    out = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="predict", disable=not progress):
+        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = {k: v.to(device) for k, v in collate(rows).items() if k != "labels"}
+        out.append(model(**batch).waypoints.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_waypoints, model.config.waypoint_dim))
+
+
+def evaluate_waypoint(model, dataset, image_processor, batch_size: int = 32, progress: bool = True) -> dict:
+    """Trajectory metrics of the model and of the constant-velocity baseline on `dataset`.
+
+    Returns {"model": {...}, "constant_velocity": {...}, "num_samples": N, "predictions": (N, 20, 2)}.
+    """
+    if "future_waypoints" not in dataset.column_names:
+        raise ValueError("evaluation needs ground-truth `future_waypoints` (a test split has none)")
+    preds = predict_waypoints(model, dataset, image_processor, batch_size=batch_size, progress=progress)
+    gt = np.stack([np.asarray(x) for x in dataset["future_waypoints"]])
+    past = np.stack([np.asarray(x) for x in dataset["past_states"]])
+    cv = constant_velocity_baseline(past, num_points=gt.shape[1])
+    return {
+        "model": trajectory_metrics(preds, gt),
+        "constant_velocity": trajectory_metrics(cv, gt),
+        "num_samples": int(len(gt)),
+        "predictions": preds,
+    }
+
+
+METRIC_ROWS = ("ade", "fde", "ade@3s", "fde@3s", "ade@5s", "fde@5s", "l2@1s_stp3", "l2@2s_stp3", "l2@3s_stp3",
+               "l2_avg_stp3", "l2@1s_uniad", "l2@2s_uniad", "l2@3s_uniad", "l2_avg_uniad")
+
+
+def format_metrics_table(results: dict) -> str:
+    """Markdown table: one row per metric, model vs. constant velocity, with the protocol underneath."""
+    model, base = results["model"], results["constant_velocity"]
+    lines = ["| metric (m) | model | constant velocity |", "|---|---:|---:|"]
+    for key in METRIC_ROWS:
+        if key in model:
+            lines.append(f"| {key} | {model[key]:.3f} | {base[key]:.3f} |")
+    lines.append("")
+    lines.append(f"{results['num_samples']} held-out samples. {model['protocol']}.")
+    return "\n".join(lines)
+
+
+def save_eval_results(results: dict, path: str | Path) -> None:
+    """Write the metrics (without predictions) as JSON."""
+    payload = {k: v for k, v in results.items() if k != "predictions"}
+    Path(path).write_text(json.dumps(payload, indent=2))
+
+
+__all__ = [
+    "WaypointDataArguments",
+    "WaypointModelArguments",
+    "build_waypoint_model",
+    "evaluate_waypoint",
+    "format_metrics_table",
+    "make_compute_metrics",
+    "predict_waypoints",
+    "save_eval_results",
+    "train_waypoint",
+]

@@ -130,7 +130,10 @@ def make_compute_metrics():
 
 
 def train_waypoint(
-    model_args: WaypointModelArguments, data_args: WaypointDataArguments, training_args: TrainingArguments
+    model_args: WaypointModelArguments,
+    data_args: WaypointDataArguments,
+    training_args: TrainingArguments,
+    callbacks: list | None = None,
 ):
     """Train (or resume) a waypoint model with `Trainer`; saves model + image processor to `output_dir`.
 
@@ -161,6 +164,7 @@ def train_waypoint(
         eval_dataset=eval_ds,
         data_collator=WaypointCollator(processor, multi_camera=len(cameras) > 1),
         compute_metrics=make_compute_metrics(),
+        callbacks=callbacks,
     )
     resume = training_args.resume_from_checkpoint
     if resume == "last":

@@ -61,7 +61,7 @@ def _horizon_index(horizon_s: float, frequency_hz: float, num_points: int) -> in
     index = int(round(horizon_s * frequency_hz)) - 1
     if not 0 <= index < num_points:
         raise ValueError(
-            f"horizon {horizon_s} s is outside the {num_points} points at {frequency_hz} Hz "
+            f"horizon {horizon_s:g} s is outside the {num_points} points at {frequency_hz} Hz "
             f"(covering {num_points / frequency_hz:g} s)"
         )
     return index

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -104,11 +103,36 @@ def _checkpoint_files(name_or_path: str, revision: str | None = None, token: str
 def load_vision_tower_weights(
     tower: nn.Module, name_or_path: str, revision: str | None = None, token: str | bool | None = None
 ) -> str:
-    """Copy the vision tower's weights from a checkpoint into `tower`; returns the key prefix used.
+    """Copy the vision tower's weights from a checkpoint into `tower`; returns how they were found.
 
-    The prefix under which the checkpoint stores the tower (e.g. `model.vision_model.`) is found by
-    matching the tower's own parameter names as suffixes, so any VLM layout works without a table.
+    First only the tower's tensors are read from the safetensors files: the prefix under which the
+    checkpoint stores the tower (e.g. `model.vision_model.`) is found by matching the tower's parameter
+    names as suffixes, so any VLM layout works without a table. Checkpoints whose stored names differ
+    from the module names (transformers renames some on load, e.g. DINOv2's attention projections) fall
+    back to loading the source model with `AutoModel.from_pretrained` and copying its tower.
     """
+    try:
+        return "prefix " + repr(_load_tower_tensors(tower, name_or_path, revision=revision, token=token))
+    except _NameMismatch as err:
+        logger.info("%s; loading the full source model to take its vision tower", err)
+    source = AutoModel.from_pretrained(name_or_path, revision=revision, token=token)
+    for name, module in source.named_modules():
+        if type(module) is type(tower):
+            tower.load_state_dict(module.state_dict())
+            return f"module {name or '<root>'!r} of {type(source).__name__}"
+    raise ValueError(
+        f"{name_or_path!r} loads as {type(source).__name__}, which has no {type(tower).__name__} vision tower; "
+        "is it the checkpoint the vision_config came from?"
+    )
+
+
+class _NameMismatch(ValueError):
+    """The checkpoint's stored tensor names do not match the tower's parameter names."""
+
+
+def _load_tower_tensors(
+    tower: nn.Module, name_or_path: str, revision: str | None = None, token: str | bool | None = None
+) -> str:
     from safetensors import safe_open
 
     files = _checkpoint_files(name_or_path, revision=revision, token=token)
@@ -125,14 +149,14 @@ def load_vision_tower_weights(
             if ckpt_key.endswith(name) and (len(ckpt_key) == len(name) or ckpt_key[-len(name) - 1] == "."):
                 prefixes[ckpt_key[: len(ckpt_key) - len(name)]] += 1
     if not prefixes:
-        raise ValueError(
+        raise _NameMismatch(
             f"no vision-tower weights found in {name_or_path!r}: none of its tensors ends with the tower's "
             f"parameter names (e.g. {wanted[0]!r}); is it the checkpoint the vision_config came from?"
         )
     prefix = prefixes.most_common(1)[0][0]
     missing = [k for k in wanted if prefix + k not in key_to_file]
     if missing:
-        raise ValueError(
+        raise _NameMismatch(
             f"checkpoint {name_or_path!r} lacks {len(missing)} vision-tower tensors under prefix {prefix!r}, "
             f"e.g. {missing[:3]}; the checkpoint and the vision_config do not match"
         )
@@ -150,8 +174,3 @@ def load_vision_tower_weights(
         raise ValueError(f"vision tower weights incomplete after loading: {unexpected_missing[:5]}")
     logger.info("loaded %d vision-tower tensors from %s (prefix %r)", len(state), name_or_path, prefix)
     return prefix
-
-
-def is_local_or_offline(name_or_path: str) -> bool:
-    """True when `name_or_path` is a local directory or the Hub is switched off."""
-    return os.path.isdir(name_or_path) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")

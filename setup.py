@@ -7,8 +7,10 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 INSTALL_REQUIRES = [
-    "torch>=2.4",
-    "torchvision>=0.19",
+    # torch/torchvision from PyPI. The floor also keeps pip away from a CPU-only torch 2.13 wheel that some
+    # machines carry in a local find-links folder: PyPI's torchvision cannot import against it.
+    "torch>=2.14",
+    "torchvision>=0.29",
     "transformers>=5.0",
     "datasets>=3.0",
     "accelerate>=1.0",

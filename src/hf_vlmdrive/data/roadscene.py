@@ -40,6 +40,7 @@ OBJECT_POSITIONS = ("not present", "Left", "Center", "Right")
 OBJECT_NAMES = ("bicycle", "car", "person", "traffic_sign", "traffic_light", "obstacle", "grass", "plants", "trees")
 REQUIRED_FIELDS = ("image", "sidewalk_pos", "road_pos", "object_present", "object_present_outside")
 OBJECT_GROUPS = ("objects_on_sidewalk", "objects_outside_sidewalk")
+ROAD_VS_SIDEWALK = ("Left", "Right", "Same", "Not present", "No sidewalk")
 IMAGE_TOKEN = "<image>"
 DEFAULT_CAPTION_PROMPT = "Describe the road scene for a pedestrian."
 DEFAULT_BVPI_PROMPT = "Describe where the sidewalk, the road and the objects are. Answer in JSON."
@@ -385,9 +386,30 @@ def annotation_prompt(annotation: dict[str, Any]) -> str:
     return ANNOTATION_PROMPT.format(annotations=json.dumps(payload, separators=(", ", ": ")))
 
 
+def road_vs_sidewalk(annotation: dict[str, Any]) -> str:
+    """Where the road is relative to the sidewalk: Left / Right / Same / Not present / No sidewalk.
+
+    A derived BVPI field (mandatory in model answers): "Not present" without road, "No sidewalk" when
+    `sidewalk_pos` is Outside, else the road's image third (Left < Center=Front < Right) compared with the
+    sidewalk's.
+    """
+    road, side = annotation.get("road_pos"), annotation.get("sidewalk_pos")
+    if road == "Not present":
+        return "Not present"
+    if side == "Outside":
+        return "No sidewalk"
+    third = {"Left": 0, "Center": 1, "Front": 1, "Right": 2}
+    if road not in third or side not in third:
+        raise ValueError(f"cannot relate road_pos={road!r} to sidewalk_pos={side!r}")
+    diff = third[road] - third[side]
+    return "Same" if diff == 0 else ("Left" if diff < 0 else "Right")
+
+
 def annotation_answer(annotation: dict[str, Any]) -> str:
-    """The BVPI target answer: the annotation (without `image`) as compact JSON."""
-    return json.dumps({k: v for k, v in annotation.items() if k != "image"})
+    """The BVPI target answer: the annotation (without `image`) plus `road_vs_sidewalk`, as JSON."""
+    answer = {k: v for k, v in annotation.items() if k != "image"}
+    answer["road_vs_sidewalk"] = road_vs_sidewalk(annotation)
+    return json.dumps(answer)
 
 
 def make_chat_records(
@@ -509,6 +531,7 @@ __all__ = [
     "OBJECT_POSITIONS",
     "REQUIRED_FIELDS",
     "ROAD_POSITIONS",
+    "ROAD_VS_SIDEWALK",
     "SIDEWALK_POSITIONS",
     "LoadReport",
     "annotation_answer",
@@ -519,6 +542,7 @@ __all__ = [
     "load_sft_dataset",
     "make_chat_records",
     "normalize_bvpi_annotation",
+    "road_vs_sidewalk",
     "structure_content",
     "to_sft_dataset",
 ]

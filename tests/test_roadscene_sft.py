@@ -29,7 +29,12 @@ def setup(tmp_path_factory):
 
 
 def test_tiny_model_round_trips_through_auto_classes(setup):
-    from transformers import AutoModelForImageTextToText, AutoProcessor, SmolVLMForConditionalGeneration, SmolVLMProcessor
+    from transformers import (
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        SmolVLMForConditionalGeneration,
+        SmolVLMProcessor,
+    )
 
     root, paths = setup
     processor = AutoProcessor.from_pretrained(root / "model")

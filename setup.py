@@ -27,7 +27,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # Fine-tuning recipes (SFT with TRL, LoRA / QLoRA).
-    "train": ["trl>=1.0", "peft>=0.17", "bitsandbytes>=0.45"],
+    "train": ["trl>=1.0", "peft>=0.17", "bitsandbytes>=0.45", "num2words>=0.5"],
     # Waymo Open Dataset End-to-End protos and TFRecord reading.
     "waymo": ["protobuf>=5.0"],
     # Caption metrics (pycocoevalcap needs Java for METEOR and the PTB tokenizer) and CLIPScore.

@@ -29,7 +29,7 @@ EXTRAS = {
     # Fine-tuning recipes (SFT with TRL, LoRA / QLoRA).
     "train": ["trl>=1.0", "peft>=0.17", "bitsandbytes>=0.45", "num2words>=0.5"],
     # Waymo Open Dataset End-to-End protos and TFRecord reading.
-    "waymo": ["protobuf>=5.0"],
+    "waymo": ["protobuf>=7.35", "crc32c>=2.3"],
     # Caption metrics (pycocoevalcap needs Java for METEOR and the PTB tokenizer) and CLIPScore.
     "captions": ["pycocoevalcap>=1.2", "open_clip_torch>=2.24"],
     # LeRobot datasets (parquet + mp4) without the lerobot package.

@@ -2,9 +2,11 @@
 
     python examples/demo_waypoint.py --output_dir demo_output
 
-1. generates procedural driving scenes (train and held-out seeds),
-2. trains a tiny frozen-tower waypoint model with `transformers.Trainer` (a few minutes on 2 cores),
-3. evaluates it against constant-velocity extrapolation on the held-out scenes and prints the table,
+1. generates procedural driving scenes (train and held-out seeds) and writes them as WOD-E2E TFRecord
+   files (`E2EDFrame` protos with JPEG images, calibrations and rater-scored trajectories),
+2. reads them back through the real WOD-E2E reader and trains a tiny frozen-tower waypoint model with `transformers.Trainer` (a few minutes on 2 cores),
+3. evaluates it against constant-velocity extrapolation on the held-out scenes (ADE/FDE and the Rater
+   Feedback Score) and prints the table, and writes a challenge submission (`E2EDChallengeSubmission`),
 4. saves a model directory that loads with `AutoModel.from_pretrained` (checked), with its image
    processor and a model card, and renders predicted vs. true trajectories into a PNG.
 Exits with status 1 if the model does not beat the constant-velocity baseline on ADE.
@@ -27,6 +29,8 @@ from transformers import AutoImageProcessor, AutoModel, TrainingArguments  # noq
 import hf_vlmdrive  # noqa: E402, F401  (registers the Auto classes)
 from hf_vlmdrive.cli.parsing import parse_args  # noqa: E402
 from hf_vlmdrive.data.synthetic.driving import PinholeCamera  # noqa: E402
+from hf_vlmdrive.data.synthetic.waymo import write_synthetic_e2ed  # noqa: E402
+from hf_vlmdrive.data.waymo_e2e import format_num_parameters, write_submission  # noqa: E402
 from hf_vlmdrive.data.waypoint import load_waypoint_dataset  # noqa: E402
 from hf_vlmdrive.metrics.trajectory.trajectory import constant_velocity_baseline  # noqa: E402
 from hf_vlmdrive.model_card import render_waypoint_card  # noqa: E402
@@ -54,20 +58,24 @@ def main() -> int:
     model_dir = out / "waypoint-tiny"
     start = time.time()
 
-    train_spec, eval_spec = f"synthetic:{args.train_samples}:0", f"synthetic:{args.eval_samples}:1"
     model_args, data_args, training_args = parse_args(
         (WaypointModelArguments, WaypointDataArguments, TrainingArguments),
         [
             "--config", str(CONFIG),
             "--output_dir", str(model_dir),
-            "--train_data", train_spec,
-            "--eval_data", eval_spec,
+            "--train_data", str(out / "wod_e2e" / "training.tfrecord*"),
+            "--eval_data", str(out / "wod_e2e" / "validation.tfrecord*"),
             "--num_train_epochs", str(args.epochs),
             "--save_strategy", "no",
             "--eval_strategy", "no",
             "--logging_steps", "50",
         ],
     )
+    shape = dict(width=data_args.image_width, height=data_args.image_height, camera_names=tuple(data_args.camera_names))
+    print(f"[0/4] writing {args.train_samples} + {args.eval_samples} synthetic scenes as WOD-E2E TFRecords")
+    write_synthetic_e2ed(out / "wod_e2e", args.train_samples, seed=0, split="training", num_shards=4, **shape)
+    write_synthetic_e2ed(out / "wod_e2e", args.eval_samples, seed=1, split="validation", **shape)
+    train_spec, eval_spec = data_args.train_data, data_args.eval_data
     print(f"[1/4] training a tiny waypoint model on {args.train_samples} synthetic scenes ({args.epochs:g} epochs)")
     trainer = train_waypoint(model_args, data_args, training_args)
     train_time = time.time() - start
@@ -90,6 +98,10 @@ def main() -> int:
         return 1
     table = format_metrics_table(results)
     save_eval_results(results, out / "metrics.json")
+    n_sub = write_submission(
+        out / "submission.binproto", list(eval_ds["frame_name"]), results["predictions"],
+        method_name="hf_vlmdrive-demo", num_model_parameters=format_num_parameters(model.num_parameters()),
+    )
 
     print("[3/4] rendering predictions and the model card")
     rows = eval_ds.select(range(4))
@@ -106,8 +118,8 @@ def main() -> int:
     card = render_waypoint_card(
         model,
         table,
-        train_data=f"{args.train_samples} procedural synthetic scenes (`{train_spec}`)",
-        eval_data=f"{args.eval_samples} held-out procedural scenes (`{eval_spec}`)",
+        train_data=f"{args.train_samples} procedural synthetic scenes written as WOD-E2E TFRecords (`{train_spec}`)",
+        eval_data=f"{args.eval_samples} held-out procedural scenes, WOD-E2E TFRecords (`{eval_spec}`)",
         repo_or_dir=str(model_dir),
         metrics=results["model"],
     )
@@ -121,6 +133,8 @@ def main() -> int:
         f"FDE {results['model']['fde']:.3f} vs. {results['constant_velocity']['fde']:.3f} m"
     )
     print(f"model: {model_dir} (AutoModel.from_pretrained round trip checked), card: {model_dir / 'README.md'}")
+    print(f"RFS {results['model']['rfs']:.3f} vs. constant velocity {results['constant_velocity']['rfs']:.3f}")
+    print(f"submission: {out / 'submission.binproto'} ({n_sub} frames)")
     print(f"figure: {plot_path}; metrics: {out / 'metrics.json'}; training took {train_time:.0f} s")
     if not ade < base:
         print("error: the model does not beat the constant-velocity baseline on ADE", file=sys.stderr)

@@ -203,25 +203,36 @@ def evaluate_waypoint(model, dataset, image_processor, batch_size: int = 32, pro
     gt = np.stack([np.asarray(x) for x in dataset["future_waypoints"]])
     past = np.stack([np.asarray(x) for x in dataset["past_states"]])
     cv = constant_velocity_baseline(past, num_points=gt.shape[1])
-    return {
+    results = {
         "model": trajectory_metrics(preds, gt),
         "constant_velocity": trajectory_metrics(cv, gt),
         "num_samples": int(len(gt)),
         "predictions": preds,
     }
+    if "preference_scores" in dataset.column_names:  # WOD-E2E rater trajectories: Rater Feedback Score
+        from ..metrics.rfs.rfs import rater_feedback_score
+
+        raters = np.stack([np.asarray(x) for x in dataset["preference_trajectories"]])
+        scores = np.stack([np.asarray(x) for x in dataset["preference_scores"]])
+        for key, traj in (("model", preds), ("constant_velocity", cv)):
+            rfs = rater_feedback_score(traj, raters, scores, past_states=past)
+            results[key]["rfs"] = rfs["rfs"]
+            results[key]["rfs_num_frames"] = rfs["num_frames"]
+    return results
 
 
-METRIC_ROWS = ("ade", "fde", "ade@3s", "fde@3s", "ade@5s", "fde@5s", "l2@1s_stp3", "l2@2s_stp3", "l2@3s_stp3",
+METRIC_ROWS = ("rfs", "ade", "fde", "ade@3s", "fde@3s", "ade@5s", "fde@5s", "l2@1s_stp3", "l2@2s_stp3", "l2@3s_stp3",
                "l2_avg_stp3", "l2@1s_uniad", "l2@2s_uniad", "l2@3s_uniad", "l2_avg_uniad")
 
 
 def format_metrics_table(results: dict) -> str:
     """Markdown table: one row per metric, model vs. constant velocity, with the protocol underneath."""
     model, base = results["model"], results["constant_velocity"]
-    lines = ["| metric (m) | model | constant velocity |", "|---|---:|---:|"]
+    lines = ["| metric | model | constant velocity |", "|---|---:|---:|"]
     for key in METRIC_ROWS:
         if key in model:
-            lines.append(f"| {key} | {model[key]:.3f} | {base[key]:.3f} |")
+            label = "RFS (0-10, higher is better)" if key == "rfs" else f"{key} (m)"
+            lines.append(f"| {label} | {model[key]:.3f} | {base[key]:.3f} |")
     lines.append("")
     lines.append(f"{results['num_samples']} held-out samples. {model['protocol']}.")
     return "\n".join(lines)

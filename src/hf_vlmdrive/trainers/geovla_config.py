@@ -39,7 +39,9 @@ class GeoVLATrainingArguments(TrainingArguments):
 class GeoVLAScriptArguments:
     """Data and model arguments of `examples/train_libero.py` / `hf-vlmdrive train geovla`."""
 
-    dataset_root: str = field(metadata={"help": "LeRobot dataset directory, or the parent of a mixture's members."})
+    dataset_root: str | None = field(
+        default=None, metadata={"help": "(required) LeRobot dataset directory, or the parent of a mixture's members."}
+    )
     mixture: str | None = field(
         default=None, metadata={"help": "Named mixture ('libero_all') or comma-separated sub-directories of dataset_root."}
     )
@@ -72,6 +74,10 @@ class GeoVLAScriptArguments:
     freeze_patterns: list[str] | None = field(
         default=None, metadata={"help": "fnmatch patterns of frozen parameters (default: geometry_encoder.*)."}
     )
+
+    def __post_init__(self):
+        if not self.dataset_root:
+            raise ValueError("dataset_root is required (a LeRobot dataset directory, or the parent of a mixture)")
 
 
 __all__ = ["GeoVLAScriptArguments", "GeoVLATrainingArguments"]

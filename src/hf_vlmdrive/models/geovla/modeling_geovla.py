@@ -38,7 +38,7 @@ from transformers.utils import ModelOutput
 from ..common.dit import DiTBlock, DiTFinalLayer, TimestepEmbedder
 from ..common.flow_matching import euler_integrate, flow_matching_inputs, flow_matching_loss, sample_flow_time
 from ..common.geometry_compressor import build_geometry_compressor
-from ..common.vision import build_vision_tower, load_vision_tower_weights
+from ..common.vision import build_vision_tower
 from .configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
 
 logger = logging.getLogger(__name__)
@@ -287,7 +287,11 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
         if geo_config.model_type == GeoVLAGeometryConfig.model_type:
             model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype)
         else:
-            load_vision_tower_weights(model.geometry_encoder.backbone, geometry)
+            # Through transformers' loader (not the raw-tensor `load_vision_tower_weights`): it applies the
+            # key renames of transformers 5 (DINOv2 checkpoints store `attention.query`, the module `q_proj`).
+            model.geometry_encoder.backbone = AutoModel.from_pretrained(
+                geometry, config=geometry_config.backbone_config, dtype=dtype
+            )
         if dtype is not None:
             model.to(dtype)
         model.apply_freezing()

@@ -128,8 +128,17 @@ class GeometryFeatureCache:
         return value
 
     # ------------------------------------------------------------------ batched use
-    def encode(self, pixel_values: torch.Tensor, encode_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Features of a batch (B, ...) -> (B, ...): cached samples are read, the misses encoded in one call."""
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        encode_fn: Callable[[torch.Tensor], torch.Tensor],
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Features of a batch (B, ...) -> (B, ...): cached samples are read, the misses encoded in one call.
+
+        The result has `dtype` (default: the input's floating dtype), whether it came from the cache or not.
+        """
+        dtype = dtype or (pixel_values.dtype if pixel_values.is_floating_point() else torch.float32)
         keys = [content_key(p) for p in pixel_values]
         found = [self.get(k) for k in keys]
         missing = [i for i, v in enumerate(found) if v is None]
@@ -138,8 +147,7 @@ class GeometryFeatureCache:
                 fresh = encode_fn(pixel_values[missing])
             for j, i in enumerate(missing):
                 self.put(keys[i], fresh[j])
-                found[i] = fresh[j].detach()
-        dtype = next(v.dtype for v in found if v is not None) if not missing else fresh.dtype
+                found[i] = fresh[j].detach().to("cpu", self.dtype)  # same rounding as a later hit
         return torch.stack([v.to(pixel_values.device, dtype) for v in found])
 
     # ------------------------------------------------------------------ statistics

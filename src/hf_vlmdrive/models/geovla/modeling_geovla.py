@@ -364,7 +364,8 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
     def encode_geometry(self, geometry_pixel_values: torch.Tensor) -> torch.Tensor:
         """Raw geometry tokens (B, G, D_g), from the cache when one is attached."""
         if self.geometry_cache is not None:
-            return self.geometry_cache.encode(geometry_pixel_values, self.geometry_encoder)
+            return self.geometry_cache.encode(geometry_pixel_values, self.geometry_encoder,
+                                              dtype=self.geometry_encoder.out_proj.weight.dtype)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.geometry_is_frozen):
             return self.geometry_encoder(geometry_pixel_values)
 

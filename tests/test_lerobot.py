@@ -189,3 +189,12 @@ def test_libero_all_mixture_and_weighted_sampler(tmp_path):
     assert 0.7 < from_object < 0.8  # weight 3:1, regardless of dataset sizes 4 vs 10
     with pytest.raises(FileNotFoundError, match="libero_missing"):
         load_mixture("libero_object,libero_missing", tmp_path)
+
+
+def test_cli_lerobot_stats(cli, tmp_path, capsys):
+    root = write_lerobot_dataset(tmp_path / "d", _episodes(2, 5), version="v3.0", image_storage="image",
+                                 write_stats=False)
+    assert not (root / "meta/stats.json").exists()
+    assert cli("data", "lerobot-stats", "--root", root) == 0
+    assert load_stats(root)["action"]["count"].tolist() == [10]
+    assert '"frames": 10' in capsys.readouterr().out

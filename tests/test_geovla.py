@@ -328,3 +328,30 @@ def test_parameter_group_assignment():
     assert {(g["name"], g["lr"], len(g["params"])) for g in groups} == {
         ("vlm", 0.1, 1), ("action_head", 0.2, 1), ("action_head_no_decay", 0.2, 1)
     }
+
+
+def test_train_geovla_end_to_end_on_a_mixture(tmp_path):
+    """The path of examples/train_libero.py: tiny backbones from dirs, a two-suite mixture, checkpoints."""
+    from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
+    from hf_vlmdrive.trainers.geovla_train import train_geovla
+
+    for k, name in enumerate(("libero_object", "libero_goal")):
+        make_synthetic_libero(tmp_path / "data" / name, num_episodes=1, episode_length=6, image_size=32,
+                              image_storage="video", seed=k)
+    script = GeoVLAScriptArguments(
+        dataset_root=str(tmp_path / "data"), mixture="libero_object,libero_goal", vlm_name_or_path="tiny-random",
+        geometry_name_or_path="tiny-random", geometry_num_layers=1, geometry_num_heads=2, geometry_output_size=48,
+        num_geometry_tokens=4, dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2,
+    )
+    args = GeoVLATrainingArguments(output_dir=str(tmp_path / "run"), max_steps=4, save_steps=2, logging_steps=1,
+                                   per_device_train_batch_size=2, report_to="none", use_cpu=True, disable_tqdm=True,
+                                   geometry_cache_mb=4)
+    trainer = train_geovla(script, args)
+    for ckpt in ("checkpoint-2", "checkpoint-4"):
+        assert {"config.json", "model.safetensors", "norm_stats.json"} <= {p.name for p in (tmp_path / "run" / ckpt).iterdir()}
+    assert len(json.loads((tmp_path / "run" / "loss_curve.json").read_text())) == 4
+    from transformers import AutoModel
+
+    reloaded = AutoModel.from_pretrained(tmp_path / "run" / "checkpoint-4")
+    assert reloaded.norm_stats["action"]["mean"].shape == (7,)
+    assert trainer.model.geometry_cache is not None

@@ -356,7 +356,8 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
     def encode_vl(self, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None, **kwargs):
         """Hidden states of every LM layer ((N+1) x (B, L, D)) and the attention mask (B, L)."""
         out = self.vlm(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                       image_grid_thw=image_grid_thw, output_hidden_states=True, return_dict=True, **kwargs)
+                       image_grid_thw=image_grid_thw, output_hidden_states=True, return_dict=True, use_cache=False,
+                       **kwargs)
         if attention_mask is None:
             attention_mask = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
         return out.hidden_states, attention_mask.bool()

@@ -113,6 +113,22 @@ def test_stats_match_numpy(written):
     assert stats[CAM]["mean"].shape == (3, 1, 1)
 
 
+def test_v21_episode_stats_aggregate_to_dataset_stats(tmp_path):
+    eps = _episodes()
+    root = write_lerobot_dataset(tmp_path / "d", eps, version="v2.1", image_storage="image")
+    assert (root / "meta/episodes_stats.jsonl").is_file()
+    from hf_vlmdrive.data.lerobot import aggregate_episode_stats
+
+    lines = [json.loads(x)["stats"] for x in (root / "meta/episodes_stats.jsonl").read_text().splitlines()]
+    agg = aggregate_episode_stats(lines)
+    states = np.concatenate([e.state for e in eps])
+    np.testing.assert_allclose(agg["observation.state"]["mean"], states.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(agg["observation.state"]["std"], states.std(0), rtol=1e-5, atol=1e-6)
+    assert agg["action"]["count"] == [30]
+    (root / "meta/stats.json").unlink()  # a v2.1 dataset without stats.json: the reader aggregates
+    np.testing.assert_allclose(LeRobotDataset(root).stats["action"]["mean"], agg["action"]["mean"])
+
+
 def _copy(written, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(written[0], root)

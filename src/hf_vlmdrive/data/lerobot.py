@@ -393,8 +393,14 @@ def write_lerobot_dataset(
     }
     (root / "meta" / "info.json").write_text(json.dumps(info, indent=4), encoding="utf-8")
     if write_stats:
-        stats = compute_stats(LeRobotDataset(root, action_horizon=1, read_stats=False), image_samples=64)
-        save_stats(stats, root / "meta" / "stats.json")
+        dataset = LeRobotDataset(root, action_horizon=1, read_stats=False)
+        save_stats(compute_stats(dataset, image_samples=64), root / "meta" / "stats.json")
+        if version == "v2.1":  # v2.1 keeps per-episode statistics; readers aggregate them
+            with open(root / "meta" / "episodes_stats.jsonl", "w", encoding="utf-8") as fh:
+                for ep_index, (lo, hi) in sorted(dataset.episode_bounds.items()):
+                    ep_stats = {"observation.state": _vector_stats(dataset.states[lo:hi]),
+                                "action": _vector_stats(dataset.actions[lo:hi])}
+                    fh.write(json.dumps({"episode_index": ep_index, "stats": ep_stats}) + "\n")
     return root
 
 
@@ -469,6 +475,30 @@ def _vector_stats(values: np.ndarray) -> dict[str, list]:
     }
     for q in STAT_QUANTILES:
         out[f"q{int(round(q * 100)):02d}"] = np.quantile(values, q, axis=0).tolist()
+    return out
+
+
+def aggregate_episode_stats(episodes_stats: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, list]]:
+    """Dataset statistics from per-episode ones (v2.1 `episodes_stats.jsonl`): min/max/mean/std/count.
+
+    Means are count-weighted and variances pooled (within + between episodes), as LeRobot aggregates them.
+    Quantiles cannot be aggregated exactly and are left out.
+    """
+    out: dict[str, dict[str, list]] = {}
+    keys = set().union(*(e.keys() for e in episodes_stats)) if episodes_stats else set()
+    for key in sorted(keys):
+        entries = [e[key] for e in episodes_stats if key in e]
+        counts = np.array([float(np.asarray(e["count"]).reshape(-1)[0]) for e in entries])
+        means = np.stack([np.asarray(e["mean"], np.float64) for e in entries])
+        stds = np.stack([np.asarray(e["std"], np.float64) for e in entries])
+        w = (counts / counts.sum()).reshape(-1, *([1] * (means.ndim - 1)))
+        mean = (w * means).sum(0)
+        var = (w * (stds**2 + (means - mean) ** 2)).sum(0)
+        out[key] = {
+            "min": np.min(np.stack([np.asarray(e["min"], np.float64) for e in entries]), 0).tolist(),
+            "max": np.max(np.stack([np.asarray(e["max"], np.float64) for e in entries]), 0).tolist(),
+            "mean": mean.tolist(), "std": np.sqrt(var).tolist(), "count": [int(counts.sum())],
+        }
     return out
 
 
@@ -596,8 +626,12 @@ class LeRobotDataset(Dataset):
         self._load_data()
         self.stats = None
         if read_stats:
+            episodes_stats = self.root / "meta" / "episodes_stats.jsonl"
             if (self.root / "meta" / "stats.json").is_file():
                 self.stats = load_stats(self.root)
+            elif episodes_stats.is_file():
+                agg = aggregate_episode_stats([r["stats"] for r in _read_jsonl(episodes_stats)])
+                self.stats = {k: {s: np.asarray(v, dtype=np.float64) for s, v in d.items()} for k, d in agg.items()}
             else:
                 logger.warning("%s has no meta/stats.json; computing statistics in memory", self.root)
                 self.stats = {k: {s: np.asarray(v) for s, v in d.items()} for k, d in compute_stats(self).items()}
@@ -878,6 +912,7 @@ __all__ = [
     "LeRobotMixture",
     "VideoFrameReader",
     "WeightedMixtureSampler",
+    "aggregate_episode_stats",
     "compute_stats",
     "encode_video",
     "load_mixture",

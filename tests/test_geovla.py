@@ -232,6 +232,15 @@ def test_from_backbones_loads_pretrained_towers(tmp_path):
     for (n, p), (_, q) in zip(model.geometry_encoder.backbone.state_dict().items(), ref_geo.state_dict().items()):
         torch.testing.assert_close(p, q, msg=n)
     assert model.geometry_is_frozen and model.config.vlm_name_or_path == str(vlm_dir)
+    # The new parts were built on the meta device and then allocated: every tensor is real and initialised.
+    assert not any(p.is_meta for p in model.parameters())
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p).all(), name
+    assert all(b.adaLN_modulation[-1].weight.abs().sum() == 0 for b in model.action_head.blocks)  # AdaLN-Zero
+    assert 0.01 < model.action_head.action_in.weight.std() < 0.03  # trunc_normal(0.02)
+    assert model.geometry_encoder.out_proj.weight.std() > 0.01 and model.geometry_encoder.view_embedding.std() > 0.01
+    mha = model.geometry_encoder.multiview.layers[0].self_attn
+    assert 0.05 < mha.in_proj_weight.std() < 0.5 and mha.in_proj_bias.abs().sum() == 0
 
 
 # ------------------------------------------------------------------------------------------- cache

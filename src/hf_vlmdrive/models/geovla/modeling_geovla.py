@@ -282,16 +282,25 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
             geometry_config = GeoVLAGeometryConfig(backbone_config=geo_config, **(geometry_kwargs or {}))
         config = GeoVLAConfig(vlm_config=vlm_config, geometry_config=geometry_config, vlm_name_or_path=vlm,
                               geometry_name_or_path=geometry, **config_kwargs)
-        model = cls(config)
+        from accelerate import init_empty_weights
+
+        # Build on the meta device so a 3 B VLM is not materialised randomly just to be replaced; the
+        # pretrained towers are then loaded, and only the new parts are allocated and initialised.
+        with init_empty_weights(include_buffers=False):
+            model = cls(config)
         model.vlm = AutoModel.from_pretrained(vlm, config=config.vlm_config, dtype=dtype)
+        device = next(model.vlm.parameters()).device
+        geo = model.geometry_encoder
         if geo_config.model_type == GeoVLAGeometryConfig.model_type:
             model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype)
         else:
             # Through transformers' loader (not the raw-tensor `load_vision_tower_weights`): it applies the
             # key renames of transformers 5 (DINOv2 checkpoints store `attention.query`, the module `q_proj`).
-            model.geometry_encoder.backbone = AutoModel.from_pretrained(
-                geometry, config=geometry_config.backbone_config, dtype=dtype
-            )
+            geo.backbone = AutoModel.from_pretrained(geometry, config=geometry_config.backbone_config, dtype=dtype)
+            geo.view_embedding = nn.Parameter(torch.empty(geo.view_embedding.shape, device=device))
+            _materialize([geo.multiview, geo.norm, geo.out_proj], geo._init_weights, device)
+            geo._init_weights(geo)  # the view embedding
+        _materialize([model.geometry_compressor, model.action_head], model._init_weights, device)
         if dtype is not None:
             model.to(dtype)
         model.apply_freezing()
@@ -485,6 +494,16 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
         x = euler_integrate(lambda x, t: self.action_head(x, t, state_n, contexts, masks), noise,
                             num_steps or cfg.num_inference_steps)
         return self.unnormalize(cfg.action_key, x)
+
+
+def _materialize(modules: list[nn.Module], init_fn, device: torch.device) -> None:
+    """Allocate meta-device modules on `device` and initialise them as `__init__` + `post_init` would."""
+    for module in modules:
+        module.to_empty(device=device)
+        for m in module.modules():
+            if isinstance(m, nn.MultiheadAttention):
+                m._reset_parameters()  # torch's own init of in_proj (not an nn.Linear)
+            init_fn(m)
 
 
 def _resolve_file(name_or_path: str, filename: str, kwargs: dict) -> str | None:

@@ -22,6 +22,13 @@ def register_auto_classes() -> None:
     AutoConfig.register(WaypointVLMConfig.model_type, WaypointVLMConfig, exist_ok=True)
     AutoModel.register(WaypointVLMConfig, WaypointVLMModel, exist_ok=True)
 
+    from .geovla import GeoVLAConfig, GeoVLAForActionPrediction, GeoVLAGeometryConfig, GeoVLAGeometryEncoder
+
+    AutoConfig.register(GeoVLAConfig.model_type, GeoVLAConfig, exist_ok=True)
+    AutoModel.register(GeoVLAConfig, GeoVLAForActionPrediction, exist_ok=True)
+    AutoConfig.register(GeoVLAGeometryConfig.model_type, GeoVLAGeometryConfig, exist_ok=True)
+    AutoModel.register(GeoVLAGeometryConfig, GeoVLAGeometryEncoder, exist_ok=True)
+
     _REGISTERED = True
 
 

@@ -1,0 +1,196 @@
+"""Content-addressed cache of frozen geometry-encoder features (CPU bf16, memory budget, spill to disk).
+
+The geometry encoder of GeoVLA is frozen, so its output for a given preprocessed input never changes:
+the reference system cached it keyed by an MD5 of the preprocessed image (~600 KB per frame in bf16,
+~160 GB of RAM per process for all of LIBERO). This cache keeps the same key but bounds the memory:
+
+- entries are stored on CPU in bf16 (configurable), least recently used first out;
+- beyond `memory_budget_mb`, the least recently used entries are written to `spill_dir` as safetensors
+  files and read back from there on a hit;
+- hits / misses (memory and disk) are counted and the hit rate is logged every `log_every` lookups.
+
+The key is the MD5 of the preprocessed tensor's bytes (float32, C-contiguous) and shape. For a
+multi-view encoder the whole view set of a sample is one entry (the views attend to each other). Any
+random augmentation before the encoder would make every key new and every cached value stale, so a
+cache built with `augmentation=True` is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def content_key(pixel_values: torch.Tensor) -> str:
+    """MD5 hex digest of a preprocessed input (its float32 bytes and its shape)."""
+    t = pixel_values.detach().to("cpu", torch.float32).contiguous()
+    h = hashlib.md5(str(tuple(t.shape)).encode())
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+class GeometryFeatureCache:
+    """LRU cache of encoder outputs keyed by `content_key`, with a CPU memory budget and disk spill.
+
+    Args:
+        memory_budget_mb: bytes of cached tensors kept in RAM (per process).
+        spill_dir: where entries beyond the budget go (a temporary directory, removed by `close()`, if None).
+        dtype: storage dtype (bf16 halves memory; the model casts back to its own dtype).
+        augmentation: must be False; a cache in front of randomly augmented inputs is refused.
+        log_every: log the hit rate every this many lookups (0 = never).
+    """
+
+    def __init__(
+        self,
+        memory_budget_mb: float = 1024.0,
+        spill_dir: str | Path | None = None,
+        dtype: torch.dtype = torch.bfloat16,
+        augmentation: bool = False,
+        log_every: int = 1000,
+    ):
+        if augmentation:
+            raise ValueError(
+                "GeometryFeatureCache refuses augmented inputs: with random augmentation every preprocessed image "
+                "is new, so the cache would only grow and never hit. Turn augmentation off for the geometry "
+                "input (deterministic preprocessing) or disable the cache"
+            )
+        if memory_budget_mb < 0:
+            raise ValueError(f"memory_budget_mb must be >= 0, got {memory_budget_mb}")
+        self.memory_budget_bytes = int(memory_budget_mb * 2**20)
+        self.dtype = dtype
+        self.log_every = log_every
+        self._own_dir = spill_dir is None
+        self._spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._on_disk: set[str] = set()
+        self.memory_bytes = 0
+        self.hits_memory = self.hits_disk = self.misses = self.spilled = 0
+
+    # ------------------------------------------------------------------ storage
+    @property
+    def spill_dir(self) -> Path:
+        """Directory of spilled entries (created on first spill)."""
+        if self._spill_dir is None:
+            self._spill_dir = Path(tempfile.mkdtemp(prefix="geovla_geom_cache_"))
+        self._spill_dir.mkdir(parents=True, exist_ok=True)
+        return self._spill_dir
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._on_disk)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._memory or key in self._on_disk
+
+    def _spill_path(self, key: str) -> Path:
+        return self.spill_dir / f"{key}.safetensors"
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        """Store `value` (moved to CPU, cast to the storage dtype) under `key`, spilling LRU entries if needed."""
+        if key in self:
+            return
+        value = value.detach().to("cpu", self.dtype).contiguous()
+        self._memory[key] = value
+        self.memory_bytes += value.numel() * value.element_size()
+        while self.memory_bytes > self.memory_budget_bytes and self._memory:
+            old_key, old = self._memory.popitem(last=False)
+            self.memory_bytes -= old.numel() * old.element_size()
+            from safetensors.torch import save_file
+
+            save_file({"features": old}, str(self._spill_path(old_key)))
+            self._on_disk.add(old_key)
+            self.spilled += 1
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """The cached tensor for `key` (from RAM or disk), or None; counts the hit or miss."""
+        value = self._memory.get(key)
+        if value is not None:
+            self._memory.move_to_end(key)
+            self.hits_memory += 1
+        elif key in self._on_disk:
+            from safetensors.torch import load_file
+
+            value = load_file(str(self._spill_path(key)))["features"]
+            self.hits_disk += 1
+        else:
+            self.misses += 1
+        lookups = self.lookups
+        if self.log_every and lookups % self.log_every == 0:
+            logger.info("geometry cache: %s", self.format_stats())
+        return value
+
+    # ------------------------------------------------------------------ batched use
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        encode_fn: Callable[[torch.Tensor], torch.Tensor],
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Features of a batch (B, ...) -> (B, ...): cached samples are read, the misses encoded in one call.
+
+        The result has `dtype` (default: the input's floating dtype), whether it came from the cache or not.
+        """
+        dtype = dtype or (pixel_values.dtype if pixel_values.is_floating_point() else torch.float32)
+        keys = [content_key(p) for p in pixel_values]
+        found = [self.get(k) for k in keys]
+        missing = [i for i, v in enumerate(found) if v is None]
+        if missing:
+            with torch.no_grad():
+                fresh = encode_fn(pixel_values[missing])
+            for j, i in enumerate(missing):
+                self.put(keys[i], fresh[j])
+                found[i] = fresh[j].detach().to("cpu", self.dtype)  # same rounding as a later hit
+        return torch.stack([v.to(pixel_values.device, dtype) for v in found])
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def lookups(self) -> int:
+        """Number of `get` calls so far."""
+        return self.hits_memory + self.hits_disk + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        """Fraction of lookups served from RAM or disk."""
+        return (self.hits_memory + self.hits_disk) / self.lookups if self.lookups else 0.0
+
+    def stats(self) -> dict[str, float]:
+        """Counters for logging: hit rate, hits (memory/disk), misses, entries, MB in RAM, spilled entries."""
+        return {
+            "geom_cache_hit_rate": self.hit_rate,
+            "geom_cache_hits_memory": self.hits_memory,
+            "geom_cache_hits_disk": self.hits_disk,
+            "geom_cache_misses": self.misses,
+            "geom_cache_entries": len(self),
+            "geom_cache_memory_mb": self.memory_bytes / 2**20,
+            "geom_cache_spilled": self.spilled,
+        }
+
+    def format_stats(self) -> str:
+        """One-line summary of `stats()`."""
+        s = self.stats()
+        return (f"hit rate {s['geom_cache_hit_rate']:.1%} ({self.hits_memory} RAM + {self.hits_disk} disk hits, "
+                f"{self.misses} misses), {len(self)} entries, {s['geom_cache_memory_mb']:.1f} MB RAM, "
+                f"{self.spilled} spilled")
+
+    def close(self) -> None:
+        """Drop every entry and remove a temporary spill directory."""
+        self._memory.clear()
+        self._on_disk.clear()
+        self.memory_bytes = 0
+        if self._own_dir and self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._spill_dir = None
+
+    def __getstate__(self):
+        raise TypeError("GeometryFeatureCache lives in one process; create one per process (it is not picklable)")
+
+
+__all__ = ["GeometryFeatureCache", "content_key"]

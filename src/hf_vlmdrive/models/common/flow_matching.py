@@ -1,0 +1,74 @@
+"""Flow matching for action chunks (pi0 / GR00T convention, SPEC 1.5).
+
+Time runs from noise (t=0) to data (t=1):
+
+    t ~ Beta(alpha=1.5, beta=1) * 0.999        (more samples near the data end)
+    x_t = (1 - t) * noise + t * action
+    target velocity u = action - noise         (constant along the straight path)
+    loss = MSE(v_theta(x_t, t), u)             (over unpadded action steps)
+
+Inference starts from Gaussian noise at t=0 and integrates dx/dt = v_theta(x, t) to t=1 with Euler steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def sample_flow_time(
+    batch_size: int,
+    alpha: float = 1.5,
+    beta: float = 1.0,
+    scale: float = 0.999,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw t ~ Beta(alpha, beta) * scale, shape (batch_size,)."""
+    if generator is None:
+        dist = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(beta)))
+        t = dist.sample((batch_size,))
+    else:
+        # Beta via two Gammas so that a generator can make it reproducible.
+        a = torch._standard_gamma(torch.full((batch_size,), float(alpha)), generator=generator)
+        b = torch._standard_gamma(torch.full((batch_size,), float(beta)), generator=generator)
+        t = a / (a + b)
+    return (t * scale).to(device) if device is not None else t * scale
+
+
+def flow_matching_inputs(actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy actions x_t and the target velocity for actions/noise (B, T, A) and times t (B,)."""
+    if actions.shape != noise.shape:
+        raise ValueError(f"actions {tuple(actions.shape)} and noise {tuple(noise.shape)} must have the same shape")
+    tt = t.to(actions.dtype).view(-1, *([1] * (actions.ndim - 1)))  # (B, 1, 1)
+    x_t = (1.0 - tt) * noise + tt * actions
+    return x_t, actions - noise
+
+
+def flow_matching_loss(
+    velocity: torch.Tensor, target: torch.Tensor, is_pad: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error over action values, ignoring padded steps (is_pad (B, T) True = ignore)."""
+    per = (velocity.float() - target.float()) ** 2  # (B, T, A)
+    if is_pad is None:
+        return per.mean()
+    weight = (~is_pad.bool()).to(per.dtype).unsqueeze(-1).expand_as(per)
+    return (per * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def euler_integrate(
+    velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor, num_steps: int
+) -> torch.Tensor:
+    """Integrate dx/dt = velocity_fn(x, t) from t=0 to t=1 with `num_steps` Euler steps; t has shape (B,)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    x = x0
+    dt = 1.0 / num_steps
+    for k in range(num_steps):
+        t = torch.full((x.shape[0],), k * dt, device=x.device, dtype=x.dtype)
+        x = x + dt * velocity_fn(x, t)
+    return x
+
+
+__all__ = ["euler_integrate", "flow_matching_inputs", "flow_matching_loss", "sample_flow_time"]

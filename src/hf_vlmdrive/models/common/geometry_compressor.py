@@ -1,0 +1,96 @@
+"""Geometry compressors: G raw geometry tokens (B, G, D_in) -> K tokens (B, K, D_out) per DiT layer.
+
+Three variants (SPEC 1.5; reference sizes for D_in=1536, D_out=2048, K=16, 16 DiT layers):
+
+- `pool`      Linear(D_in, D_out) + group pooling of the G tokens into K groups; the same K tokens for
+              every DiT layer (~3.1 M parameters).
+- `per_layer` one Linear(D_in, D_out) + group pooling per DiT layer; different tokens per layer (~50 M).
+- `qformer`   Linear(D_in, D_out), K learnable queries cross-attending over the G tokens (8 heads),
+              the same K tokens for every layer (~20 M).
+
+Every compressor returns a tensor (num_layers, B, K, D_out) so that the action head indexes layer i.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+COMPRESSOR_TYPES = ("pool", "per_layer", "qformer")
+
+
+def group_pool(tokens: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Average (B, G, D) tokens over `num_groups` contiguous groups -> (B, K, D) (adaptive when G % K != 0)."""
+    return F.adaptive_avg_pool1d(tokens.transpose(1, 2), num_groups).transpose(1, 2)
+
+
+class PoolCompressor(nn.Module):
+    """Linear projection + group pooling, shared by all DiT layers."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, num_layers: int):
+        super().__init__()
+        self.num_tokens, self.num_layers = num_tokens, num_layers
+        self.proj = nn.Linear(in_dim, out_dim)
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(group_pool(self.proj(raw), self.num_tokens))  # (B, K, D_out)
+        return tokens.unsqueeze(0).expand(self.num_layers, *tokens.shape)  # (L, B, K, D_out)
+
+
+class PerLayerCompressor(nn.Module):
+    """One Linear projection + group pooling per DiT layer."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, num_layers: int):
+        super().__init__()
+        self.num_tokens, self.num_layers = num_tokens, num_layers
+        self.projs = nn.ModuleList(nn.Linear(in_dim, out_dim) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        pooled = group_pool(raw, self.num_tokens)  # pooling commutes with the linear map: pool first, cheaper
+        return torch.stack([self.norm(p(pooled)) for p in self.projs])  # (L, B, K, D_out)
+
+
+class QFormerCompressor(nn.Module):
+    """K learnable queries cross-attending over the projected geometry tokens."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int, num_layers: int, num_heads: int = 8):
+        super().__init__()
+        if out_dim % num_heads:
+            raise ValueError(f"qformer: out_dim {out_dim} must be divisible by num_heads {num_heads}")
+        self.num_tokens, self.num_layers = num_tokens, num_layers
+        self.proj = nn.Linear(in_dim, out_dim)
+        self.queries = nn.Parameter(torch.randn(num_tokens, out_dim) * 0.02)
+        self.attn = nn.MultiheadAttention(out_dim, num_heads, batch_first=True)
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        kv = self.proj(raw)  # (B, G, D_out)
+        q = self.queries.unsqueeze(0).expand(raw.shape[0], -1, -1).to(kv.dtype)  # (B, K, D_out)
+        tokens = self.norm(q + self.attn(q, kv, kv, need_weights=False)[0])
+        return tokens.unsqueeze(0).expand(self.num_layers, *tokens.shape)
+
+
+def build_geometry_compressor(
+    kind: str, in_dim: int, out_dim: int, num_tokens: int, num_layers: int, num_heads: int = 8
+) -> nn.Module:
+    """Build the compressor named `kind` (one of `COMPRESSOR_TYPES`)."""
+    if kind == "pool":
+        return PoolCompressor(in_dim, out_dim, num_tokens, num_layers)
+    if kind == "per_layer":
+        return PerLayerCompressor(in_dim, out_dim, num_tokens, num_layers)
+    if kind == "qformer":
+        return QFormerCompressor(in_dim, out_dim, num_tokens, num_layers, num_heads)
+    raise ValueError(f"geometry compressor type must be one of {COMPRESSOR_TYPES}, got {kind!r}")
+
+
+__all__ = [
+    "COMPRESSOR_TYPES",
+    "PerLayerCompressor",
+    "PoolCompressor",
+    "QFormerCompressor",
+    "build_geometry_compressor",
+    "group_pool",
+]

@@ -1,0 +1,278 @@
+"""Configuration of the geometry-injected VLA (Qwen2.5-VL + multi-view geometry encoder + DiT flow matching)."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from ..common.geometry_compressor import COMPRESSOR_TYPES
+from ..common.vision import resolve_vision_config
+
+NORMALIZATION_MODES = ("mean_std", "quantile")
+
+
+def _positive(cls_name: str, obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{cls_name}.{name} must be a positive integer, got {value!r}")
+
+
+class GeoVLAGeometryConfig(PretrainedConfig):
+    r"""Configuration of [`GeoVLAGeometryEncoder`]: a DINOv2 backbone applied to every view, a learned view
+    embedding, and a multi-view transformer that attends across the tokens of all views (the structure of
+    MapAnything's encoder; MapAnything's weights are not on PyPI/transformers, see docs/geovla.md).
+
+    Args:
+        backbone_config (`dict` or `PretrainedConfig`, *optional*):
+            The per-view backbone, a `dinov2` config by default (any vision type `AutoModel.from_config` builds
+            and whose output has a CLS token followed by patch tokens works).
+        num_views (`int`, *optional*, defaults to 2):
+            Cameras per sample (V).
+        num_layers (`int`, *optional*, defaults to 4):
+            Layers of the multi-view transformer.
+        num_heads (`int`, *optional*, defaults to 16):
+            Attention heads of the multi-view transformer; must divide the backbone hidden size.
+        mlp_ratio (`float`, *optional*, defaults to 4.0):
+            MLP width of the multi-view transformer relative to its hidden size.
+        output_size (`int`, *optional*, defaults to 1536):
+            Width of the raw geometry tokens (MapAnything: 1536).
+    """
+
+    model_type = "geovla_geometry"
+    sub_configs = {"backbone_config": PretrainedConfig}
+
+    def __init__(
+        self,
+        backbone_config: dict | PretrainedConfig | None = None,
+        num_views: int = 2,
+        num_layers: int = 4,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        output_size: int = 1536,
+        **kwargs,
+    ):
+        if backbone_config is None:
+            backbone_config = {"model_type": "dinov2", "hidden_size": 1024, "num_hidden_layers": 24,
+                               "num_attention_heads": 16, "image_size": 224, "patch_size": 14}
+        self.backbone_config = resolve_vision_config(backbone_config, default_type="dinov2")
+        self.num_views = num_views
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.output_size = output_size
+        super().__init__(**kwargs)
+        _positive("GeoVLAGeometryConfig", self, "num_views", "num_layers", "num_heads", "output_size")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"GeoVLAGeometryConfig.num_heads={self.num_heads} must divide the backbone hidden size {self.hidden_size}"
+            )
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the backbone (and of the multi-view transformer)."""
+        return self.backbone_config.hidden_size
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square views the backbone takes."""
+        size = self.backbone_config.image_size
+        return size if isinstance(size, int) else size[0]
+
+    @property
+    def tokens_per_view(self) -> int:
+        """Patch tokens per view ((image_size / patch_size)^2; 256 at 224 px with patch 14)."""
+        return (self.image_size // self.backbone_config.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        """G, the raw geometry tokens per sample."""
+        return self.num_views * self.tokens_per_view
+
+
+class GeoVLAConfig(PretrainedConfig):
+    r"""Configuration of [`GeoVLAForActionPrediction`].
+
+    ```
+    images (B,V,3,S,S) + instruction -> Qwen2.5-VL -> hidden states of every LM layer  vl_embs[0..N]
+    images (B,V,3,S,S) -> geometry encoder (frozen) -> raw_geom (B, G, D_g) -> compressor -> (L, B, K, D_vlm)
+    DiT layer i: cross-attends to cat(vl_embs[dit_vlm_layer_map[i]], geom_tokens[i])
+    ```
+
+    Args:
+        vlm_config (`dict` or `PretrainedConfig`, *optional*):
+            The Qwen2.5-VL config (`model_type: qwen2_5_vl`). Defaults to transformers' Qwen2.5-VL defaults.
+        geometry_config (`dict` or [`GeoVLAGeometryConfig`], *optional*):
+            The geometry encoder (DINOv2 backbone + multi-view transformer).
+        compressor_type (`str`, *optional*, defaults to `"pool"`):
+            `"pool"`, `"per_layer"` or `"qformer"` (see `models/common/geometry_compressor.py`).
+        num_geometry_tokens (`int`, *optional*, defaults to 16):
+            K, geometry tokens per DiT layer.
+        compressor_num_heads (`int`, *optional*, defaults to 8):
+            Heads of the qformer compressor; must divide the VLM hidden size.
+        dit_num_layers (`int`, *optional*, defaults to 16):
+            Depth of the DiT action head.
+        dit_hidden_size (`int`, *optional*, defaults to 1024):
+            Width of the DiT.
+        dit_num_heads (`int`, *optional*, defaults to 16):
+            Heads of the DiT's self- and cross-attention; must divide `dit_hidden_size`.
+        dit_mlp_ratio (`float`, *optional*, defaults to 4.0):
+            MLP width of a DiT block relative to `dit_hidden_size`.
+        dit_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout inside the DiT.
+        dit_vlm_layer_map (`list[int]`, *optional*):
+            The VLM hidden state each DiT layer cross-attends to: entry i is an index into the
+            `output_hidden_states` tuple (0 = token embeddings, n = output of LM layer n). Must have
+            `dit_num_layers` entries in [0, N]. Default: the last `dit_num_layers` LM layers when the LM has
+            at least that many, else LM layers spread evenly (`1 + floor(i * N / dit_num_layers)`).
+        action_dim (`int`, *optional*, defaults to 7):
+            Values per action (6-DoF delta pose + gripper).
+        action_chunk_size (`int`, *optional*, defaults to 8):
+            T, actions predicted per call.
+        state_dim (`int`, *optional*, defaults to 8):
+            Width of the robot state (LIBERO: eef pos 3 + axis-angle 3 + gripper qpos 2).
+        flow_beta_alpha (`float`, *optional*, defaults to 1.5):
+            Alpha of the Beta distribution of training times.
+        flow_beta_beta (`float`, *optional*, defaults to 1.0):
+            Beta of the Beta distribution of training times.
+        flow_time_scale (`float`, *optional*, defaults to 0.999):
+            Training times are Beta samples times this (never exactly 1).
+        num_inference_steps (`int`, *optional*, defaults to 10):
+            Euler steps of `predict_action`.
+        normalization_mode (`str`, *optional*, defaults to `"mean_std"`):
+            `"mean_std"` ((x - mean) / std) or `"quantile"` (q01..q99 mapped to [-1, 1]).
+        state_key (`str`, *optional*, defaults to `"observation.state"`):
+            Key of the state statistics in `norm_stats.json`.
+        action_key (`str`, *optional*, defaults to `"action"`):
+            Key of the action statistics in `norm_stats.json`.
+        freeze_patterns (`list[str]`, *optional*, defaults to `["geometry_encoder.*"]`):
+            `fnmatch` patterns of parameter names to freeze (e.g. add `"vlm.visual.*"`).
+        vlm_name_or_path (`str`, *optional*): where the VLM weights came from (informational).
+        geometry_name_or_path (`str`, *optional*): where the geometry weights came from (informational).
+    """
+
+    model_type = "geovla"
+    sub_configs = {"vlm_config": PretrainedConfig, "geometry_config": GeoVLAGeometryConfig}
+
+    def __init__(
+        self,
+        vlm_config: dict | PretrainedConfig | None = None,
+        geometry_config: dict | GeoVLAGeometryConfig | None = None,
+        compressor_type: str = "pool",
+        num_geometry_tokens: int = 16,
+        compressor_num_heads: int = 8,
+        dit_num_layers: int = 16,
+        dit_hidden_size: int = 1024,
+        dit_num_heads: int = 16,
+        dit_mlp_ratio: float = 4.0,
+        dit_dropout: float = 0.0,
+        dit_vlm_layer_map: list[int] | None = None,
+        action_dim: int = 7,
+        action_chunk_size: int = 8,
+        state_dim: int = 8,
+        flow_beta_alpha: float = 1.5,
+        flow_beta_beta: float = 1.0,
+        flow_time_scale: float = 0.999,
+        num_inference_steps: int = 10,
+        normalization_mode: str = "mean_std",
+        state_key: str = "observation.state",
+        action_key: str = "action",
+        freeze_patterns: list[str] | None = None,
+        vlm_name_or_path: str | None = None,
+        geometry_name_or_path: str | None = None,
+        **kwargs,
+    ):
+        self.vlm_config = resolve_vision_config(vlm_config, default_type="qwen2_5_vl")
+        if isinstance(geometry_config, dict):
+            geometry_config = GeoVLAGeometryConfig(**{k: v for k, v in geometry_config.items() if k != "model_type"})
+        self.geometry_config = geometry_config if geometry_config is not None else GeoVLAGeometryConfig()
+        self.compressor_type = compressor_type
+        self.num_geometry_tokens = num_geometry_tokens
+        self.compressor_num_heads = compressor_num_heads
+        self.dit_num_layers = dit_num_layers
+        self.dit_hidden_size = dit_hidden_size
+        self.dit_num_heads = dit_num_heads
+        self.dit_mlp_ratio = dit_mlp_ratio
+        self.dit_dropout = dit_dropout
+        self.action_dim = action_dim
+        self.action_chunk_size = action_chunk_size
+        self.state_dim = state_dim
+        self.flow_beta_alpha = flow_beta_alpha
+        self.flow_beta_beta = flow_beta_beta
+        self.flow_time_scale = flow_time_scale
+        self.num_inference_steps = num_inference_steps
+        self.normalization_mode = normalization_mode
+        self.state_key = state_key
+        self.action_key = action_key
+        self.freeze_patterns = list(freeze_patterns) if freeze_patterns is not None else ["geometry_encoder.*"]
+        self.vlm_name_or_path = vlm_name_or_path
+        self.geometry_name_or_path = geometry_name_or_path
+        super().__init__(**kwargs)
+        _positive("GeoVLAConfig", self, "num_geometry_tokens", "dit_num_layers", "dit_hidden_size", "dit_num_heads",
+                  "action_dim", "action_chunk_size", "state_dim", "num_inference_steps")
+        self.dit_vlm_layer_map = (
+            [int(x) for x in dit_vlm_layer_map] if dit_vlm_layer_map is not None else self.default_layer_map()
+        )
+        self._validate()
+
+    @property
+    def text_config(self) -> PretrainedConfig:
+        """The language model's config inside `vlm_config`."""
+        return getattr(self.vlm_config, "text_config", self.vlm_config)
+
+    @property
+    def vlm_hidden_size(self) -> int:
+        """Width of the VLM hidden states (and of the geometry tokens)."""
+        return self.text_config.hidden_size
+
+    @property
+    def vlm_num_layers(self) -> int:
+        """N, the language model's layers (hidden states 0..N)."""
+        return self.text_config.num_hidden_layers
+
+    def default_layer_map(self) -> list[int]:
+        """The default DiT -> VLM layer map (see `dit_vlm_layer_map`)."""
+        n, depth = self.vlm_num_layers, self.dit_num_layers
+        if n >= depth:
+            return [n - depth + 1 + i for i in range(depth)]
+        return [1 + (i * n) // depth for i in range(depth)]
+
+    def _validate(self) -> None:
+        if self.vlm_config.model_type != "qwen2_5_vl":
+            raise ValueError(f"GeoVLAConfig.vlm_config.model_type must be 'qwen2_5_vl', got {self.vlm_config.model_type!r}")
+        if self.compressor_type not in COMPRESSOR_TYPES:
+            raise ValueError(f"GeoVLAConfig.compressor_type must be one of {COMPRESSOR_TYPES}, got {self.compressor_type!r}")
+        if self.compressor_type == "qformer" and self.vlm_hidden_size % self.compressor_num_heads:
+            raise ValueError(
+                f"GeoVLAConfig.compressor_num_heads={self.compressor_num_heads} must divide the VLM hidden size "
+                f"{self.vlm_hidden_size}"
+            )
+        if self.dit_hidden_size % self.dit_num_heads:
+            raise ValueError(
+                f"GeoVLAConfig.dit_num_heads={self.dit_num_heads} must divide dit_hidden_size={self.dit_hidden_size}"
+            )
+        layer_map = self.dit_vlm_layer_map
+        if len(layer_map) != self.dit_num_layers:
+            raise ValueError(
+                f"GeoVLAConfig.dit_vlm_layer_map has {len(layer_map)} entries but dit_num_layers={self.dit_num_layers}; "
+                "give one VLM hidden-state index per DiT layer"
+            )
+        bad = [x for x in layer_map if not 0 <= x <= self.vlm_num_layers]
+        if bad:
+            raise ValueError(
+                f"GeoVLAConfig.dit_vlm_layer_map entries must be in [0, {self.vlm_num_layers}] (0 = embeddings, "
+                f"n = LM layer n of {self.vlm_num_layers}); got {bad}"
+            )
+        if self.normalization_mode not in NORMALIZATION_MODES:
+            raise ValueError(
+                f"GeoVLAConfig.normalization_mode must be one of {NORMALIZATION_MODES}, got {self.normalization_mode!r}"
+            )
+        if not (self.flow_beta_alpha > 0 and self.flow_beta_beta > 0 and 0 < self.flow_time_scale <= 1):
+            raise ValueError(
+                "GeoVLAConfig: flow_beta_alpha and flow_beta_beta must be > 0 and flow_time_scale in (0, 1], got "
+                f"{self.flow_beta_alpha}, {self.flow_beta_beta}, {self.flow_time_scale}"
+            )
+        if not 0.0 <= self.dit_dropout < 1.0:
+            raise ValueError(f"GeoVLAConfig.dit_dropout must be in [0, 1), got {self.dit_dropout!r}")
+
+
+__all__ = ["GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES"]

@@ -1,0 +1,530 @@
+"""Geometry-injected VLA: Qwen2.5-VL + frozen multi-view geometry encoder + DiT flow-matching action head.
+
+```
+ images (B,V,3,S,S) + instruction          images (B,V,3,S_g,S_g)              state (B, S)   noisy actions (B,T,A), t
+        | Qwen2_5_VLProcessor                  | geometry encoder (frozen,        | normalise      |
+  Qwen2.5-VL (output_hidden_states)            |  DINOv2 per view + view emb +    | Linear         | Linear
+        | vl_embs[0..N], each (B, L, D)        |  multi-view transformer)         |                |
+        |                                      | raw_geom (B, G, D_g)             +---- tokens (B, 1+T, W) + pos
+        |                              geometry compressor (pool|per_layer|qformer)        |
+        |                                      | geom_tokens (n_dit, B, K, D)   t -> AdaLN cond (B, W)
+        +-----------------+--------------------+                                          |
+                          | context_i = cat(vl_embs[map[i]], geom_tokens[i])  (B, L+K, D)  |
+                          +-------------------------------> DiT block i (self-attn, cross-attn, MLP) x n_dit
+                                                                                          | final layer
+                                                                                 velocity (B, T, A)
+```
+
+Training: flow matching (SPEC 1.5; `models/common/flow_matching.py`) on actions normalised with the
+statistics the model holds (`norm_stats.json` beside the weights). Inference (`predict_action`): Euler
+integration from noise, then un-normalisation with the same statistics.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ..common.dit import DiTBlock, DiTFinalLayer, TimestepEmbedder
+from ..common.flow_matching import euler_integrate, flow_matching_inputs, flow_matching_loss, sample_flow_time
+from ..common.geometry_compressor import build_geometry_compressor
+from ..common.vision import build_vision_tower
+from .configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
+
+logger = logging.getLogger(__name__)
+
+NORM_STATS_FILE = "norm_stats.json"
+_STATS_NEEDED = {"mean_std": ("mean", "std"), "quantile": ("q01", "q99")}
+
+
+@dataclass
+class GeoVLAOutput(ModelOutput):
+    """Output of [`GeoVLAForActionPrediction`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): flow-matching MSE, when `actions` are given.
+        velocity (`torch.FloatTensor` of shape `(B, T, A)`): predicted velocity at the sampled times.
+        target_velocity (`torch.FloatTensor` of shape `(B, T, A)`): action - noise (normalised units).
+        time (`torch.FloatTensor` of shape `(B,)`): the flow times used.
+    """
+
+    loss: torch.FloatTensor | None = None
+    velocity: torch.FloatTensor | None = None
+    target_velocity: torch.FloatTensor | None = None
+    time: torch.FloatTensor | None = None
+
+
+# ------------------------------------------------------------------------------------------- geometry
+class GeoVLAGeometryEncoder(PreTrainedModel):
+    """DINOv2 on every view, a learned view embedding, and a transformer across all views' patch tokens.
+
+    The structure of MapAnything's encoder (per-view DINOv2 features fused by a multi-view transformer);
+    the backbone loads pretrained DINOv2 weights, the multi-view transformer is this library's own.
+    """
+
+    config_class = GeoVLAGeometryConfig
+    base_model_prefix = "geometry_encoder"
+    main_input_name = "pixel_values"
+    _no_split_modules = ["Dinov2Layer"]
+
+    def __init__(self, config: GeoVLAGeometryConfig):
+        super().__init__(config)
+        self.backbone = build_vision_tower(config.backbone_config)
+        d = config.hidden_size
+        self.view_embedding = nn.Parameter(torch.zeros(config.num_views, d))
+        layer = nn.TransformerEncoderLayer(d, config.num_heads, int(d * config.mlp_ratio), dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.multiview = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.out_proj = nn.Linear(d, config.output_size)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, GeoVLAGeometryEncoder):
+            nn.init.trunc_normal_(module.view_embedding, std=0.02)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3, S, S) -> raw geometry tokens (B, V * P, output_size)."""
+        cfg = self.config
+        if pixel_values.ndim != 5 or pixel_values.shape[1] != cfg.num_views or pixel_values.shape[-1] != cfg.image_size:
+            raise ValueError(
+                f"geometry pixel_values must have shape (batch, {cfg.num_views}, 3, {cfg.image_size}, "
+                f"{cfg.image_size}), got {tuple(pixel_values.shape)}"
+            )
+        b, v = pixel_values.shape[:2]
+        flat = pixel_values.reshape(b * v, *pixel_values.shape[2:]).to(self.out_proj.weight.dtype)  # (B*V, 3, S, S)
+        tokens = self.backbone(pixel_values=flat).last_hidden_state[:, 1:]  # (B*V, P, D) patch tokens, CLS dropped
+        tokens = tokens.reshape(b, v, -1, tokens.shape[-1]) + self.view_embedding[None, :, None]  # (B, V, P, D)
+        fused = self.multiview(tokens.reshape(b, -1, tokens.shape[-1]))  # (B, V*P, D): attention across views
+        return self.out_proj(self.norm(fused))  # (B, G, D_g)
+
+
+# ------------------------------------------------------------------------------------------- action head
+class GeoVLAActionHead(nn.Module):
+    """DiT over [state token, T action tokens], AdaLN-conditioned on the flow time, one context per layer."""
+
+    def __init__(self, config: GeoVLAConfig):
+        super().__init__()
+        w = config.dit_hidden_size
+        self.action_in = nn.Linear(config.action_dim, w)
+        self.state_in = nn.Linear(config.state_dim, w)
+        self.pos_embedding = nn.Parameter(torch.zeros(1 + config.action_chunk_size, w))
+        self.time_embedder = TimestepEmbedder(w)
+        self.blocks = nn.ModuleList(
+            DiTBlock(w, config.vlm_hidden_size, config.dit_num_heads, config.dit_mlp_ratio, config.dit_dropout)
+            for _ in range(config.dit_num_layers)
+        )
+        self.final = DiTFinalLayer(w, config.action_dim)
+
+    def forward(
+        self,
+        noisy_actions: torch.Tensor,
+        time: torch.Tensor,
+        state: torch.Tensor,
+        contexts: list[torch.Tensor],
+        context_masks: list[torch.Tensor | None],
+    ) -> torch.Tensor:
+        """Velocity (B, T, A) for noisy actions (B, T, A), times (B,), normalised state (B, S)."""
+        x = torch.cat([self.state_in(state).unsqueeze(1), self.action_in(noisy_actions)], dim=1)  # (B, 1+T, W)
+        x = x + self.pos_embedding.unsqueeze(0)
+        cond = self.time_embedder(time)  # (B, W)
+        for block, context, mask in zip(self.blocks, contexts, context_masks):
+            x = block(x, cond, context, mask)
+        return self.final(x[:, 1:], cond)  # (B, T, A)
+
+
+# ------------------------------------------------------------------------------------------- model
+class GeoVLAPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and Auto-class plumbing of the GeoVLA family."""
+
+    config_class = GeoVLAConfig
+    base_model_prefix = "geovla"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["DiTBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock", "Dinov2Layer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only this family's own modules; the VLM and DINOv2 initialise (or load) themselves.
+        if getattr(module, "_geovla_own", False) is False:
+            return
+        if isinstance(module, nn.Linear):
+            if getattr(module, "_zero_init", False):
+                nn.init.zeros_(module.weight)
+            else:
+                nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, GeoVLAActionHead):
+            nn.init.trunc_normal_(module.pos_embedding, std=0.02)
+        elif hasattr(module, "queries"):
+            nn.init.trunc_normal_(module.queries, std=0.02)
+
+
+class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
+    """Qwen2.5-VL hidden states + compressed geometry tokens condition a DiT that predicts action chunks."""
+
+    def __init__(self, config: GeoVLAConfig):
+        super().__init__(config)
+        self.vlm = AutoModel.from_config(config.vlm_config)
+        self.geometry_encoder = GeoVLAGeometryEncoder(config.geometry_config)
+        self.geometry_compressor = build_geometry_compressor(
+            config.compressor_type, config.geometry_config.output_size, config.vlm_hidden_size,
+            config.num_geometry_tokens, config.dit_num_layers, config.compressor_num_heads,
+        )
+        self.action_head = GeoVLAActionHead(config)
+        for part in (self.geometry_compressor, self.action_head):
+            for module in part.modules():
+                module._geovla_own = True
+        for block in self.action_head.blocks:
+            block.adaLN_modulation[-1]._zero_init = True
+        self.action_head.final.adaLN_modulation[-1]._zero_init = True
+        self.action_head.final.linear._zero_init = True
+        self.norm_stats: dict[str, dict[str, torch.Tensor]] | None = None
+        self.geometry_cache = None
+        self.post_init()
+        self.apply_freezing()
+
+    # ------------------------------------------------------------------ freezing
+    def apply_freezing(self, patterns: list[str] | None = None) -> list[str]:
+        """Freeze parameters whose names match `patterns` (default: `config.freeze_patterns`); returns them."""
+        patterns = self.config.freeze_patterns if patterns is None else patterns
+        frozen = []
+        for name, param in self.named_parameters():
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                param.requires_grad_(False)
+                frozen.append(name)
+        self.train(self.training)
+        return frozen
+
+    @property
+    def geometry_is_frozen(self) -> bool:
+        """True when no geometry-encoder parameter requires a gradient."""
+        return not any(p.requires_grad for p in self.geometry_encoder.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # A frozen encoder stays in eval mode (deterministic features, and the cache stays valid).
+        if self.geometry_is_frozen:
+            self.geometry_encoder.eval()
+        return self
+
+    def attach_geometry_cache(self, cache) -> None:
+        """Serve frozen geometry features from a [`GeometryFeatureCache`] (None detaches)."""
+        if cache is not None and not self.geometry_is_frozen:
+            raise ValueError("a geometry feature cache needs a frozen geometry encoder (freeze_patterns)")
+        self.geometry_cache = cache
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then `norm_stats.json` and the freezing the config asks for."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model.apply_freezing()
+        path = _resolve_file(str(pretrained_model_name_or_path), NORM_STATS_FILE, kwargs)
+        if path is not None:
+            model.set_norm_stats(json.loads(Path(path).read_text(encoding="utf-8")), source=str(path))
+        else:
+            logger.warning(
+                "%s has no %s: set statistics with `model.set_norm_stats(...)` before training or predicting",
+                pretrained_model_name_or_path, NORM_STATS_FILE,
+            )
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the normalisation statistics as `norm_stats.json`."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.norm_stats is not None:
+            stats = {k: {s: v.tolist() for s, v in d.items()} for k, d in self.norm_stats.items()}
+            (Path(save_directory) / NORM_STATS_FILE).write_text(json.dumps(stats, indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_backbones(
+        cls,
+        vlm: str,
+        geometry: str,
+        geometry_kwargs: dict[str, Any] | None = None,
+        dtype: torch.dtype | None = None,
+        **config_kwargs,
+    ) -> GeoVLAForActionPrediction:
+        """Build GeoVLA around a pretrained Qwen2.5-VL and a pretrained geometry encoder (Hub ids or dirs).
+
+        `vlm` is any Qwen2.5-VL checkpoint (`Qwen/Qwen2.5-VL-3B-Instruct`); its `Qwen2_5_VLModel` part is
+        loaded. `geometry` is either a saved [`GeoVLAGeometryEncoder`] (`model_type: geovla_geometry`) or a
+        DINOv2 checkpoint (`facebook/dinov2-giant`): then the backbone weights are loaded and the
+        multi-view transformer (sized by `geometry_kwargs`) is freshly initialised. The compressor and the
+        DiT are new. Extra keyword arguments go to [`GeoVLAConfig`].
+        """
+        vlm_config = AutoConfig.from_pretrained(vlm)
+        geo_config = AutoConfig.from_pretrained(geometry)
+        if geo_config.model_type == GeoVLAGeometryConfig.model_type:
+            geometry_config = geo_config
+        else:
+            geometry_config = GeoVLAGeometryConfig(backbone_config=geo_config, **(geometry_kwargs or {}))
+        config = GeoVLAConfig(vlm_config=vlm_config, geometry_config=geometry_config, vlm_name_or_path=vlm,
+                              geometry_name_or_path=geometry, **config_kwargs)
+        from accelerate import init_empty_weights
+
+        # Build on the meta device so a 3 B VLM is not materialised randomly just to be replaced; the
+        # pretrained towers are then loaded, and only the new parts are allocated and initialised.
+        with init_empty_weights(include_buffers=False):
+            model = cls(config)
+        model.vlm = AutoModel.from_pretrained(vlm, config=config.vlm_config, dtype=dtype)
+        device = next(model.vlm.parameters()).device
+        geo = model.geometry_encoder
+        if geo_config.model_type == GeoVLAGeometryConfig.model_type:
+            model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype)
+        else:
+            # Through transformers' loader (not the raw-tensor `load_vision_tower_weights`): it applies the
+            # key renames of transformers 5 (DINOv2 checkpoints store `attention.query`, the module `q_proj`).
+            geo.backbone = AutoModel.from_pretrained(geometry, config=geometry_config.backbone_config, dtype=dtype)
+            geo.view_embedding = nn.Parameter(torch.empty(geo.view_embedding.shape, device=device))
+            _materialize([geo.multiview, geo.norm, geo.out_proj], geo._init_weights, device)
+            geo._init_weights(geo)  # the view embedding
+        _materialize([model.geometry_compressor, model.action_head], model._init_weights, device)
+        if dtype is not None:
+            model.to(dtype)
+        model.apply_freezing()
+        return model
+
+    # ------------------------------------------------------------------ normalisation
+    def set_norm_stats(self, stats: dict[str, dict[str, Any]], source: str = "norm stats") -> None:
+        """Install normalisation statistics ({feature: {mean, std, q01, q99, ...}}); keys and widths are checked.
+
+        Only the state and action entries are kept. A missing key, a missing statistic for the configured
+        `normalization_mode`, or a width that disagrees with `state_dim` / `action_dim` is an error.
+        """
+        cfg = self.config
+        needed = _STATS_NEEDED[cfg.normalization_mode]
+        kept: dict[str, dict[str, torch.Tensor]] = {}
+        for key, width in ((cfg.state_key, cfg.state_dim), (cfg.action_key, cfg.action_dim)):
+            if key not in stats:
+                raise KeyError(
+                    f"{source}: no statistics for {key!r} (has {sorted(stats)}); the model normalises "
+                    f"state_key={cfg.state_key!r} and action_key={cfg.action_key!r}: fix the keys or the config"
+                )
+            entry = {}
+            for s in needed:
+                if s not in stats[key]:
+                    raise KeyError(f"{source}: {key!r} lacks {s!r}, needed by normalization_mode={cfg.normalization_mode!r}")
+                value = torch.as_tensor(np.asarray(stats[key][s], dtype=np.float32)).reshape(-1)
+                if value.numel() != width:
+                    raise ValueError(f"{source}: {key!r}.{s} has {value.numel()} values but the model expects {width}")
+                entry[s] = value
+            kept[key] = entry
+        self.norm_stats = kept
+
+    def _require_stats(self) -> dict[str, dict[str, torch.Tensor]]:
+        if self.norm_stats is None:
+            raise RuntimeError(
+                f"GeoVLA has no normalisation statistics: call `model.set_norm_stats(dataset.stats)` before "
+                f"training, or load a checkpoint directory with {NORM_STATS_FILE}"
+            )
+        return self.norm_stats
+
+    def _affine(self, key: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(center, scale) with normalised = (x - center) / scale."""
+        entry = self._require_stats()[key]
+        if self.config.normalization_mode == "mean_std":
+            center, scale = entry["mean"], entry["std"]
+        else:
+            center, scale = (entry["q99"] + entry["q01"]) / 2, (entry["q99"] - entry["q01"]) / 2
+        return center.to(like.device, like.dtype), scale.clamp(min=1e-6).to(like.device, like.dtype)
+
+    def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a state or action tensor (last dim = features) with the stored statistics."""
+        center, scale = self._affine(key, x)
+        out = (x - center) / scale
+        return out.clamp(-1.0, 1.0) if self.config.normalization_mode == "quantile" else out
+
+    def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of `normalize` (for in-range values)."""
+        center, scale = self._affine(key, x)
+        return x * scale + center
+
+    # ------------------------------------------------------------------ encoders
+    def encode_vl(self, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None, **kwargs):
+        """Hidden states of every LM layer ((N+1) x (B, L, D)) and the attention mask (B, L)."""
+        out = self.vlm(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                       image_grid_thw=image_grid_thw, output_hidden_states=True, return_dict=True, use_cache=False,
+                       **kwargs)
+        if attention_mask is None:
+            attention_mask = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+        return out.hidden_states, attention_mask.bool()
+
+    def encode_geometry(self, geometry_pixel_values: torch.Tensor) -> torch.Tensor:
+        """Raw geometry tokens (B, G, D_g), from the cache when one is attached."""
+        if self.geometry_cache is not None:
+            return self.geometry_cache.encode(geometry_pixel_values, self.geometry_encoder,
+                                              dtype=self.geometry_encoder.out_proj.weight.dtype)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.geometry_is_frozen):
+            return self.geometry_encoder(geometry_pixel_values)
+
+    def _contexts(self, hidden_states, vl_mask, raw_geom):
+        geom = self.geometry_compressor(raw_geom.to(self.action_head.action_in.weight.dtype))  # (n_dit, B, K, D)
+        ones = torch.ones(geom.shape[1:3], dtype=torch.bool, device=geom.device)  # (B, K)
+        contexts, masks = [], []
+        for i, layer in enumerate(self.config.dit_vlm_layer_map):
+            vl = hidden_states[layer].to(geom.dtype)  # (B, L, D)
+            contexts.append(torch.cat([vl, geom[i]], dim=1))  # (B, L + K, D)
+            masks.append(torch.cat([vl_mask.to(geom.device), ones], dim=1))
+        return contexts, masks
+
+    def _geometry_input(self, geometry_pixel_values, geometry_features):
+        if (geometry_pixel_values is None) == (geometry_features is None):
+            raise ValueError("pass exactly one of `geometry_pixel_values` (B, V, 3, S, S) and `geometry_features` (B, G, D_g)")
+        if geometry_features is not None:
+            g = self.config.geometry_config
+            if geometry_features.ndim != 3 or geometry_features.shape[-1] != g.output_size:
+                raise ValueError(f"`geometry_features` must have shape (batch, G, {g.output_size}), got {tuple(geometry_features.shape)}")
+            return geometry_features
+        return self.encode_geometry(geometry_pixel_values)
+
+    def _check_state(self, state: torch.Tensor | None, batch: int) -> torch.Tensor:
+        if state is None or tuple(state.shape) != (batch, self.config.state_dim):
+            got = None if state is None else tuple(state.shape)
+            raise ValueError(f"`state` must have shape (batch, state_dim) = ({batch}, {self.config.state_dim}), got {got}")
+        return self.normalize(self.config.state_key, state.to(self.action_head.state_in.weight.dtype))
+
+    # ------------------------------------------------------------------ forward / predict
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        geometry_pixel_values: torch.Tensor | None = None,
+        geometry_features: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
+        action_is_pad: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        time: torch.Tensor | None = None,
+        **kwargs,
+    ) -> GeoVLAOutput:
+        r"""Flow-matching training step.
+
+        Args:
+            input_ids, attention_mask, pixel_values, image_grid_thw: Qwen2.5-VL inputs from its processor
+                (instruction + one image per camera).
+            geometry_pixel_values (`torch.FloatTensor` of shape `(B, V, 3, S_g, S_g)`): geometry-encoder input.
+            geometry_features (`torch.FloatTensor` of shape `(B, G, D_g)`, *optional*): precomputed raw geometry
+                tokens instead of `geometry_pixel_values`.
+            state (`torch.FloatTensor` of shape `(B, state_dim)`): raw (un-normalised) robot state.
+            actions (`torch.FloatTensor` of shape `(B, T, action_dim)`): raw action chunk.
+            action_is_pad (`torch.BoolTensor` of shape `(B, T)`, *optional*): steps past the episode's end.
+            noise (`torch.FloatTensor` of shape `(B, T, action_dim)`, *optional*): the flow's source sample.
+            time (`torch.FloatTensor` of shape `(B,)`, *optional*): flow times (default: Beta(1.5, 1) * 0.999).
+        """
+        cfg = self.config
+        kwargs.pop("num_items_in_batch", None)
+        kwargs.pop("mm_token_type_ids", None)
+        if input_ids is None:
+            raise ValueError("`input_ids` are required (instruction + image tokens from the Qwen2.5-VL processor)")
+        batch = input_ids.shape[0]
+        expected = (batch, cfg.action_chunk_size, cfg.action_dim)
+        if actions is None or tuple(actions.shape) != expected:
+            got = None if actions is None else tuple(actions.shape)
+            raise ValueError(f"`actions` must have shape (batch, action_chunk_size, action_dim) = {expected}, got {got}")
+        state_n = self._check_state(state, batch)
+        hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
+        raw_geom = self._geometry_input(geometry_pixel_values, geometry_features)
+        contexts, masks = self._contexts(hidden, vl_mask, raw_geom)
+
+        dtype = self.action_head.action_in.weight.dtype
+        target_actions = self.normalize(cfg.action_key, actions.to(dtype))
+        if noise is None:
+            noise = torch.randn_like(target_actions)
+        if time is None:
+            time = sample_flow_time(batch, cfg.flow_beta_alpha, cfg.flow_beta_beta, cfg.flow_time_scale,
+                                    device=target_actions.device)
+        x_t, target = flow_matching_inputs(target_actions, noise.to(dtype), time.to(dtype))
+        velocity = self.action_head(x_t, time, state_n, contexts, masks)
+        loss = flow_matching_loss(velocity, target, action_is_pad)
+        return GeoVLAOutput(loss=loss, velocity=velocity, target_velocity=target, time=time)
+
+    @torch.no_grad()
+    def predict_action(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        geometry_pixel_values: torch.Tensor | None = None,
+        geometry_features: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+        num_steps: int | None = None,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Action chunk (B, T, action_dim) in the dataset's units: Euler integration, then un-normalisation."""
+        cfg = self.config
+        kwargs.pop("mm_token_type_ids", None)
+        for k in ("actions", "action_is_pad"):
+            kwargs.pop(k, None)
+        batch = input_ids.shape[0]
+        state_n = self._check_state(state, batch)
+        self._require_stats()
+        hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
+        contexts, masks = self._contexts(hidden, vl_mask, self._geometry_input(geometry_pixel_values, geometry_features))
+        dtype = self.action_head.action_in.weight.dtype
+        if noise is None:
+            noise = torch.randn((batch, cfg.action_chunk_size, cfg.action_dim), generator=generator,
+                                dtype=torch.float32).to(state_n.device, dtype)
+        x = euler_integrate(lambda x, t: self.action_head(x, t, state_n, contexts, masks), noise,
+                            num_steps or cfg.num_inference_steps)
+        return self.unnormalize(cfg.action_key, x)
+
+
+def _materialize(modules: list[nn.Module], init_fn, device: torch.device) -> None:
+    """Allocate meta-device modules on `device` and initialise them as `__init__` + `post_init` would."""
+    for module in modules:
+        module.to_empty(device=device)
+        for m in module.modules():
+            if isinstance(m, nn.MultiheadAttention):
+                m._reset_parameters()  # torch's own init of in_proj (not an nn.Linear)
+            init_fn(m)
+
+
+def _resolve_file(name_or_path: str, filename: str, kwargs: dict) -> str | None:
+    """Local path of `filename` in a checkpoint directory or Hub repo, or None when it has none."""
+    local = Path(name_or_path)
+    if local.is_dir():
+        path = local / filename
+        return str(path) if path.is_file() else None
+    from transformers.utils import cached_file
+
+    return cached_file(
+        name_or_path, filename, revision=kwargs.get("revision"), token=kwargs.get("token"),
+        cache_dir=kwargs.get("cache_dir"), _raise_exceptions_for_missing_entries=False,
+    )
+
+
+__all__ = [
+    "GeoVLAActionHead",
+    "GeoVLAForActionPrediction",
+    "GeoVLAGeometryEncoder",
+    "GeoVLAOutput",
+    "GeoVLAPreTrainedModel",
+    "NORM_STATS_FILE",
+]

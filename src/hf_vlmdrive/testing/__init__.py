@@ -1,0 +1,1 @@
+"""Tiny models and fixtures built locally for tests, demos and scripts."""

@@ -1,0 +1,98 @@
+"""`GeoVLATrainer`: `Trainer` with one optimizer parameter group per module and geometry-cache logging.
+
+Groups (by parameter-name prefix; each split into weight-decay / no-decay halves):
+
+    vlm.*                  -> vlm_learning_rate
+    action_head.*          -> action_head_learning_rate
+    geometry_compressor.*  -> compressor_learning_rate
+    everything else        -> learning_rate ("base")
+
+Frozen parameters (`requires_grad=False`, e.g. the geometry encoder) are in no group. Because the groups
+are built in `create_optimizer`, DeepSpeed ZeRO-2 (which wraps the optimizer Trainer creates) and
+multi-GPU runs use them unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+from transformers import Trainer
+
+from ..data.lerobot import LeRobotMixture, WeightedMixtureSampler
+
+logger = logging.getLogger(__name__)
+
+MODULE_GROUPS = (("vlm", "vlm."), ("action_head", "action_head."), ("compressor", "geometry_compressor."))
+
+
+def module_group(name: str) -> str:
+    """The group ('vlm', 'action_head', 'compressor' or 'base') of a parameter name."""
+    for group, prefix in MODULE_GROUPS:
+        if name.startswith(prefix):
+            return group
+    return "base"
+
+
+def build_parameter_groups(
+    model: nn.Module, learning_rates: dict[str, float], weight_decay: float, decay_names: set[str]
+) -> list[dict]:
+    """Optimizer parameter groups per module group (and decay / no-decay), trainable parameters only."""
+    buckets: dict[tuple[str, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        buckets.setdefault((module_group(name), name in decay_names), []).append(param)
+    groups = []
+    for (group, decay), params in sorted(buckets.items()):
+        groups.append({"params": params, "lr": learning_rates[group], "weight_decay": weight_decay if decay else 0.0,
+                       "name": f"{group}{'' if decay else '_no_decay'}"})
+    return groups
+
+
+class GeoVLATrainer(Trainer):
+    """Trainer for [`GeoVLAForActionPrediction`] (per-module learning rates, mixture sampling, cache stats)."""
+
+    def learning_rates(self) -> dict[str, float]:
+        """Learning rate of each module group from the training arguments."""
+        args = self.args
+        base = args.learning_rate
+        return {
+            "base": base,
+            "vlm": getattr(args, "vlm_learning_rate", None) or base,
+            "action_head": getattr(args, "action_head_learning_rate", None) or base,
+            "compressor": getattr(args, "compressor_learning_rate", None) or base,
+        }
+
+    def create_optimizer(self, model=None):
+        """Build the optimizer Trainer would, but with one parameter group per module group."""
+        opt_model = self.model if model is None else model
+        if self.optimizer is None:
+            groups = build_parameter_groups(
+                opt_model, self.learning_rates(), self.args.weight_decay, set(self.get_decay_parameter_names(opt_model))
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs.pop("lr", None)  # each group carries its own
+            self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
+            for g in groups:
+                logger.info("param group %-22s lr=%.2e params=%d", g["name"], g["lr"], sum(p.numel() for p in g["params"]))
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if isinstance(dataset, LeRobotMixture) and len(dataset.datasets) > 1:
+            return WeightedMixtureSampler(dataset, seed=self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Trainer's log, plus the geometry cache's hit rate and size when a cache is attached."""
+        cache = getattr(self.accelerator.unwrap_model(self.model), "geometry_cache", None)
+        if cache is not None and "loss" in logs:
+            stats = cache.stats()
+            logs["geom_cache_hit_rate"] = round(stats["geom_cache_hit_rate"], 4)
+            logs["geom_cache_entries"] = stats["geom_cache_entries"]
+            logs["geom_cache_spilled"] = stats["geom_cache_spilled"]
+        super().log(logs, *args, **kwargs)
+
+
+__all__ = ["GeoVLATrainer", "build_parameter_groups", "module_group"]

@@ -22,6 +22,11 @@ def register_auto_classes() -> None:
     AutoConfig.register(WaypointVLMConfig.model_type, WaypointVLMConfig, exist_ok=True)
     AutoModel.register(WaypointVLMConfig, WaypointVLMModel, exist_ok=True)
 
+    from .simlingo import SimLingoConfig, SimLingoForWaypointPrediction
+
+    AutoConfig.register(SimLingoConfig.model_type, SimLingoConfig, exist_ok=True)
+    AutoModel.register(SimLingoConfig, SimLingoForWaypointPrediction, exist_ok=True)
+
     _REGISTERED = True
 
 

@@ -1,0 +1,1 @@
+"""Trainer helpers: `<x>_config.py` (TrainingArguments subclasses) + `<x>_trainer.py` pairs where Trainer needs help."""

@@ -73,11 +73,15 @@ class SimLingoTrainer(Trainer):
         if self.lr_scheduler is None:
             optimizer = self.optimizer if optimizer is None else optimizer
             args = self.args
+            total = max(int(num_training_steps), 4)
+            # OneCycleLR needs at least two warm-up steps (it divides by pct_start * total - 1); very short
+            # runs get a slightly longer warm-up than the configured fraction.
+            pct_start = max(getattr(args, "pct_start", 0.05), 2.0 / total)
             self.lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=[group["lr"] for group in optimizer.param_groups],
-                total_steps=max(int(num_training_steps), 2),
-                pct_start=getattr(args, "pct_start", 0.05),
+                total_steps=total,
+                pct_start=pct_start,
                 div_factor=getattr(args, "div_factor", 25.0),
                 final_div_factor=getattr(args, "final_div_factor", 1e4),
                 cycle_momentum=getattr(args, "cycle_momentum", False),

@@ -205,8 +205,6 @@ class SimLingoForWaypointPrediction(SimLingoPreTrainedModel):
         if config.route_as == "image":
             for module in self.route_encoder.backbone.modules():
                 module._own_init = True
-        self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
         self.post_init()
         if config.freeze_vision:
             self.freeze_vision_model()
@@ -297,7 +295,10 @@ class SimLingoForWaypointPrediction(SimLingoPreTrainedModel):
         pin_h, pin_w = cfg.image_grid_pinpoint
         if tuple(x.shape[-2:]) != (pin_h, pin_w):
             x = F.interpolate(x, size=(pin_h, pin_w), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - self.image_mean) / self.image_std
+        # Mean/std from the config at call time: non-persistent buffers are not restored by from_pretrained.
+        mean = torch.tensor(cfg.image_mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.image_std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        x = (x - mean) / std
         rows, cols = cfg.tile_grid
         s = cfg.tile_size
         # (BTN, 3, R*S, C*S) -> (BTN*R*C, 3, S, S), tiles in row-major order.

@@ -134,8 +134,10 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         num_route_points, route_spacing: the resampled route.
         route_image_size: `(RH, RW)` of `route_image`; `None` leaves `route_image` out.
         min_score: routes whose results.json.gz has `scores.score_composed` below it are skipped
-            (the reference keeps only perfect routes, 100); `None` disables the filter.
-        require_results: skip route folders without a results.json.gz (counted).
+            (the reference keeps only perfect routes, 100); `None` disables the filter (and the need for
+            results.json.gz).
+        require_results: with the filter on, skip route folders without a results.json.gz (counted);
+            `False` keeps them.
         camera_fov: horizontal field of view of the cameras, degrees (PDM-Lite: 110).
     """
 
@@ -197,6 +199,8 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ scanning
     def _route_passes(self, path: Path) -> bool:
+        if self.min_score is None:  # filtering disabled: results.json.gz is not needed
+            return True
         results = path / "results.json.gz"
         if not results.is_file():
             if self.require_results:
@@ -214,7 +218,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
             logger.warning("skipping route %s: corrupt results.json.gz (%s)", path, err)
             self.skipped["route_corrupt_results"] += 1
             return False
-        if self.min_score is not None and (score < self.min_score or status.startswith("Failed")):
+        if score < self.min_score or status.startswith("Failed"):
             self.skipped["route_filtered_by_results"] += 1
             return False
         return True

@@ -11,10 +11,11 @@ returns the right family.
 
 from .models.auto import register_auto_classes
 from .models.geovla import GeoVLAConfig
+from .models.simlingo import SimLingoConfig
 from .models.waypoint_vlm import WaypointVLMConfig
 
 __version__ = "0.1.0.dev0"
 
 register_auto_classes()
 
-__all__ = ["GeoVLAConfig", "WaypointVLMConfig", "register_auto_classes", "__version__"]
+__all__ = ["GeoVLAConfig", "SimLingoConfig", "WaypointVLMConfig", "register_auto_classes", "__version__"]

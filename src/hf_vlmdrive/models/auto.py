@@ -29,6 +29,11 @@ def register_auto_classes() -> None:
     AutoConfig.register(GeoVLAGeometryConfig.model_type, GeoVLAGeometryConfig, exist_ok=True)
     AutoModel.register(GeoVLAGeometryConfig, GeoVLAGeometryEncoder, exist_ok=True)
 
+    from .simlingo import SimLingoConfig, SimLingoForWaypointPrediction
+
+    AutoConfig.register(SimLingoConfig.model_type, SimLingoConfig, exist_ok=True)
+    AutoModel.register(SimLingoConfig, SimLingoForWaypointPrediction, exist_ok=True)
+
     _REGISTERED = True
 
 

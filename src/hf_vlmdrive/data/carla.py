@@ -1,0 +1,371 @@
+"""Reader of the CARLA / PDM-Lite / SimLingo on-disk layout (SPEC 1.2) for SimLingo-base training.
+
+Layout: route folders `Town*_Rep*_<n>/` (searched recursively under the root) with per-frame files at 4 Hz:
+`rgb/NNNN.jpg`, `measurements/NNNN.json.gz`, `boxes/NNNN.json.gz`, and a per-route `results.json.gz`.
+
+What a sample holds (numpy; stacked into tensors by [`SimLingoCollator`]):
+
+- `pixel_values` uint8 (T, N, 3, H, W): frames i-T+1..i (clamped at the route's start) of N cameras;
+- `speed` float32 (1,), m/s; `target_point` (2,) and `route_coords` (2, 2) = [target_point,
+  target_point_next], ego frame; `route_image` uint8 (3, RH, RW) BEV drawing of the route (when asked);
+- `intrinsics` (N, 3, 3) from the camera FOV and image size, `extrinsics` (N, 4, 4) camera-to-ego;
+- `speed_wps_labels` (10, 2): future frames' ego_matrix translations in the current ego frame,
+  R0^T (p - t0), x,y only, one per frame (4 Hz, 2.5 s); `speed_wps_mask` (10,): False where the future
+  frame is past the route's end or its measurements are unreadable (the point is masked, not crashed);
+- `route_labels` (20, 2): the measurement's route (up to 40 points 1 m apart) resampled to 20 equally
+  spaced points (`route_spacing` m apart, from the route's first point; extended linearly past its end),
+  `route_mask` (20,);
+- `command` int (CARLA 1..6).
+
+Routes are filtered by their `results.json.gz` (score_composed below `min_score` or a failed status);
+a missing or corrupt `results.json.gz`, and missing or corrupt measurement files, are skipped with a
+warning and counted in `dataset.skipped` (a `collections.Counter`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+logger = logging.getLogger(__name__)
+
+CAMERA_FOLDERS = ("rgb", "rgb_left", "rgb_right")
+CAMERA_YAW_DEG = {"rgb": 0.0, "rgb_left": 45.0, "rgb_right": -45.0}
+REQUIRED_KEYS = ("speed", "target_point", "command", "route", "ego_matrix")
+
+
+def read_json_gz(path: str | Path):
+    """Load a gzipped JSON file; errors name the file."""
+    path = Path(path)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable gzipped JSON file: {err}") from err
+
+
+def waypoints_from_poses(ego_matrix_now: np.ndarray, future_matrices: np.ndarray) -> np.ndarray:
+    """Future ego positions in the current ego frame, x,y only: R0^T (p - t0).
+
+    `ego_matrix_now` (4, 4) world pose, `future_matrices` (K, 4, 4) -> (K, 2).
+    """
+    rot = np.asarray(ego_matrix_now)[:3, :3]
+    t0 = np.asarray(ego_matrix_now)[:3, 3]
+    p = np.asarray(future_matrices)[:, :3, 3]
+    return ((p - t0) @ rot)[:, :2]  # rows of R0^T (p - t0)
+
+
+def equal_spacing_route(points: np.ndarray, num_points: int = 20, spacing: float = 1.0) -> np.ndarray:
+    """Resample a polyline (P, 2) to `num_points` points `spacing` metres apart along it, from its first
+    point; past its end the last segment is extended linearly (a single point is extended straight ahead)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0:
+        raise ValueError("route has no points")
+    keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=-1) > 1e-6])
+    pts = pts[keep]
+    if len(pts) == 1:
+        pts = np.stack([pts[0], pts[0] + np.array([1.0, 0.0])])
+    seg = np.diff(pts, axis=0)
+    seg_len = np.linalg.norm(seg, axis=-1)
+    arc = np.concatenate([[0.0], np.cumsum(seg_len)])
+    wanted = spacing * np.arange(num_points)
+    idx = np.clip(np.searchsorted(arc, wanted, side="right") - 1, 0, len(seg) - 1)
+    direction = seg[idx] / seg_len[idx, None]
+    return pts[idx] + direction * (wanted - arc[idx])[:, None]
+
+
+def render_route_image(route: np.ndarray, size: tuple[int, int] = (64, 64), meters_ahead: float = 40.0,
+                       width_px: int = 2) -> np.ndarray:
+    """BEV route image (3, RH, RW) uint8: the ego at the bottom centre, +x up, +y left, route in white."""
+    rh, rw = size
+    ppm = rh / meters_ahead
+    img = Image.new("RGB", (rw, rh), (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    pts = np.asarray(route, dtype=np.float64).reshape(-1, 2)
+    uv = [(rw / 2 - y * ppm, rh - 1 - x * ppm) for x, y in pts]
+    if len(uv) >= 2:
+        draw.line(uv, fill=(255, 255, 255), width=width_px)
+    draw.rectangle([rw / 2 - 1, rh - 3, rw / 2 + 1, rh - 1], fill=(255, 0, 0))  # the ego
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def camera_intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """3x3 pinhole intrinsics of a CARLA camera with horizontal FOV `fov_deg`."""
+    focal = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def camera_extrinsics(yaw_deg: float, x: float = -1.5, z: float = 2.0) -> np.ndarray:
+    """4x4 camera-to-ego transform (PDM-Lite's camera mount: 1.5 m behind the centre, 2 m up)."""
+    pose = np.eye(4)
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    pose[:2, :2] = [[c, -s], [s, c]]
+    pose[0, 3], pose[2, 3] = x, z
+    return pose
+
+
+@dataclass
+class _Route:
+    path: Path
+    frames: list[str]  # frame ids with readable measurements, sorted
+    measurements: dict[str, dict]
+
+
+class CarlaRouteDataset(torch.utils.data.Dataset):
+    """Samples of SimLingo-base from CARLA route folders (see the module docstring for the keys).
+
+    Args:
+        root: a folder holding route folders `Town*_Rep*_*` (at any depth), or a list of such roots.
+        num_frames: T frames per sample (the current one and T-1 before it).
+        cameras: camera folders to read (`rgb`, `rgb_left`, `rgb_right`), N = len(cameras).
+        image_size: `(width, height)` the jpgs are resized to; `None` keeps them as stored.
+        num_speed_wps: future frames turned into speed waypoints (4 Hz).
+        num_route_points, route_spacing: the resampled route.
+        route_image_size: `(RH, RW)` of `route_image`; `None` leaves `route_image` out.
+        min_score: routes whose results.json.gz has `scores.score_composed` below it are skipped
+            (the reference keeps only perfect routes, 100); `None` disables the filter (and the need for
+            results.json.gz).
+        require_results: with the filter on, skip route folders without a results.json.gz (counted);
+            `False` keeps them.
+        camera_fov: horizontal field of view of the cameras, degrees (PDM-Lite: 110).
+    """
+
+    def __init__(
+        self,
+        root: str | Path | list[str | Path],
+        num_frames: int = 1,
+        cameras: tuple[str, ...] = ("rgb",),
+        image_size: tuple[int, int] | None = None,
+        num_speed_wps: int = 10,
+        num_route_points: int = 20,
+        route_spacing: float = 1.0,
+        route_image_size: tuple[int, int] | None = None,
+        min_score: float | None = 100.0,
+        require_results: bool = True,
+        camera_fov: float = 110.0,
+    ):
+        bad = [c for c in cameras if c not in CAMERA_FOLDERS]
+        if bad:
+            raise ValueError(f"cameras must be among {CAMERA_FOLDERS}, got {bad}")
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        self.num_frames = num_frames
+        self.cameras = tuple(cameras)
+        self.image_size = tuple(image_size) if image_size is not None else None
+        self.num_speed_wps = num_speed_wps
+        self.num_route_points = num_route_points
+        self.route_spacing = route_spacing
+        self.route_image_size = tuple(route_image_size) if route_image_size is not None else None
+        self.min_score = min_score
+        self.require_results = require_results
+        self.camera_fov = camera_fov
+        self.skipped: Counter[str] = Counter()
+        roots = root if isinstance(root, (list, tuple)) else [root]
+        route_dirs: list[Path] = []
+        for r in roots:
+            r = Path(r)
+            if not r.is_dir():
+                raise FileNotFoundError(f"CARLA data root {r} does not exist or is not a folder")
+            found = sorted(p for p in r.rglob("Town*_Rep*") if p.is_dir() and (p / "measurements").is_dir())
+            route_dirs += found
+        if not route_dirs:
+            raise FileNotFoundError(
+                f"no CARLA route folders (Town*_Rep*_*/ with a measurements/ folder) under {[str(r) for r in roots]}"
+            )
+        self.routes: list[_Route] = []
+        self.index: list[tuple[int, int]] = []
+        for path in route_dirs:
+            route = self._load_route(path)
+            if route is None:
+                continue
+            for i in range(len(route.frames)):
+                self.index.append((len(self.routes), i))
+            self.routes.append(route)
+        if self.skipped:
+            logger.warning("CARLA reader skipped: %s", dict(self.skipped))
+        if not self.index:
+            raise ValueError(f"no usable frames under {[str(r) for r in roots]} (skipped: {dict(self.skipped)})")
+
+    # ------------------------------------------------------------------ scanning
+    def _route_passes(self, path: Path) -> bool:
+        if self.min_score is None:  # filtering disabled: results.json.gz is not needed
+            return True
+        results = path / "results.json.gz"
+        if not results.is_file():
+            if self.require_results:
+                logger.warning("skipping route %s: no results.json.gz (pass require_results=False to keep it)", path)
+                self.skipped["route_without_results"] += 1
+                return False
+            return True
+        try:
+            record = read_json_gz(results)
+            if isinstance(record, dict) and "_checkpoint" in record:  # a leaderboard checkpoint file
+                record = record["_checkpoint"]["records"][0]
+            score = float(record["scores"]["score_composed"])
+            status = str(record.get("status", "Completed"))
+        except (ValueError, KeyError, IndexError, TypeError) as err:
+            logger.warning("skipping route %s: corrupt results.json.gz (%s)", path, err)
+            self.skipped["route_corrupt_results"] += 1
+            return False
+        if score < self.min_score or status.startswith("Failed"):
+            self.skipped["route_filtered_by_results"] += 1
+            return False
+        return True
+
+    def _load_route(self, path: Path) -> _Route | None:
+        if not self._route_passes(path):
+            return None
+        measurements: dict[str, dict] = {}
+        for file in sorted((path / "measurements").glob("*.json.gz")):
+            frame = file.name[: -len(".json.gz")]
+            try:
+                data = read_json_gz(file)
+                missing = [k for k in REQUIRED_KEYS if k not in data]
+                if missing:
+                    raise ValueError(f"{file} lacks key(s) {missing}")
+                np.asarray(data["ego_matrix"], dtype=np.float64).reshape(4, 4)
+            except (ValueError, TypeError) as err:
+                logger.warning("skipping frame: %s", err)
+                self.skipped["corrupt_measurements"] += 1
+                continue
+            measurements[frame] = data
+        frames = []
+        for frame in sorted(measurements):
+            if all((path / cam / f"{frame}.jpg").is_file() for cam in self.cameras):
+                frames.append(frame)
+            else:
+                self.skipped["frame_without_image"] += 1
+        # Frames whose measurements are missing although their image exists.
+        for jpg in (path / self.cameras[0]).glob("*.jpg") if (path / self.cameras[0]).is_dir() else []:
+            if jpg.stem not in measurements and not (path / "measurements" / f"{jpg.stem}.json.gz").is_file():
+                logger.warning("skipping frame %s: no measurements/%s.json.gz", jpg, jpg.stem)
+                self.skipped["missing_measurements"] += 1
+        if not frames:
+            self.skipped["route_without_frames"] += 1
+            return None
+        return _Route(path, frames, measurements)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # ------------------------------------------------------------------ samples
+    def _image(self, path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                if self.image_size is not None and img.size != self.image_size:
+                    img = img.resize(self.image_size, Image.BILINEAR)
+                return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        except OSError as err:
+            raise ValueError(f"cannot decode image {path}: {err}; delete or re-render that frame") from err
+
+    def __getitem__(self, i: int) -> dict:
+        route_i, frame_i = self.index[i]
+        route = self.routes[route_i]
+        frame = route.frames[frame_i]
+        m = route.measurements[frame]
+        number = int(frame)
+        # Past frames by frame number (4 Hz); clamped to the earliest readable frame.
+        history = []
+        for k in range(self.num_frames - 1, -1, -1):
+            past = f"{max(number - k, 0):0{len(frame)}d}"
+            history.append(past if past in route.measurements and all(
+                (route.path / cam / f"{past}.jpg").is_file() for cam in self.cameras) else frame)
+        pixel_values = np.stack(
+            [np.stack([self._image(route.path / cam / f"{f}.jpg") for cam in self.cameras]) for f in history]
+        )  # (T, N, 3, H, W)
+        height, width = pixel_values.shape[-2:]
+
+        ego_now = np.asarray(m["ego_matrix"], dtype=np.float64).reshape(4, 4)
+        wps = np.zeros((self.num_speed_wps, 2), dtype=np.float32)
+        wps_mask = np.zeros(self.num_speed_wps, dtype=bool)
+        for k in range(1, self.num_speed_wps + 1):
+            future = route.measurements.get(f"{number + k:0{len(frame)}d}")
+            if future is None:  # past the route's end, or an unreadable file: masked
+                continue
+            wps[k - 1] = waypoints_from_poses(ego_now, np.asarray(future["ego_matrix"]).reshape(1, 4, 4))[0]
+            wps_mask[k - 1] = True
+
+        route_pts = np.asarray(m["route"], dtype=np.float64).reshape(-1, 2)
+        if len(route_pts):
+            route_labels = equal_spacing_route(route_pts, self.num_route_points, self.route_spacing)
+            route_mask = np.ones(self.num_route_points, dtype=bool)
+        else:
+            route_labels = np.zeros((self.num_route_points, 2))
+            route_mask = np.zeros(self.num_route_points, dtype=bool)
+        tp = np.asarray(m["target_point"], dtype=np.float32).reshape(2)
+        tp_next = np.asarray(m.get("target_point_next", m["target_point"]), dtype=np.float32).reshape(2)
+        sample = {
+            "pixel_values": pixel_values,
+            "speed": np.array([float(m["speed"])], dtype=np.float32),
+            "target_point": tp,
+            "route_coords": np.stack([tp, tp_next]),
+            "intrinsics": np.stack([camera_intrinsics(width, height, self.camera_fov)] * len(self.cameras)).astype(
+                np.float32),
+            "extrinsics": np.stack([camera_extrinsics(CAMERA_YAW_DEG[c]) for c in self.cameras]).astype(np.float32),
+            "speed_wps_labels": wps,
+            "speed_wps_mask": wps_mask,
+            "route_labels": route_labels.astype(np.float32),
+            "route_mask": route_mask,
+            "command": int(m["command"]),
+            "route_name": route.path.name,
+            "frame": frame,
+        }
+        if self.route_image_size is not None:
+            sample["route_image"] = render_route_image(route_pts, self.route_image_size)
+        return sample
+
+
+@dataclass
+class SimLingoCollator:
+    """Stack [`CarlaRouteDataset`] samples into a SimLingo batch.
+
+    Input keys (per sample, numpy): `pixel_values` (T,N,3,H,W) uint8, `speed` (1,), `target_point` (2,),
+    `route_coords` (K,2), optional `route_image` (3,RH,RW) uint8, `intrinsics` (N,3,3), `extrinsics`
+    (N,4,4), `speed_wps_labels` (10,2), `speed_wps_mask` (10,), `route_labels` (20,2), `route_mask` (20,),
+    plus `command`, `route_name`, `frame` (dropped unless `keep_meta`).
+
+    Output keys: the same names as tensors with a batch dimension (uint8 images, float32 values, bool
+    masks), which are exactly [`SimLingoForWaypointPrediction.forward`]'s arguments; with `keep_meta`
+    also `command` (B,) long and the lists `route_name`, `frame`.
+    """
+
+    keep_meta: bool = False
+    tensor_keys: tuple[str, ...] = field(default=(
+        "pixel_values", "speed", "target_point", "route_coords", "route_image", "intrinsics", "extrinsics",
+        "speed_wps_labels", "speed_wps_mask", "route_labels", "route_mask",
+    ))
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch: dict = {}
+        for key in self.tensor_keys:
+            if key in samples[0]:
+                batch[key] = torch.from_numpy(np.stack([s[key] for s in samples]))
+        if self.keep_meta:
+            batch["command"] = torch.tensor([s["command"] for s in samples], dtype=torch.long)
+            batch["route_name"] = [s["route_name"] for s in samples]
+            batch["frame"] = [s["frame"] for s in samples]
+        return batch
+
+
+__all__ = [
+    "CarlaRouteDataset",
+    "SimLingoCollator",
+    "camera_extrinsics",
+    "camera_intrinsics",
+    "equal_spacing_route",
+    "read_json_gz",
+    "render_route_image",
+    "waypoints_from_poses",
+]

@@ -1,0 +1,251 @@
+"""Configuration of the SimLingo-base driving transformer (SPEC 1.2)."""
+
+from __future__ import annotations
+
+from transformers import LlamaConfig, PretrainedConfig
+
+from ..common.vision import VISION_PREFIX_TOKENS, resolve_vision_config
+
+SPEED_WPS_MODES = ("2d", "1d")
+ROUTE_INPUTS = ("target_point", "coords", "image")
+
+# Named sizes of the language model. "tiny" is the reference SimLingo-base LM (~50 M parameters without
+# token embeddings). `vocab_size=1`: the LM is fed `inputs_embeds` only and its token embedding is
+# removed after construction, so the vocabulary size never costs memory.
+LM_PRESETS: dict[str, dict] = {
+    "tiny": {"num_hidden_layers": 12, "num_attention_heads": 8, "num_key_value_heads": 8, "hidden_size": 512,
+             "intermediate_size": 2048},
+    "small": {"num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 12, "hidden_size": 768,
+              "intermediate_size": 3072},
+    "micro": {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "hidden_size": 64,
+              "intermediate_size": 128},
+}
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def lm_preset(name: str, **overrides) -> dict:
+    """The `text_config` dict of a named language-model size (`"tiny"`, `"small"`, `"micro"`)."""
+    if name not in LM_PRESETS:
+        raise ValueError(f"unknown language-model preset {name!r}; choose one of {sorted(LM_PRESETS)}")
+    return {"model_type": "llama", "vocab_size": 1, "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
+            "max_position_embeddings": 2048, **LM_PRESETS[name], **overrides}
+
+
+def _resolve_text_config(text_config: dict | PretrainedConfig | None) -> PretrainedConfig:
+    if text_config is None:
+        text_config = lm_preset("tiny")
+    if isinstance(text_config, PretrainedConfig):
+        return text_config
+    if not isinstance(text_config, dict):
+        raise TypeError(f"text_config must be a dict or a LlamaConfig, got {type(text_config).__name__}")
+    kwargs = dict(text_config)
+    model_type = kwargs.pop("model_type", "llama")
+    if model_type != "llama":
+        raise ValueError(f"SimLingoConfig.text_config.model_type must be 'llama', got {model_type!r}")
+    kwargs.setdefault("vocab_size", 1)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # no tokens: no special token ids
+        kwargs.setdefault(key, None)
+    return LlamaConfig(**kwargs)
+
+
+class SimLingoConfig(PretrainedConfig):
+    r"""Configuration of [`SimLingoForWaypointPrediction`]: SimLingo "base" (no language), a vision tower
+    (LLaVA-NeXT's CLIP tower in the reference) whose tiled, downsampled patch features are projected into a
+    small Llama together with speed and route tokens, followed by learnable queries whose outputs are
+    decoded into speed waypoints and a route.
+
+    Args:
+        vision_config (`dict` or `PretrainedConfig`, *optional*):
+            Vision tower; any CLIP / SigLIP vision config (a dict must carry `model_type`). Defaults to
+            LLaVA-NeXT's tower (`clip_vision_model`, 336 px, patch 14, 1024 wide, 24 layers).
+        text_config (`dict` or `LlamaConfig`, *optional*):
+            The Llama language model. Defaults to the "tiny" preset (12 layers, 8 heads, hidden 512,
+            intermediate 2048). Its `vocab_size` is irrelevant: token embeddings are not built.
+        image_grid_pinpoint (`list[int]`, *optional*):
+            `[height, width]` every camera image is resized to before being cut into square tiles of the
+            tower's image size (LLaVA-NeXT "anyres" with one grid pinpoint). Defaults to
+            `[S, 2S]` with S the tower's image size (`[336, 672]` for the reference: two tiles side by
+            side, matching the 1024x512 camera's 2:1 aspect).
+        vision_feature_layer (`int`, *optional*, defaults to -2):
+            Hidden-state layer of the tower whose patch tokens are used (LLaVA's choice: the penultimate).
+        feature_downsample (`int`, *optional*, defaults to 2):
+            Average-pooling factor applied to each tile's patch-feature grid (24x24 -> 12x12 in the
+            reference). Must divide the tile's grid side.
+        image_mean (`list[float]`, *optional*): per-channel mean used to normalise uint8 images inside the
+            model. Defaults to CLIP's.
+        image_std (`list[float]`, *optional*): per-channel std. Defaults to CLIP's.
+        num_cameras (`int`, *optional*, defaults to 1):
+            Most cameras per sample N (size of the learnable camera embedding).
+        num_frames (`int`, *optional*, defaults to 1):
+            Most frames per sample T (size of the learnable temporal embedding).
+        num_speed_inputs (`int`, *optional*, defaults to 1):
+            Values S in the `speed` input (B, S); each becomes one token.
+        max_speed (`float`, *optional*, defaults to 17.7778):
+            Speeds are normalised to [0, 1] over (0, max_speed) m/s (64 km/h in the reference).
+        route_as (`str`, *optional*, defaults to `"target_point"`):
+            Route input: `"target_point"` (B, 2), `"coords"` (B, K, 2) ego-frame points (e.g. the target
+            point and the next one), each through the same MLP, or `"image"` (a BEV route image
+            (B, 3, RH, RW) uint8 through a ResNet18).
+        num_route_coords (`int`, *optional*, defaults to 2):
+            K, the number of route coordinates with `route_as="coords"`.
+        coord_range (`float`, *optional*, defaults to 32.0):
+            Target points / route coordinates are normalised to [0, 1] over (-coord_range, coord_range) m.
+        encoder_hidden_size (`int`, *optional*, defaults to 256):
+            Width of the speed / route MLP encoders (Linear(d, 256) -> ReLU -> Linear(256, hidden)).
+        num_speed_wps (`int`, *optional*, defaults to 10):
+            Speed-waypoint queries (future ego positions, one per 4 Hz frame: 2.5 s).
+        num_route_points (`int`, *optional*, defaults to 20):
+            Route queries (equally spaced points along the path).
+        speed_wps_mode (`str`, *optional*, defaults to `"2d"`):
+            `"2d"`: the speed head predicts (dx, dy) per query; `"1d"`: it predicts the distance travelled
+            per step (cumulative distance along the path), and the 2-D speed waypoints are obtained by
+            placing those distances on the predicted route.
+        head_hidden_size (`int`, *optional*, defaults to 256):
+            `mlp` of the heads: speed Linear(hidden, mlp) -> SiLU -> Linear(mlp, 2|1); route Linear(hidden,
+            2*mlp) -> SiLU -> Linear(2*mlp, mlp) -> SiLU -> Linear(mlp, 2).
+        speed_wps_loss_weight (`float`, *optional*, defaults to 1.0): weight of the speed-waypoint loss.
+        route_loss_weight (`float`, *optional*, defaults to 1.0): weight of the route loss.
+        freeze_vision (`bool`, *optional*, defaults to `False`):
+            Freeze the vision tower (the reference trains it with its own, smaller learning rate).
+        backbone_name_or_path (`str`, *optional*): where the tower's weights came from (informational).
+    """
+
+    model_type = "simlingo"
+    sub_configs = {"vision_config": PretrainedConfig, "text_config": LlamaConfig}
+
+    def __init__(
+        self,
+        vision_config: dict | PretrainedConfig | None = None,
+        text_config: dict | PretrainedConfig | None = None,
+        image_grid_pinpoint: list[int] | None = None,
+        vision_feature_layer: int = -2,
+        feature_downsample: int = 2,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        num_cameras: int = 1,
+        num_frames: int = 1,
+        num_speed_inputs: int = 1,
+        max_speed: float = 64.0 / 3.6,
+        route_as: str = "target_point",
+        num_route_coords: int = 2,
+        coord_range: float = 32.0,
+        encoder_hidden_size: int = 256,
+        num_speed_wps: int = 10,
+        num_route_points: int = 20,
+        speed_wps_mode: str = "2d",
+        head_hidden_size: int = 256,
+        speed_wps_loss_weight: float = 1.0,
+        route_loss_weight: float = 1.0,
+        freeze_vision: bool = False,
+        backbone_name_or_path: str | None = None,
+        **kwargs,
+    ):
+        if vision_config is None:
+            vision_config = {
+                "model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
+                "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14,
+                "projection_dim": 768,
+            }
+        self.vision_config = resolve_vision_config(vision_config, default_type="clip_vision_model")
+        self.text_config = _resolve_text_config(text_config)
+        size = self.tile_size
+        self.image_grid_pinpoint = list(image_grid_pinpoint) if image_grid_pinpoint is not None else [size, 2 * size]
+        self.vision_feature_layer = vision_feature_layer
+        self.feature_downsample = feature_downsample
+        self.image_mean = list(image_mean) if image_mean is not None else list(CLIP_MEAN)
+        self.image_std = list(image_std) if image_std is not None else list(CLIP_STD)
+        self.num_cameras = num_cameras
+        self.num_frames = num_frames
+        self.num_speed_inputs = num_speed_inputs
+        self.max_speed = max_speed
+        self.route_as = route_as
+        self.num_route_coords = num_route_coords
+        self.coord_range = coord_range
+        self.encoder_hidden_size = encoder_hidden_size
+        self.num_speed_wps = num_speed_wps
+        self.num_route_points = num_route_points
+        self.speed_wps_mode = speed_wps_mode
+        self.head_hidden_size = head_hidden_size
+        self.speed_wps_loss_weight = speed_wps_loss_weight
+        self.route_loss_weight = route_loss_weight
+        self.freeze_vision = freeze_vision
+        self.backbone_name_or_path = backbone_name_or_path
+        super().__init__(**kwargs)
+        self._validate()
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def hidden_size(self) -> int:
+        """Width of the language model (every token is projected to it)."""
+        return self.text_config.hidden_size
+
+    @property
+    def tile_size(self) -> int:
+        """Side of the square tiles the vision tower takes."""
+        size = self.vision_config.image_size
+        return size if isinstance(size, int) else size[0]
+
+    @property
+    def tile_grid(self) -> tuple[int, int]:
+        """(rows, cols) of tiles per camera image."""
+        return self.image_grid_pinpoint[0] // self.tile_size, self.image_grid_pinpoint[1] // self.tile_size
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Vision tokens per camera image after tiling and downsampling."""
+        rows, cols = self.tile_grid
+        side = self.tile_size // self.vision_config.patch_size // self.feature_downsample
+        return rows * cols * side * side
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Non-patch tokens (CLS) at the start of the tower's output."""
+        return VISION_PREFIX_TOKENS.get(self.vision_config.model_type, 0)
+
+    def _validate(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SimLingoConfig.{name} must be a positive integer, got {value!r}")
+
+        for name in ("feature_downsample", "num_cameras", "num_frames", "num_speed_inputs", "num_route_coords",
+                     "encoder_hidden_size", "num_speed_wps", "num_route_points", "head_hidden_size"):
+            positive(name)
+        if self.speed_wps_mode not in SPEED_WPS_MODES:
+            raise ValueError(f"SimLingoConfig.speed_wps_mode must be one of {SPEED_WPS_MODES}, got {self.speed_wps_mode!r}")
+        if self.route_as not in ROUTE_INPUTS:
+            raise ValueError(f"SimLingoConfig.route_as must be one of {ROUTE_INPUTS}, got {self.route_as!r}")
+        pin = self.image_grid_pinpoint
+        if len(pin) != 2 or any(int(p) < 1 or int(p) % self.tile_size for p in pin):
+            raise ValueError(
+                f"SimLingoConfig.image_grid_pinpoint must be [height, width], each a multiple of the tower's "
+                f"image_size {self.tile_size}, got {pin!r}"
+            )
+        grid = self.tile_size // self.vision_config.patch_size
+        if grid % self.feature_downsample:
+            raise ValueError(
+                f"SimLingoConfig.feature_downsample={self.feature_downsample} must divide the tile's patch grid "
+                f"side {grid} (image_size {self.tile_size} / patch_size {self.vision_config.patch_size})"
+            )
+        layers = self.vision_config.num_hidden_layers
+        if not -layers - 1 <= self.vision_feature_layer <= layers:
+            raise ValueError(
+                f"SimLingoConfig.vision_feature_layer={self.vision_feature_layer} is outside the tower's "
+                f"{layers} layers (hidden states -{layers + 1}..{layers})"
+            )
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or any(s <= 0 for s in self.image_std):
+            raise ValueError(
+                f"SimLingoConfig.image_mean / image_std must be 3 values (std > 0), got {self.image_mean!r} / "
+                f"{self.image_std!r}"
+            )
+        for name in ("max_speed", "coord_range"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SimLingoConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("speed_wps_loss_weight", "route_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SimLingoConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+__all__ = ["SimLingoConfig", "LM_PRESETS", "lm_preset"]

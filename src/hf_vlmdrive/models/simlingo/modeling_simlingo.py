@@ -38,6 +38,7 @@ from transformers import LlamaModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..common.freezing import FrozenVisionMixin
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
 from .configuration_simlingo import SimLingoConfig, lm_preset
 
@@ -172,7 +173,7 @@ class SimLingoPreTrainedModel(PreTrainedModel):
                 init.normal_(getattr(module, name), std=0.02)  # SimLingo: 0.02 * randn
 
 
-class SimLingoForWaypointPrediction(SimLingoPreTrainedModel):
+class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
     """SimLingo-base: vision tower + speed/route encoders + Llama + learnable queries -> speed waypoints and
     route. See the module docstring for the diagram."""
 
@@ -209,43 +210,11 @@ class SimLingoForWaypointPrediction(SimLingoPreTrainedModel):
         if config.freeze_vision:
             self.freeze_vision_model()
 
-    # ------------------------------------------------------------------ freezing
-    def freeze_vision_model(self) -> None:
-        """Freeze the tower: no gradients, eval mode."""
-        self.config.freeze_vision = True
-        self.vision_model.requires_grad_(False)
-        self.vision_model.eval()
-
-    def unfreeze_vision_model(self) -> None:
-        """Make the tower trainable (the reference trains it with its own learning rate)."""
-        self.config.freeze_vision = False
-        self.vision_model.requires_grad_(True)
-        self.vision_model.train(self.training)
-
-    @property
-    def vision_is_frozen(self) -> bool:
-        """True when no tower parameter requires a gradient."""
-        return not any(p.requires_grad for p in self.vision_model.parameters())
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.vision_is_frozen:
-            self.vision_model.eval()
-        return self
-
     def get_input_embeddings(self):
         """None: the language model has no token embeddings (it is fed `inputs_embeds`)."""
         return None
 
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, then re-apply the freezing the config asks for."""
-        model = super().from_pretrained(*args, **kwargs)
-        if model.config.freeze_vision:
-            model.freeze_vision_model()
-        return model
-
     @classmethod
     def from_llava_next(
         cls,

@@ -29,6 +29,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
@@ -68,7 +69,7 @@ class WaypointVLMPreTrainedModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
 
 
-class WaypointVLMModel(WaypointVLMPreTrainedModel):
+class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
     """A transformers vision tower (frozen by default) plus an MLP head that predicts future waypoints."""
 
     def __init__(self, config: WaypointVLMConfig):
@@ -91,43 +92,7 @@ class WaypointVLMModel(WaypointVLMPreTrainedModel):
         if config.freeze_vision:
             self.freeze_vision_model()
 
-    # ------------------------------------------------------------------ freezing
-    def freeze_vision_model(self) -> None:
-        """Freeze the tower: no gradients, eval mode (dropout off) even while the model trains."""
-        self.config.freeze_vision = True
-        self.vision_model.requires_grad_(False)
-        self.vision_model.eval()
-
-    def unfreeze_vision_model(self) -> None:
-        """Make the whole tower trainable (for LoRA, freeze it and let PEFT add adapters instead)."""
-        self.config.freeze_vision = False
-        self.vision_model.requires_grad_(True)
-        self.vision_model.train(self.training)
-
-    @property
-    def vision_is_frozen(self) -> bool:
-        """True when no tower parameter requires a gradient."""
-        return not any(p.requires_grad for p in self.vision_model.parameters())
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.vision_is_frozen:
-            self.vision_model.eval()
-        return self
-
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, then re-apply the freezing the config asks for.
-
-        Weight loading materialises fresh parameters (with `requires_grad=True`), so the freeze applied in
-        `__init__` must be re-applied afterwards.
-        """
-        model = super().from_pretrained(*args, **kwargs)
-        if model.config.freeze_vision:
-            model.freeze_vision_model()
-        return model
-
     @classmethod
     def from_backbone(
         cls,

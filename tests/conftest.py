@@ -8,6 +8,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Training uses the on-disk feature cache by default: keep the tests' entries out of the user's cache.
+if "HF_VLMDRIVE_FEATURE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["HF_VLMDRIVE_FEATURE_CACHE"] = tempfile.mkdtemp(prefix="hf_vlmdrive_test_features_")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

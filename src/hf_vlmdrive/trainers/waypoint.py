@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, Trainer, TrainingArguments
+from transformers import AutoImageProcessor, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
+from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache, with_undecoded_images
 from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
 from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from ..models.waypoint_vlm.image_processing import build_image_processor
@@ -62,6 +63,17 @@ class WaypointDataArguments:
     camera_names: list[str] = field(default_factory=lambda: ["FRONT"], metadata={"help": "Cameras, in order."})
     image_width: int = field(default=192, metadata={"help": "Width of synthetic images."})
     image_height: int = field(default=128, metadata={"help": "Height of synthetic images."})
+    use_feature_cache: bool = field(
+        default=True,
+        metadata={"help": "Cache the frozen tower's outputs on disk (hf_vlmdrive.features) so that only the first "
+                  "pass runs the tower; ignored, with a log line, when the tower is trainable (LoRA / unfrozen)."},
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Root of the feature cache (default $HF_VLMDRIVE_FEATURE_CACHE or ~/.cache/hf_vlmdrive/features)."}
+    )
+    feature_cache_dtype: str = field(
+        default="auto", metadata={"help": "Storage dtype of cached features: auto (the tower's), float32, float16, bfloat16."}
+    )
 
 
 def _vision_config_dict(value) -> dict | None:
@@ -138,9 +150,13 @@ def train_waypoint(
     """Train (or resume) a waypoint model with `Trainer`; saves model + image processor to `output_dir`.
 
     `--resume_from_checkpoint last` resumes from the newest checkpoint in `output_dir`.
+    With `data_args.use_feature_cache` and a frozen tower, the tower's outputs for every train / eval image
+    are computed once into the on-disk feature cache (or found there from an earlier run or
+    `hf-vlmdrive cache-features`), and training reads them instead of images.
     Returns the Trainer, so callers can evaluate or inspect it.
     """
     cameras = tuple(data_args.camera_names)
+    set_seed(training_args.seed)  # a tower built from a config gets the same weights (and cache entries) every run
     model, processor = build_waypoint_model(model_args, num_cameras=len(cameras))
     load = dict(image_width=data_args.image_width, image_height=data_args.image_height, camera_names=cameras)
     train_ds = load_waypoint_dataset(data_args.train_data, **load)
@@ -157,12 +173,32 @@ def train_waypoint(
         model.config.vision_config.model_type,
         "frozen" if model.vision_is_frozen else "trainable",
     )
+    cache = None
+    if data_args.use_feature_cache and not model.vision_is_frozen:
+        logger.info(
+            "feature cache disabled: the vision tower is trainable (LoRA or freeze_vision=False), so its "
+            "outputs change every step; every step runs the tower"
+        )
+    elif data_args.use_feature_cache:
+        model.to(training_args.device)  # encode on the training device
+        cache = waypoint_feature_cache(model, processor, data_args.feature_cache_dir, data_args.feature_cache_dtype)
+        logger.info("feature cache: %s (%s per image)", cache.root, model.feature_cache_kind)
+        with training_args.main_process_first(desc="filling the feature cache"):
+            for split, ds in (("train", train_ds), ("eval", eval_ds)):
+                if ds is not None:
+                    fill_waypoint_cache(
+                        model, ds, processor, cache, batch_size=training_args.per_device_eval_batch_size,
+                        progress=not training_args.disable_tqdm, desc=f"caching tower features ({split})",
+                    )
+        train_ds = with_undecoded_images(train_ds)
+        eval_ds = with_undecoded_images(eval_ds) if eval_ds is not None else None
+    collator = WaypointCollator(processor, multi_camera=len(cameras) > 1, feature_cache=cache)
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        data_collator=WaypointCollator(processor, multi_camera=len(cameras) > 1),
+        data_collator=collator,
         compute_metrics=make_compute_metrics(),
         callbacks=callbacks,
     )
@@ -171,19 +207,31 @@ def train_waypoint(
         resume = get_last_checkpoint(training_args.output_dir)
         logger.info("resuming from %s", resume or "scratch (no checkpoint found)")
     trainer.train(resume_from_checkpoint=resume)
+    if cache is not None:
+        logger.info(
+            "feature cache: %d batches from cached features, %d from pixels (cache misses)",
+            collator.cache_batches, collator.pixel_batches,
+        )
     trainer.save_model(training_args.output_dir)
     processor.save_pretrained(training_args.output_dir)
     return trainer
 
 
 @torch.no_grad()
-def predict_waypoints(model, dataset, image_processor, batch_size: int = 32, progress: bool = True) -> np.ndarray:
-    """Predicted waypoints (N, 20, 2) for every row of `dataset`, in order."""
+def predict_waypoints(
+    model, dataset, image_processor, batch_size: int = 32, progress: bool = True, feature_cache=None
+) -> np.ndarray:
+    """Predicted waypoints (N, 20, 2) for every row of `dataset`, in order.
+
+    With a `feature_cache` (see `hf_vlmdrive.features.waypoint_cache`), cached images skip the tower.
+    """
     from tqdm.auto import tqdm
 
     model.eval()
     device = next(model.parameters()).device
-    collate = WaypointCollator(image_processor, multi_camera=model.config.num_cameras > 1)
+    if feature_cache is not None:
+        dataset = with_undecoded_images(dataset)
+    collate = WaypointCollator(image_processor, multi_camera=model.config.num_cameras > 1, feature_cache=feature_cache)
     out = []
     for start in tqdm(range(0, len(dataset), batch_size), desc="predict", disable=not progress):
         rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]

@@ -14,8 +14,9 @@
                             waypoints (B, 20, 2)   (x forward, y left, metres, 4 Hz)
 ```
 
-`image_features` (the pooled tower output, (B, N*D)) can be passed instead of `pixel_values`; the
-feature cache uses this so that a frozen tower runs once per image, not once per epoch.
+`image_features` (the pooled tower output, (B, N*D)) or `vision_hidden_states` (the tower's tokens,
+(B, N, L, D), pooled in the forward pass) can be passed instead of `pixel_values`; the frozen-feature cache
+(`hf_vlmdrive.features`) uses them so that a frozen tower runs once per image, not once per epoch.
 """
 
 from __future__ import annotations
@@ -119,10 +120,15 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         return model
 
     # ------------------------------------------------------------------ forward
-    def _check_inputs(self, pixel_values, image_features, past_states, intent) -> int:
+    def _check_inputs(self, pixel_values, image_features, vision_hidden_states, past_states, intent) -> int:
         cfg = self.config
-        if (pixel_values is None) == (image_features is None):
-            raise ValueError("pass exactly one of `pixel_values` and `image_features`")
+        given = [n for n, v in (("pixel_values", pixel_values), ("image_features", image_features),
+                                ("vision_hidden_states", vision_hidden_states)) if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "pass exactly one of `pixel_values`, `image_features` and `vision_hidden_states`, got "
+                f"{given or 'none'}"
+            )
         if pixel_values is not None:
             size = cfg.image_size
             if cfg.num_cameras == 1:
@@ -140,13 +146,21 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
                     "image processor"
                 )
             batch = pixel_values.shape[0]
-        else:
+        elif image_features is not None:
             width = cfg.num_cameras * cfg.vision_hidden_size
             if image_features.ndim != 2 or image_features.shape[1] != width:
                 raise ValueError(
                     f"`image_features` must have shape (batch, {width}), got {tuple(image_features.shape)}"
                 )
             batch = image_features.shape[0]
+        else:
+            shape = tuple(vision_hidden_states.shape)
+            if len(shape) != 4 or shape[1] != cfg.num_cameras or shape[3] != cfg.vision_hidden_size:
+                raise ValueError(
+                    f"`vision_hidden_states` must have shape (batch, {cfg.num_cameras}, tokens, "
+                    f"{cfg.vision_hidden_size}) (the tower's last_hidden_state per camera), got {shape}"
+                )
+            batch = shape[0]
         expected_past = (batch, cfg.num_past_states, cfg.past_state_dim)
         if past_states is None or tuple(past_states.shape) != expected_past:
             got = None if past_states is None else tuple(past_states.shape)
@@ -167,10 +181,8 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
             )
         return batch
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Pooled tower features: (B, 3, S, S) or (B, N, 3, S, S) -> (B, N*D)."""
-        batch = pixel_values.shape[0]
-        flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])  # (B*N, 3, S, S)
+    def _tower_tokens(self, flat: torch.Tensor) -> torch.Tensor:
+        """Tower output tokens of (M, 3, S, S) images -> (M, L, D), in the head's dtype."""
         frozen = self.vision_is_frozen
         tower_dtype = next(self.vision_model.parameters()).dtype
         autocast = (
@@ -179,10 +191,56 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
             else contextlib.nullcontext()
         )
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen), autocast:
-            tokens = self.vision_model(pixel_values=flat.to(tower_dtype)).last_hidden_state  # (B*N, L, D)
-        tokens = tokens.to(self.head.net[0].weight.dtype)
-        pooled = pool_tokens(tokens, self.config.pooling, self.config.num_prefix_tokens, self.attention_pool)
-        return pooled.reshape(batch, -1)  # (B, N*D)
+            tokens = self.vision_model(pixel_values=flat.to(tower_dtype)).last_hidden_state  # (M, L, D)
+        return tokens.to(self.head.net[0].weight.dtype)
+
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(M, L, D) tower tokens -> (M, D)."""
+        return pool_tokens(tokens, self.config.pooling, self.config.num_prefix_tokens, self.attention_pool)
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled tower features: (B, 3, S, S) or (B, N, 3, S, S) -> (B, N*D)."""
+        batch = pixel_values.shape[0]
+        flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])  # (B*N, 3, S, S)
+        return self._pool(self._tower_tokens(flat)).reshape(batch, -1)  # (B, N*D)
+
+    # ------------------------------------------------------------------ feature cache
+    @property
+    def feature_cache_kind(self) -> str:
+        """What a frozen-feature cache stores per image: `"pooled"` features (D,) when pooling has no
+        parameters (mean, cls), else the tower's `"tokens"` (L, D), pooled by the trainable attention pool."""
+        return "tokens" if self.config.pooling == "attention" else "pooled"
+
+    @torch.no_grad()
+    def cacheable_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Per-image values for the feature cache: (M, 3, S, S) -> (M, D) pooled or (M, L, D) tokens.
+
+        The same computation as the forward pass up to the first trainable module, so training from the
+        cache gives what training from the images gives.
+        """
+        flat = pixel_values.reshape(-1, *pixel_values.shape[-3:])  # (M, 3, S, S)
+        tokens = self._tower_tokens(flat)
+        return tokens if self.feature_cache_kind == "tokens" else self._pool(tokens)
+
+    def feature_cache_identity(self, image_processor) -> dict:
+        """Everything besides the image that determines `cacheable_image_features`: the tower's config and
+        weights fingerprint, the preprocessing, what is stored and the tower's compute precision."""
+        from ...features.cache import config_digest, preprocessing_digest, weights_fingerprint
+
+        device = next(self.vision_model.parameters()).device
+        tower_dtype = next(self.vision_model.parameters()).dtype
+        bf16 = self.config.vision_bf16 and device.type == "cuda"
+        identity = {
+            "family": self.config.model_type,
+            "stored": self.feature_cache_kind,
+            "vision_config": config_digest(self.config.vision_config),
+            "weights": weights_fingerprint(self.vision_model),
+            "preprocessing": preprocessing_digest(image_processor),
+            "precision": "bf16-autocast" if bf16 else str(tower_dtype),
+        }
+        if self.feature_cache_kind == "pooled":
+            identity["pooling"] = {"mode": self.config.pooling, "num_prefix_tokens": self.config.num_prefix_tokens}
+        return identity
 
     def forward(
         self,
@@ -191,6 +249,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         intent: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         image_features: torch.Tensor | None = None,
+        vision_hidden_states: torch.Tensor | None = None,
         labels_mask: torch.Tensor | None = None,
         output_image_features: bool = False,
         return_dict: bool | None = None,
@@ -205,12 +264,21 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
             labels (`torch.FloatTensor` of shape `(B, 20, 2)`, *optional*): future waypoints, metres.
             image_features (`torch.FloatTensor` of shape `(B, N*D)`, *optional*):
                 Pooled tower features, instead of `pixel_values` (from the feature cache).
+            vision_hidden_states (`torch.FloatTensor` of shape `(B, N, L, D)`, *optional*):
+                The tower's output tokens per camera, instead of `pixel_values` (from the feature cache when
+                the pooling is trainable); pooled here.
             labels_mask (`torch.BoolTensor` of shape `(B, 20)`, *optional*): valid future points.
             output_image_features (`bool`): also return the pooled image features.
         """
         cfg = self.config
-        batch = self._check_inputs(pixel_values, image_features, past_states, intent)
-        features = self.encode_images(pixel_values) if pixel_values is not None else image_features
+        batch = self._check_inputs(pixel_values, image_features, vision_hidden_states, past_states, intent)
+        if pixel_values is not None:
+            features = self.encode_images(pixel_values)
+        elif vision_hidden_states is not None:
+            tokens = vision_hidden_states.to(self.head.net[0].weight.dtype)
+            features = self._pool(tokens.flatten(0, 1)).reshape(batch, -1)  # (B*N, L, D) -> (B, N*D)
+        else:
+            features = image_features
         features = features.to(self.head.net[0].weight.dtype)
         past = (past_states.to(features.dtype) / cfg.past_state_scale).reshape(batch, -1)  # (B, 96)
         onehot = F.one_hot(intent.long() - cfg.intent_offset, cfg.num_intents).to(features.dtype)

@@ -4,7 +4,9 @@
 
 1. generates procedural driving scenes (train and held-out seeds) and writes them as WOD-E2E TFRecord
    files (`E2EDFrame` protos with JPEG images, calibrations and rater-scored trajectories),
-2. reads them back through the real WOD-E2E reader and trains a tiny frozen-tower waypoint model with `transformers.Trainer` (a few minutes on 2 cores),
+2. reads them back through the real WOD-E2E reader and trains a tiny frozen-tower waypoint model with
+   `transformers.Trainer`; the tower runs once per image (its outputs go to the on-disk feature cache
+   under `<output_dir>/feature_cache`), every later epoch trains the head from the cache,
 3. evaluates it against constant-velocity extrapolation on the held-out scenes (ADE/FDE and the Rater
    Feedback Score) and prints the table, and writes a challenge submission (`E2EDChallengeSubmission`),
 4. saves a model directory that loads with `AutoModel.from_pretrained` (checked), with its image
@@ -69,6 +71,7 @@ def main() -> int:
             "--save_strategy", "no",
             "--eval_strategy", "no",
             "--logging_steps", "50",
+            "--feature_cache_dir", str(out / "feature_cache"),
         ],
     )
     shape = dict(width=data_args.image_width, height=data_args.image_height, camera_names=tuple(data_args.camera_names))

@@ -82,6 +82,9 @@ def main() -> int:
     print(f"[1/4] training a tiny waypoint model on {args.train_samples} synthetic scenes ({args.epochs:g} epochs)")
     trainer = train_waypoint(model_args, data_args, training_args)
     train_time = time.time() - start
+    collate = trainer.data_collator
+    print(f"      feature cache {collate.feature_cache.root if collate.feature_cache else 'off'}: "
+          f"{collate.cache_batches} training batches read from the cache, {collate.pixel_batches} ran the tower")
 
     print("[2/4] evaluating on held-out scenes vs. constant velocity")
     model = AutoModel.from_pretrained(model_dir)  # the saved directory, as a user would load it

@@ -3,7 +3,7 @@
 ```
  pixel_values (B, [N,] 3, S, S)        past_states (B, 16, 6)      intent (B,)
         |                                      |                        |
-  vision tower (frozen, eval, no grad)     / past_state_scale        one-hot (num_intents)
+  vision tower (frozen; + LoRA)            / past_state_scale        one-hot (num_intents)
         | tokens (B*N, L, D)                   | flatten (B, 96)         |
   pool: mean | cls | attention                 |                        |
         | (B, N*D)                             |                        |

@@ -22,6 +22,7 @@ from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
 from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache, with_undecoded_images
 from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
+from ..models.common.lora import normalize_lora_config
 from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from ..models.waypoint_vlm.image_processing import build_image_processor
 
@@ -52,6 +53,16 @@ class WaypointModelArguments:
     past_state_scale: float = field(default=1.0)
     waypoint_scale: float = field(default=1.0)
     freeze_vision: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
+    lora_rank: int = field(
+        default=0,
+        metadata={"help": "LoRA rank on the vision tower (stage 2; the reference used 8, 16, 32). 0 = no LoRA."},
+    )
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_rank)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Tower module-name suffixes to adapt (default: the attention projections q/k/v/out)."},
+    )
 
 
 @dataclass
@@ -88,8 +99,39 @@ def _vision_config_dict(value) -> dict | None:
     return parsed
 
 
+def _lora_settings(model_args: WaypointModelArguments) -> dict | None:
+    """The LoRA dict of the --lora_* arguments (None when --lora_rank is 0)."""
+    if model_args.lora_rank < 0:
+        raise ValueError(f"--lora_rank must be >= 0 (0 = no LoRA), got {model_args.lora_rank}")
+    if not model_args.lora_rank:
+        if model_args.lora_target_modules or model_args.lora_alpha is not None:
+            raise ValueError("--lora_target_modules / --lora_alpha need --lora_rank > 0 (e.g. --lora_rank 16)")
+        return None
+    return dict(
+        r=model_args.lora_rank,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=list(model_args.lora_target_modules) if model_args.lora_target_modules else None,
+    )
+
+
+def _tower_state(model) -> str:
+    """'frozen', 'trainable', or 'frozen + LoRA r=16 on [...] (N parameters)' for the log line."""
+    if model.has_vision_lora:
+        lora = model.config.lora
+        n_lora = sum(p.numel() for n, p in model.vision_model.named_parameters() if p.requires_grad and "lora_" in n)
+        return f"frozen + LoRA r={lora['r']} alpha={lora['lora_alpha']} on {lora['target_modules']} ({n_lora} LoRA parameters)"
+    return "frozen" if model.vision_is_frozen else "trainable"
+
+
 def build_waypoint_model(model_args: WaypointModelArguments, num_cameras: int = 1):
-    """Model and image processor for the arguments (continue, from a backbone, or from a tower config)."""
+    """Model and image processor for the arguments (continue, from a backbone, or from a tower config).
+
+    `--lora_rank N` adds LoRA adapters to the vision tower on every route; with `--model_name_or_path` of a
+    stage-1 model (frozen tower + head) this is the reference's second stage. A model that already has
+    adapters keeps them (and `--lora_rank` must then match them).
+    """
+    lora = _lora_settings(model_args)
     head_kwargs = dict(
         pooling=model_args.pooling,
         head_hidden_sizes=list(model_args.head_hidden_sizes),
@@ -101,6 +143,7 @@ def build_waypoint_model(model_args: WaypointModelArguments, num_cameras: int = 
         waypoint_scale=model_args.waypoint_scale,
         freeze_vision=model_args.freeze_vision,
         num_cameras=num_cameras,
+        lora=lora,
     )
     chosen = [n for n in ("model_name_or_path", "backbone", "vision_config") if getattr(model_args, n)]
     if len(chosen) != 1:
@@ -115,6 +158,8 @@ def build_waypoint_model(model_args: WaypointModelArguments, num_cameras: int = 
                 f"model {model_args.model_name_or_path} takes {model.config.num_cameras} camera(s), the data "
                 f"gives {num_cameras} (--camera_names)"
             )
+        if lora is not None:
+            _add_lora_to_loaded(model, lora, model_args.model_name_or_path)
         try:
             processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
         except (OSError, ValueError):
@@ -127,6 +172,19 @@ def build_waypoint_model(model_args: WaypointModelArguments, num_cameras: int = 
         model = WaypointVLMModel(config)
         processor = build_image_processor(config)
     return model, processor
+
+
+def _add_lora_to_loaded(model, lora: dict, source: str) -> None:
+    """Stage 2 on a loaded model: add the adapters, or check that the ones it has are those asked for."""
+    if model.config.lora is None:
+        model.enable_vision_lora(lora)
+        return
+    wanted = normalize_lora_config(lora, model.config.vision_config.model_type, field="--lora_* arguments")
+    if wanted != model.config.lora:
+        raise ValueError(
+            f"model {source} already has LoRA {model.config.lora}, not the requested {wanted}; drop --lora_* "
+            "to continue training its adapters, or merge them first (`merge_vision_lora()` + save_pretrained)"
+        )
 
 
 def make_compute_metrics():
@@ -171,7 +229,7 @@ def train_waypoint(
         n_train,
         model.num_parameters(),
         model.config.vision_config.model_type,
-        "frozen" if model.vision_is_frozen else "trainable",
+        _tower_state(model),
     )
     cache = None
     if data_args.use_feature_cache and not model.vision_is_frozen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ..common.lora import normalize_lora_config
 from ..common.vision import VISION_PREFIX_TOKENS, resolve_vision_config
 
 POOLING_MODES = ("mean", "cls", "attention")
@@ -64,6 +65,15 @@ class WaypointVLMConfig(PretrainedConfig):
             Run a frozen tower under bf16 autocast when it is on a CUDA device (no effect on CPU).
         backbone_name_or_path (`str`, *optional*):
             Where the tower's pretrained weights came from (informational; recorded by `from_backbone`).
+        lora (`dict` or `int`, *optional*):
+            LoRA adapters (PEFT) on the vision tower: the reference's second training stage, instead of a fully
+            frozen tower. `None` (default) means no LoRA; an int is a rank. A dict holds `r` (rank, a positive
+            int; the reference used 8, 16 and 32), `lora_alpha` (defaults to `2 * r`), `lora_dropout`
+            (defaults to 0.05, in [0, 1)), `target_modules` (module-name suffixes; defaults to the tower's
+            attention projections: `q_proj`, `k_proj`, `v_proj` and `out_proj`, or `o_proj` for DINOv2) and
+            `bias` (`"none"`). Stored normalised, every key filled in. The tower's own weights stay frozen
+            (so `freeze_vision` must be True) and only the adapters train with the head; see
+            `WaypointVLMModel.enable_vision_lora` / `merge_vision_lora`.
     """
 
     model_type = "waypoint_vlm"
@@ -90,6 +100,7 @@ class WaypointVLMConfig(PretrainedConfig):
         freeze_vision: bool = True,
         vision_bf16: bool = True,
         backbone_name_or_path: str | None = None,
+        lora: dict | int | None = None,
         **kwargs,
     ):
         self.vision_config = resolve_vision_config(vision_config, default_type="idefics3_vision")
@@ -111,6 +122,9 @@ class WaypointVLMConfig(PretrainedConfig):
         self.freeze_vision = freeze_vision
         self.vision_bf16 = vision_bf16
         self.backbone_name_or_path = backbone_name_or_path
+        self.lora = normalize_lora_config(
+            lora, self.vision_config.model_type, field="WaypointVLMConfig.lora"
+        )
         super().__init__(**kwargs)
         self._validate()
 
@@ -168,6 +182,11 @@ class WaypointVLMConfig(PretrainedConfig):
         for name in ("past_state_scale", "waypoint_scale", "huber_delta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"WaypointVLMConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.lora is not None and not self.freeze_vision:
+            raise ValueError(
+                "WaypointVLMConfig.lora trains adapters on a frozen vision tower, so freeze_vision must be True "
+                f"(got freeze_vision=False with lora={self.lora}); use either LoRA or full fine-tuning"
+            )
 
 
 __all__ = ["WaypointVLMConfig"]

@@ -3,7 +3,7 @@
 ```
  pixel_values (B, [N,] 3, S, S)        past_states (B, 16, 6)      intent (B,)
         |                                      |                        |
-  vision tower (frozen, eval, no grad)     / past_state_scale        one-hot (num_intents)
+  vision tower (frozen; + LoRA)            / past_state_scale        one-hot (num_intents)
         | tokens (B*N, L, D)                   | flatten (B, 96)         |
   pool: mean | cls | attention                 |                        |
         | (B, N*D)                             |                        |
@@ -17,12 +17,18 @@
 `image_features` (the pooled tower output, (B, N*D)) or `vision_hidden_states` (the tower's tokens,
 (B, N, L, D), pooled in the forward pass) can be passed instead of `pixel_values`; the frozen-feature cache
 (`hf_vlmdrive.features`) uses them so that a frozen tower runs once per image, not once per epoch.
+
+LoRA stage (`config.lora`, `enable_vision_lora`): PEFT LoRA layers on the tower's attention projections;
+the tower's own weights stay frozen, the adapters train with the head, gradients flow through the tower
+(so features are recomputed every step and the feature cache is off). `merge_vision_lora` folds the
+adapters back into a plain frozen tower.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +38,7 @@ from transformers.utils import ModelOutput
 
 from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
+from ..common.lora import has_lora, inject_lora, merge_lora, normalize_lora_config, save_lora_adapter
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
 from .configuration_waypoint_vlm import WaypointVLMConfig
@@ -90,8 +97,70 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
             dropout=config.head_dropout,
         )
         self.post_init()
+        # After post_init: LoRA's own initialisation (A random, B zero: the adapted tower starts equal to the
+        # plain one) must not be overwritten by `_init_weights`.
+        if config.lora is not None:
+            self._inject_vision_lora(config.lora)
         if config.freeze_vision:
             self.freeze_vision_model()
+
+    # ------------------------------------------------------------------ LoRA stage
+    def _inject_vision_lora(self, lora: dict) -> list[str]:
+        targeted = inject_lora(self.vision_model, lora, field="WaypointVLMConfig.lora")
+        for module in self.vision_model.modules():
+            module._is_vision = True  # the LoRA layers too: never re-initialised by `_init_weights`
+        return targeted
+
+    @property
+    def has_vision_lora(self) -> bool:
+        """True when the vision tower carries LoRA adapters."""
+        return has_lora(self.vision_model)
+
+    def enable_vision_lora(self, lora: dict | int) -> list[str]:
+        """Add PEFT LoRA adapters to the vision tower (the second training stage); returns the adapted modules.
+
+        `lora` is a rank or a dict as in [`WaypointVLMConfig`] (`r`, `lora_alpha`, `lora_dropout`,
+        `target_modules`, `bias`). Sets `config.lora` (normalised) and `config.freeze_vision=True`: the tower's
+        own weights stay frozen, only the adapters (and the head) train, and the tower follows the model's
+        train / eval mode. A target that matches no module raises a ValueError listing the tower's Linear modules.
+        """
+        if self.has_vision_lora:
+            raise ValueError(
+                f"the vision tower already has LoRA adapters (config.lora={self.config.lora}); call "
+                "`merge_vision_lora()` first to add new ones on top of the merged weights"
+            )
+        normalized = normalize_lora_config(lora, self.config.vision_config.model_type, field="WaypointVLMConfig.lora")
+        if normalized is None:
+            raise ValueError("enable_vision_lora needs LoRA settings, e.g. {'r': 16}; got None")
+        targeted = self._inject_vision_lora(normalized)
+        self.config.lora = normalized
+        self.freeze_vision_model()
+        return targeted
+
+    def merge_vision_lora(self) -> int:
+        """Fold the LoRA adapters into the tower's weights and remove the LoRA layers; returns how many.
+
+        Afterwards `config.lora` is None and the tower is a plain, frozen one again (eval mode, no gradients),
+        with the adapted behaviour: use it for inference, to export, or to use the frozen-feature cache again.
+        """
+        if not self.has_vision_lora:
+            raise ValueError("the vision tower has no LoRA adapters to merge (config.lora is None)")
+        merged = merge_lora(self.vision_model)
+        self.config.lora = None
+        self.freeze_vision_model()
+        return merged
+
+    def save_vision_adapter(self, save_directory: str | Path) -> Path:
+        """Save the tower's LoRA adapter alone, in PEFT's format (`adapter_config.json` + `adapter_model.safetensors`).
+
+        `peft.PeftModel.from_pretrained(<the plain tower>, save_directory)` loads it onto the tower of
+        `config.backbone_name_or_path`. `save_pretrained` already stores the adapters inside the full model.
+        """
+        if not self.has_vision_lora:
+            raise ValueError("the vision tower has no LoRA adapter to save (config.lora is None)")
+        return save_lora_adapter(
+            self.vision_model, self.config.lora, save_directory, base_model_name_or_path=self.config.backbone_name_or_path
+        )
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -107,16 +176,20 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         `name_or_path` is a Hub id or a local directory of any transformers checkpoint with a vision tower:
         SmolVLM / Idefics3 (`HuggingFaceTB/SmolVLM-Base`), SigLIP, CLIP, DINOv2, ... Only the tower's
         tensors are read; the head is freshly initialised. Extra keyword arguments go to
-        [`WaypointVLMConfig`].
+        [`WaypointVLMConfig`]; with `lora=...` the adapters are added after the pretrained tower weights are
+        loaded (the checkpoint has plain layers, no `base_layer`).
         """
         vision_config = vision_config_from_pretrained(name_or_path, revision=revision, token=token)
         config = WaypointVLMConfig(
             vision_config=vision_config.to_dict(), backbone_name_or_path=name_or_path, **config_kwargs
         )
+        lora, config.lora = config.lora, None  # validated above; injected after loading
         model = cls(config)
         load_vision_tower_weights(model.vision_model, name_or_path, revision=revision, token=token)
         if config.freeze_vision:
             model.freeze_vision_model()
+        if lora is not None:
+            model.enable_vision_lora(lora)
         return model
 
     # ------------------------------------------------------------------ forward

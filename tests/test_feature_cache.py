@@ -269,6 +269,24 @@ def test_trainable_tower_disables_the_cache_with_a_log_line(tmp_path, caplog):
         waypoint_feature_cache(model, build_image_processor(model.config), cache_dir=tmp_path)
 
 
+def test_lora_stage_disables_the_cache_and_a_merged_tower_gets_its_own_namespace(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="hf_vlmdrive.trainers.waypoint"):
+        trainer = train_waypoint(*_args(tmp_path, "lora", lora_rank=8, max_steps=2))
+    assert "feature cache disabled" in caplog.text
+    assert trainer.data_collator.feature_cache is None and trainer.data_collator.pixel_batches >= 2
+    assert not (tmp_path / "cache").exists()
+
+    model = trainer.model.eval()
+    processor = build_image_processor(model.config)
+    with pytest.raises(ValueError, match="trainable"):
+        waypoint_feature_cache(model, processor, cache_dir=tmp_path)
+    plain = tiny_model(pooling="attention")
+    model.merge_vision_lora()  # the adapters trained, so the merged tower differs from the stage-1 tower
+    assert model.vision_is_frozen
+    merged = waypoint_feature_cache(model, processor, cache_dir=tmp_path)
+    assert merged.namespace != waypoint_feature_cache(plain, processor, cache_dir=tmp_path).namespace
+
+
 def test_cli_cache_features_then_train_reads_only_the_cache(tmp_path, cli, capsys, caplog):
     model_args, data_args, training_args = _args(tmp_path, "cli")
     config = tmp_path / "cli.yaml"

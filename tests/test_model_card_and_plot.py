@@ -27,6 +27,16 @@ def test_card_has_metadata_and_metrics(tmp_path):
     assert f"{trainable:,}" in loaded.text
 
 
+def test_card_names_the_lora_stage(tmp_path):
+    tower = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                 num_attention_heads=2, image_size=32, patch_size=8)
+    model = WaypointVLMModel(WaypointVLMConfig(vision_config=tower, head_hidden_sizes=[16], lora={"r": 8}))
+    card = render_waypoint_card(model, "table", "synthetic:10", "synthetic:5:1", str(tmp_path / "m"))
+    assert "frozen, with LoRA adapters r=8 alpha=16 on q_proj/k_proj/v_proj/out_proj" in card.text
+    model.merge_vision_lora()
+    assert "tower (frozen)" in render_waypoint_card(model, "t", "a", "b", str(tmp_path / "m")).text
+
+
 def test_projection_and_plot(tmp_path):
     cam = PinholeCamera(96, 64)
     uv, ok = project_ground_waypoints(np.array([[10.0, 0.0], [10.0, 5.0], [-5.0, 0.0]]), cam)

@@ -9,6 +9,15 @@ from huggingface_hub import ModelCard, ModelCardData
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+def _vision_state(cfg) -> str:
+    """How the tower was trained: frozen, frozen with LoRA adapters (rank, targets), or fine-tuned."""
+    lora = getattr(cfg, "lora", None)
+    if lora:
+        targets = "/".join(lora["target_modules"])
+        return f"frozen, with LoRA adapters r={lora['r']} alpha={lora['lora_alpha']:g} on {targets}"
+    return "frozen" if cfg.freeze_vision else "fine-tuned"
+
+
 def render_waypoint_card(
     model,
     metrics_table: str,
@@ -35,7 +44,7 @@ def render_waypoint_card(
         template_path=str(TEMPLATES / "waypoint_vlm.md"),
         model_name=Path(repo_or_dir).name,
         vision_type=cfg.vision_config.model_type,
-        vision_state="frozen" if cfg.freeze_vision else "fine-tuned",
+        vision_state=_vision_state(cfg),
         pooling=cfg.pooling,
         num_past_states=cfg.num_past_states,
         past_state_dim=cfg.past_state_dim,

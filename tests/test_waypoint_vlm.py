@@ -229,3 +229,25 @@ def test_wrong_label_shape_and_camera_count():
     model = WaypointVLMModel(tiny_config())
     with pytest.raises(ValueError, match="`labels` must have shape"):
         model(**inputs(), labels=torch.randn(2, 10, 2))
+
+
+@pytest.mark.parametrize("dim,heads", [(32, 2), (64, 8)])
+def test_attention_pool_equals_multihead_attention_with_its_weights(dim, heads):
+    from hf_vlmdrive.models.common.pooling import AttentionPool
+
+    torch.manual_seed(0)
+    pool = AttentionPool(dim, heads)
+    with torch.no_grad():  # non-zero biases and query, so every term of the rewrite is exercised
+        pool.attention.in_proj_bias.normal_()
+        pool.attention.out_proj.bias.normal_()
+        pool.query.normal_()
+    tokens = torch.randn(3, 20, dim, requires_grad=True)
+    fast = pool(tokens)
+    reference, _ = pool.attention(pool.query.expand(3, -1, -1), tokens, tokens, need_weights=False)
+    reference = pool.norm(reference[:, 0])
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    weight = torch.randn(3, dim)
+    fast_grads = torch.autograd.grad((fast * weight).sum(), [tokens, *pool.parameters()])
+    ref_grads = torch.autograd.grad((reference * weight).sum(), [tokens, *pool.parameters()])
+    for a, b in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -11,6 +12,14 @@ class AttentionPool(nn.Module):
 
     Unlike mean pooling it keeps *where* things are in the image (tokens carry position embeddings),
     which matters for trajectories. It is part of the trainable head even when the encoder is frozen.
+
+    The parameters are those of an `nn.MultiheadAttention` (checkpoints are plain MHA weights), but the
+    forward pass never projects the L tokens to keys and values. With a single query q the score of
+    token x_i in head h is q_h . (W_k,h x_i + b_k,h) = (W_k,h^T q_h) . x_i + const, and the constant
+    cancels in the softmax; the value read is sum_i a_hi (W_v,h x_i + b_v,h) = W_v,h (sum_i a_hi x_i) + b_v,h
+    because the weights sum to 1. So the tokens are only dotted with H vectors and averaged H times:
+    O(H*L*D) per image instead of the O(L*D^2) of the key/value projections, the same result up to
+    rounding. This is what makes head training from cached tower tokens cheap.
     """
 
     def __init__(self, hidden_size: int, num_heads: int):
@@ -21,9 +30,20 @@ class AttentionPool(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # tokens: (B, L, D) -> (B, D)
-        query = self.query.expand(tokens.shape[0], -1, -1)
-        pooled, _ = self.attention(query, tokens, tokens, need_weights=False)
-        return self.norm(pooled[:, 0])
+        attn = self.attention
+        batch, _, dim = tokens.shape
+        heads = attn.num_heads
+        head_dim = dim // heads
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)  # (D, D) each
+        b_q, _, b_v = attn.in_proj_bias.chunk(3)  # the key bias shifts every score of a head equally
+        query = F.linear(self.query[0, 0], w_q, b_q).view(heads, head_dim) * head_dim**-0.5  # (H, hd)
+        query_in_tokens = torch.einsum("hc,hcd->hd", query, w_k.view(heads, head_dim, dim))  # (H, D)
+        weights = torch.einsum("bld,hd->bhl", tokens, query_in_tokens).softmax(dim=-1)  # (B, H, L)
+        weights = F.dropout(weights, attn.dropout, self.training)
+        mixed = torch.einsum("bhl,bld->bhd", weights, tokens)  # (B, H, D): per-head average token
+        values = torch.einsum("bhd,hcd->bhc", mixed, w_v.view(heads, head_dim, dim)) + b_v.view(heads, head_dim)
+        pooled = attn.out_proj(values.reshape(batch, dim))  # (B, D)
+        return self.norm(pooled)
 
 
 def pool_tokens(

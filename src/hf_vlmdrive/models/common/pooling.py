@@ -36,7 +36,10 @@ class AttentionPool(nn.Module):
         head_dim = dim // heads
         w_q, w_k, w_v = attn.in_proj_weight.chunk(3)  # (D, D) each
         b_q, _, b_v = attn.in_proj_bias.chunk(3)  # the key bias shifts every score of a head equally
-        query = F.linear(self.query[0, 0], w_q, b_q).view(heads, head_dim) * head_dim**-0.5  # (H, hd)
+        # W_q q as a product + sum rather than F.linear: BLAS's matrix-vector kernel rounds differently when
+        # the weights are not 64-byte aligned (as after a safetensors load), and a reloaded model must
+        # predict bit for bit what the trained one did.
+        query = ((w_q * self.query[0, 0]).sum(-1) + b_q).view(heads, head_dim) * head_dim**-0.5  # (H, hd)
         query_in_tokens = torch.einsum("hc,hcd->hd", query, w_k.view(heads, head_dim, dim))  # (H, D)
         weights = torch.einsum("bld,hd->bhl", tokens, query_in_tokens).softmax(dim=-1)  # (B, H, L)
         weights = F.dropout(weights, attn.dropout, self.training)

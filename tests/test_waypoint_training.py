@@ -83,13 +83,14 @@ def test_cli_train_then_eval_with_plot(tmp_path, cli):
     assert plot.stat().st_size > 10_000
 
 
-def test_resume_from_last_checkpoint(tmp_path, cli):
+@pytest.mark.parametrize("extra", [[], ["--lora_rank", "8"]], ids=["feature-cache", "lora"])
+def test_resume_from_last_checkpoint(tmp_path, cli, extra):
     cfg = tiny_yaml(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, logging_steps=1)
-    assert cli("train", "waypoint", "--config", cfg) == 0
+    assert cli("train", "waypoint", "--config", cfg, *extra) == 0
     run = tmp_path / "run"
     assert (run / "checkpoint-4").is_dir()
     # A longer run with the same output dir continues from step 4 rather than starting over.
-    assert cli("train", "waypoint", "--config", cfg, "--max_steps", "6", "--resume_from_checkpoint", "last") == 0
+    assert cli("train", "waypoint", "--config", cfg, *extra, "--max_steps", "6", "--resume_from_checkpoint", "last") == 0
     state = json.loads((run / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
     steps = [e["step"] for e in state["log_history"] if "loss" in e]

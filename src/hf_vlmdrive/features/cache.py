@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -194,6 +193,29 @@ class FeatureCache:
         self.hits += 1
         return value
 
+    def is_complete(self, digest: str) -> bool:
+        """Whether the entry exists and is whole, reading only its header: the header parses, holds this
+        key, and the file is exactly as long as the header says. Unreadable entries count as corrupt."""
+        key = self.key(digest)
+        path = self.path(key)
+        try:
+            with open(path, "rb") as fh:
+                size = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(size))
+            end = max(t["data_offsets"][1] for name, t in header.items() if name != "__metadata__")
+            stored_key = (header.get("__metadata__") or {}).get("key")
+            if stored_key != key:
+                raise ValueError(f"entry holds key {stored_key!r}")
+            if path.stat().st_size != 8 + size + end:
+                raise ValueError(f"file has {path.stat().st_size} bytes, its header describes {8 + size + end}")
+        except FileNotFoundError:
+            return False
+        except Exception as err:  # noqa: BLE001  (any unreadable entry is a miss, never a crash)
+            self.corrupt += 1
+            logger.warning("feature cache: unreadable entry %s (%s); it will be rewritten", path, err)
+            return False
+        return True
+
     def put(self, digest: str, value: torch.Tensor) -> None:
         """Store `value` for an image digest, atomically (temporary file + rename)."""
         from safetensors.torch import save
@@ -206,10 +228,6 @@ class FeatureCache:
         blob = save({"features": value.contiguous()}, metadata={"key": key})
         _atomic_write_bytes(self.path(key), blob)
         self.writes += 1
-
-    def get_many(self, digests: Iterable[str]) -> list[torch.Tensor | None]:
-        """`get` for each digest."""
-        return [self.get(d) for d in digests]
 
     # ------------------------------------------------------------------ maintenance
     def remove_partial_writes(self, older_than_s: float = 3600.0) -> int:
@@ -282,8 +300,7 @@ def fill_feature_cache(
             for img, digest in zip(batch, digests, strict=True):
                 if digest in todo:
                     continue
-                path = cache.path(cache.key(digest))
-                if path.is_file() and cache.get(digest) is not None:
+                if cache.is_complete(digest):  # header check only: a warm cache is not read in full
                     continue
                 todo[digest] = img
             if todo:
@@ -301,11 +318,6 @@ def fill_feature_cache(
     return counts
 
 
-def make_temp_cache_dir(prefix: str = "hf_vlmdrive_features_") -> Path:
-    """A fresh temporary directory for a throw-away cache (benchmarks, tests)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
-
-
 __all__ = [
     "CACHE_ENV",
     "FeatureCache",
@@ -314,7 +326,6 @@ __all__ = [
     "fill_feature_cache",
     "identity_namespace",
     "image_digest",
-    "make_temp_cache_dir",
     "preprocessing_digest",
     "weights_fingerprint",
 ]

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoImageProcessor, AutoModel, TrainingArguments  # noqa: E402
+from transformers import AutoModel, AutoProcessor, TrainingArguments  # noqa: E402
 
 import hf_vlmdrive  # noqa: E402, F401  (registers the Auto classes)
 from hf_vlmdrive.cli.parsing import parse_args  # noqa: E402
@@ -36,9 +36,8 @@ from hf_vlmdrive.data.waymo_e2e import format_num_parameters, write_submission  
 from hf_vlmdrive.data.waypoint import load_waypoint_dataset  # noqa: E402
 from hf_vlmdrive.metrics.trajectory.trajectory import constant_velocity_baseline  # noqa: E402
 from hf_vlmdrive.model_card import render_waypoint_card  # noqa: E402
-from hf_vlmdrive.trainers.waypoint import (  # noqa: E402
-    WaypointDataArguments,
-    WaypointModelArguments,
+from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments  # noqa: E402
+from hf_vlmdrive.trainers.waypoint_recipe import (  # noqa: E402
     evaluate_waypoint,
     format_metrics_table,
     save_eval_results,
@@ -60,8 +59,8 @@ def main() -> int:
     model_dir = out / "waypoint-tiny"
     start = time.time()
 
-    model_args, data_args, training_args = parse_args(
-        (WaypointModelArguments, WaypointDataArguments, TrainingArguments),
+    data_args, training_args = parse_args(
+        (WaypointScriptArguments, TrainingArguments),
         [
             "--config", str(CONFIG),
             "--output_dir", str(model_dir),
@@ -80,7 +79,7 @@ def main() -> int:
     write_synthetic_e2ed(out / "wod_e2e", args.eval_samples, seed=1, split="validation", **shape)
     train_spec, eval_spec = data_args.train_data, data_args.eval_data
     print(f"[1/4] training a tiny waypoint model on {args.train_samples} synthetic scenes ({args.epochs:g} epochs)")
-    trainer = train_waypoint(model_args, data_args, training_args)
+    trainer = train_waypoint(data_args, training_args)
     train_time = time.time() - start
     collate = trainer.data_collator
     print(f"      feature cache {collate.feature_cache.root if collate.feature_cache else 'off'}: "
@@ -88,7 +87,7 @@ def main() -> int:
 
     print("[2/4] evaluating on held-out scenes vs. constant velocity")
     model = AutoModel.from_pretrained(model_dir)  # the saved directory, as a user would load it
-    processor = AutoImageProcessor.from_pretrained(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir)
     eval_ds = load_waypoint_dataset(
         eval_spec, data_args.image_width, data_args.image_height, camera_names=tuple(data_args.camera_names)
     )

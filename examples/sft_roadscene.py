@@ -20,7 +20,8 @@ from pathlib import Path
 from trl import SFTConfig
 
 from hf_vlmdrive.cli.parsing import parse_args
-from hf_vlmdrive.trainers.sft_roadscene import RoadSceneSFTArguments, run_sft
+from hf_vlmdrive.trainers.roadscene_config import RoadSceneSFTArguments
+from hf_vlmdrive.trainers.roadscene_recipe import train_roadscene
 
 
 def demo(output_dir: str) -> None:
@@ -29,7 +30,7 @@ def demo(output_dir: str) -> None:
     from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
     from hf_vlmdrive.generation import generate_predictions
     from hf_vlmdrive.metrics.bvpi.bvpi import bvpi_metrics
-    from hf_vlmdrive.trainers.roadscene_tiny_model import build_tiny_smolvlm
+    from hf_vlmdrive.testing.tiny_smolvlm import build_tiny_smolvlm
 
     out = Path(output_dir)
     paths = write_synthetic_roadscene(out / "data", num_samples=16, image_size=32)
@@ -41,7 +42,7 @@ def demo(output_dir: str) -> None:
         output_dir=str(out / "sft"), max_steps=20, per_device_train_batch_size=4, learning_rate=5e-3,
         logging_steps=5, save_steps=10, report_to=[], gradient_checkpointing=False, use_cpu=True,
     )
-    print(json.dumps(run_sft(args, config), indent=2))
+    print(json.dumps(train_roadscene(args, config).sft_metrics, indent=2))
     preds = out / "bvpi_preds.jsonl"
     generate_predictions(str(out / "sft"), paths["bvpi_sft"], preds, num_beams=3, max_new_tokens=64)
     refs, _ = load_bvpi_annotations(paths["annotations_json"])
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
         demo(argv[i + 1] if i >= 0 else "demo_output/roadscene")
         return 0
     script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="sft_roadscene.py")
-    print(json.dumps(run_sft(script_args, sft_config), indent=2))
+    print(json.dumps(train_roadscene(script_args, sft_config).sft_metrics, indent=2))
     return 0
 
 

@@ -9,10 +9,12 @@ Real run (8 GPUs, DeepSpeed ZeRO-2, the four LIBERO suites under /data/libero):
     accelerate launch --config_file examples/configs/accelerate_zero2.yaml examples/train_libero.py \
         --config examples/configs/libero_tiny.yaml --dataset_root /data/libero --mixture libero_all \
         --vlm_name_or_path Qwen/Qwen2.5-VL-3B-Instruct --geometry_name_or_path facebook/dinov2-giant \
-        --dit_num_layers 16 --dit_hidden_size 1024 --dit_num_heads 16 --max_steps 80000 --save_steps 10000
+        --model_config.dit_num_layers 16 --model_config.dit_hidden_size 1024 --model_config.dit_num_heads 16 \
+        --max_steps 80000 --save_steps 10000
 
 Every `--flag` of `GeoVLAScriptArguments` / `GeoVLATrainingArguments` can be set in the YAML file or on
-the command line (the command line wins). Checkpoints (`checkpoint-N/`) hold the weights, config.json,
+the command line (the command line wins); every `GeoVLAConfig` field goes under `model_config`
+(`--model_config.<field> VALUE`). Checkpoints (`checkpoint-N/`) hold the weights, config.json,
 norm_stats.json and the processor; `loss_curve.json` in the output directory holds (step, loss) pairs.
 """
 
@@ -23,7 +25,7 @@ import sys
 
 from hf_vlmdrive.cli.parsing import parse_args
 from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
-from hf_vlmdrive.trainers.geovla_train import train_geovla
+from hf_vlmdrive.trainers.geovla_recipe import train_geovla
 
 
 def main(argv: list[str]) -> int:

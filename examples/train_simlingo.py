@@ -20,16 +20,16 @@ from __future__ import annotations
 import sys
 
 from hf_vlmdrive.cli.parsing import parse_args
-from hf_vlmdrive.trainers.simlingo_config import SimLingoTrainingArguments
-from hf_vlmdrive.trainers.simlingo_recipe import SimLingoScriptArguments, run_train
+from hf_vlmdrive.trainers.simlingo_config import SimLingoScriptArguments, SimLingoTrainingArguments
+from hf_vlmdrive.trainers.simlingo_recipe import train_simlingo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse arguments (YAML `--config` + flags) and run the recipe; returns the metrics."""
+    """Parse arguments (YAML `--config` + flags) and run the recipe; returns the held-out metrics."""
     script_args, training_args = parse_args(
         [SimLingoScriptArguments, SimLingoTrainingArguments], sys.argv[1:] if argv is None else argv
     )
-    return run_train(script_args, training_args)
+    return train_simlingo(script_args, training_args).heldout_metrics
 
 
 if __name__ == "__main__":

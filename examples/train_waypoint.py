@@ -8,9 +8,10 @@ The reference recipe (SmolVLM tower, needs the backbone weights), on one or more
 
     accelerate launch examples/train_waypoint.py --config examples/configs/waypoint_smolvlm.yaml
 
-Any argument of `WaypointModelArguments`, `WaypointDataArguments` or `TrainingArguments` can be given
-on the command line and overrides the YAML file, e.g. `--num_train_epochs 3`. Resume an interrupted run
-with `--resume_from_checkpoint last`.
+Any argument of `WaypointScriptArguments` or `TrainingArguments` can be given on the command line and
+overrides the YAML file, e.g. `--num_train_epochs 3`; any `WaypointVLMConfig` field goes under
+`model_config` (`--model_config.pooling attention`). Resume an interrupted run with
+`--resume_from_checkpoint last`.
 """
 
 import sys
@@ -18,14 +19,15 @@ import sys
 from transformers import TrainingArguments
 
 from hf_vlmdrive.cli.parsing import parse_args
-from hf_vlmdrive.trainers.waypoint import WaypointDataArguments, WaypointModelArguments, train_waypoint
+from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments
+from hf_vlmdrive.trainers.waypoint_recipe import train_waypoint
 
 
 def main(argv=None):
-    model_args, data_args, training_args = parse_args(
-        (WaypointModelArguments, WaypointDataArguments, TrainingArguments), argv if argv is not None else sys.argv[1:]
+    script_args, training_args = parse_args(
+        (WaypointScriptArguments, TrainingArguments), argv if argv is not None else sys.argv[1:]
     )
-    trainer = train_waypoint(model_args, data_args, training_args)
+    trainer = train_waypoint(script_args, training_args)
     if trainer.eval_dataset is not None:
         print(trainer.evaluate())
 

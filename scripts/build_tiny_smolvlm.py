@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from hf_vlmdrive.trainers.roadscene_tiny_model import build_tiny_smolvlm
+from hf_vlmdrive.testing.tiny_smolvlm import build_tiny_smolvlm
 
 
 def main() -> None:

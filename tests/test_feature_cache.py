@@ -258,7 +258,7 @@ def test_training_from_the_cache_matches_training_from_images(tmp_path, caplog):
 
 
 def test_trainable_tower_disables_the_cache_with_a_log_line(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="hf_vlmdrive.trainers.waypoint"):
+    with caplog.at_level(logging.INFO, logger="hf_vlmdrive.trainers.waypoint_recipe"):
         trainer = train_waypoint(*_args(tmp_path, "unfrozen", freeze_vision=False, max_steps=2))
     assert "feature cache disabled" in caplog.text
     assert trainer.data_collator.feature_cache is None and trainer.data_collator.pixel_batches > 0
@@ -270,7 +270,7 @@ def test_trainable_tower_disables_the_cache_with_a_log_line(tmp_path, caplog):
 
 
 def test_lora_stage_disables_the_cache_and_a_merged_tower_gets_its_own_namespace(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="hf_vlmdrive.trainers.waypoint"):
+    with caplog.at_level(logging.INFO, logger="hf_vlmdrive.trainers.waypoint_recipe"):
         trainer = train_waypoint(*_args(tmp_path, "lora", lora_rank=8, max_steps=2))
     assert "feature cache disabled" in caplog.text
     assert trainer.data_collator.feature_cache is None and trainer.data_collator.pixel_batches >= 2

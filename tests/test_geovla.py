@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from transformers import AutoProcessor
 
 import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
 from hf_vlmdrive.data.lerobot import LeRobotDataset, make_synthetic_libero
@@ -322,35 +323,42 @@ def test_cache_with_augmentation_is_refused_by_training(tmp_path):
         train_geovla(GeoVLAScriptArguments(dataset_root=str(tmp_path / "none")), args)
 
 
-def test_parameter_group_assignment():
-    from hf_vlmdrive.trainers.geovla_trainer import build_parameter_groups, module_group
+def test_parameter_group_assignment(tmp_path):
+    from hf_vlmdrive.trainers.geovla_config import GeoVLATrainingArguments
+    from hf_vlmdrive.trainers.geovla_trainer import GeoVLATrainer, module_group
 
     assert module_group("vlm.language_model.layers.0.mlp.up_proj.weight") == "vlm"
     assert module_group("action_head.blocks.0.cross_attn.q.weight") == "action_head"
     assert module_group("geometry_compressor.proj.weight") == "compressor"
     assert module_group("geometry_encoder.out_proj.weight") == "base"
     toy = nn.Module()
-    toy.vlm, toy.action_head = nn.Linear(2, 2), nn.Linear(2, 2)
+    toy.vlm, toy.action_head, toy.other = nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2)
     toy.vlm.bias.requires_grad_(False)
-    groups = build_parameter_groups(toy, {"vlm": 0.1, "action_head": 0.2, "compressor": 0.3, "base": 0.4}, 0.01,
-                                    {"vlm.weight", "action_head.weight"})
-    assert {(g["name"], g["lr"], len(g["params"])) for g in groups} == {
-        ("vlm", 0.1, 1), ("action_head", 0.2, 1), ("action_head_no_decay", 0.2, 1)
+    toy.forward = lambda **kw: None
+    args = GeoVLATrainingArguments(output_dir=str(tmp_path), learning_rate=0.4, vlm_learning_rate=0.1,
+                                   action_head_learning_rate=0.2, compressor_learning_rate=0.3, weight_decay=0.01,
+                                   report_to="none", use_cpu=True)
+    trainer = GeoVLATrainer(model=toy, args=args)
+    groups = trainer.create_optimizer().param_groups
+    assert {(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in groups} == {
+        ("vlm", 0.1, 0.01, 1), ("action_head", 0.2, 0.01, 1), ("action_head_no_decay", 0.2, 0.0, 1),
+        ("base", 0.4, 0.01, 1), ("base_no_decay", 0.4, 0.0, 1),
     }
 
 
 def test_train_geovla_end_to_end_on_a_mixture(tmp_path):
     """The path of examples/train_libero.py: tiny backbones from dirs, a two-suite mixture, checkpoints."""
     from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
-    from hf_vlmdrive.trainers.geovla_train import train_geovla
+    from hf_vlmdrive.trainers.geovla_recipe import train_geovla
 
     for k, name in enumerate(("libero_object", "libero_goal")):
         make_synthetic_libero(tmp_path / "data" / name, num_episodes=1, episode_length=6, image_size=32,
                               image_storage="video", seed=k)
     script = GeoVLAScriptArguments(
         dataset_root=str(tmp_path / "data"), mixture="libero_object,libero_goal", vlm_name_or_path="tiny-random",
-        geometry_name_or_path="tiny-random", geometry_num_layers=1, geometry_num_heads=2, geometry_output_size=48,
-        num_geometry_tokens=4, dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2,
+        geometry_name_or_path="tiny-random",
+        model_config={"geometry_config": {"num_layers": 1, "num_heads": 2, "output_size": 48}, "num_geometry_tokens": 4,
+                      "dit_num_layers": 2, "dit_hidden_size": 32, "dit_num_heads": 2, "dit_dropout": 0.1},
     )
     args = GeoVLATrainingArguments(output_dir=str(tmp_path / "run"), max_steps=4, save_steps=2, logging_steps=1,
                                    per_device_train_batch_size=2, report_to="none", use_cpu=True, disable_tqdm=True,
@@ -364,3 +372,5 @@ def test_train_geovla_end_to_end_on_a_mixture(tmp_path):
     reloaded = AutoModel.from_pretrained(tmp_path / "run" / "checkpoint-4")
     assert reloaded.norm_stats["action"]["mean"].shape == (7,)
     assert trainer.model.geometry_cache is not None
+    assert reloaded.config.dit_dropout == 0.1  # a field no flag mirrored before model_config
+    assert type(AutoProcessor.from_pretrained(tmp_path / "run")).__name__ == "GeoVLAProcessor"

@@ -179,7 +179,7 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.vision_is_frozen and loaded.config.route_as == "image"
 
 
-def test_from_llava_next_takes_only_the_vision_tower(tmp_path):
+def test_from_backbone_takes_only_the_vision_tower(tmp_path):
     llava_cfg = LlavaNextConfig(
         vision_config=VISION,
         text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -189,8 +189,15 @@ def test_from_llava_next_takes_only_the_vision_tower(tmp_path):
     source = LlavaNextForConditionalGeneration(llava_cfg)
     source.save_pretrained(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
-    model = SimLingoForWaypointPrediction.from_llava_next(
-        str(tmp_path), lm_size="micro", head_hidden_size=16, encoder_hidden_size=16)
+    model = SimLingoForWaypointPrediction.from_backbone(
+        str(tmp_path), lm_size="micro", head_hidden_size=16, encoder_hidden_size=16, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    model = model.float()
+    with pytest.warns(FutureWarning, match="from_backbone"):  # the old name, kept for one release
+        old = SimLingoForWaypointPrediction.from_llava_next(str(tmp_path), lm_size="micro", head_hidden_size=16,
+                                                            encoder_hidden_size=16)
+    assert torch.equal(old.vision_model.embeddings.patch_embedding.weight,
+                       model.vision_model.embeddings.patch_embedding.weight)
     src_state = source.model.vision_tower.state_dict()
     for key, value in model.vision_model.state_dict().items():
         if not key.endswith("position_ids"):
@@ -210,31 +217,31 @@ def test_parameter_groups_get_configured_lrs(tmp_path):
     trainer = SimLingoTrainer(model=model, args=args)
     trainer.create_optimizer_and_scheduler(num_training_steps=20)
     groups = {g["name"]: g for g in trainer.optimizer.param_groups}
-    assert set(groups) == {"vision_decay", "vision_no_decay", "decay", "no_decay"}
-    assert groups["vision_decay"]["max_lr"] == 1e-4 and groups["vision_no_decay"]["max_lr"] == 1e-4
-    assert groups["decay"]["max_lr"] == 1e-3 and groups["no_decay"]["max_lr"] == 1e-3
-    assert groups["decay"]["weight_decay"] == 0.1 and groups["no_decay"]["weight_decay"] == 0.0
-    assert groups["vision_decay"]["weight_decay"] == 0.1 and groups["vision_no_decay"]["weight_decay"] == 0.0
+    assert set(groups) == {"vision", "vision_no_decay", "base", "base_no_decay"}
+    assert groups["vision"]["max_lr"] == 1e-4 and groups["vision_no_decay"]["max_lr"] == 1e-4
+    assert groups["base"]["max_lr"] == 1e-3 and groups["base_no_decay"]["max_lr"] == 1e-3
+    assert groups["base"]["weight_decay"] == 0.1 and groups["base_no_decay"]["weight_decay"] == 0.0
+    assert groups["vision"]["weight_decay"] == 0.1 and groups["vision_no_decay"]["weight_decay"] == 0.0
     ids = {name: {id(p) for p in g["params"]} for name, g in groups.items()}
-    assert id(model.vision_projection.weight) in ids["decay"]
-    assert id(model.speed_queries) in ids["no_decay"] and id(model.camera_embedding) in ids["no_decay"]
-    assert id(model.language_model.norm.weight) in ids["no_decay"]
-    assert id(model.speed_head[0].bias) in ids["no_decay"]
-    assert id(model.vision_model.encoder.layers[0].mlp.fc1.weight) in ids["vision_decay"]
+    assert id(model.vision_projection.weight) in ids["base"]
+    assert id(model.speed_queries) in ids["base_no_decay"] and id(model.camera_embedding) in ids["base_no_decay"]
+    assert id(model.language_model.norm.weight) in ids["base_no_decay"]
+    assert id(model.speed_head[0].bias) in ids["base_no_decay"]
+    assert id(model.vision_model.encoder.layers[0].mlp.fc1.weight) in ids["vision"]
     assert id(model.vision_model.post_layernorm.weight) in ids["vision_no_decay"]
     assert sum(len(v) for v in ids.values()) == sum(1 for p in model.parameters() if p.requires_grad)
     assert trainer.optimizer.defaults["betas"] == (0.9, 0.999)
     # OneCycleLR: starts at lr/div_factor, peaks at lr after 5 % warm-up (1 of 20 steps), stepped per step.
     sched = trainer.lr_scheduler
     assert isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
-    assert groups["decay"]["lr"] == pytest.approx(1e-3 / 25)
+    assert groups["base"]["lr"] == pytest.approx(1e-3 / 25)
     trainer.optimizer.step()
     sched.step()
-    assert groups["decay"]["lr"] == pytest.approx(1e-3) and groups["vision_decay"]["lr"] == pytest.approx(1e-4)
+    assert groups["base"]["lr"] == pytest.approx(1e-3) and groups["vision"]["lr"] == pytest.approx(1e-4)
     # Frozen tower: its parameters are left out.
     frozen = SimLingoForWaypointPrediction(make_config(freeze_vision=True))
     names = [g["name"] for g in simlingo_parameter_groups(frozen, 1e-3, 1e-4)]
-    assert names == ["decay", "no_decay"]
+    assert names == ["base", "base_no_decay"]
 
 
 def test_short_training_run_lowers_the_loss(tmp_path):

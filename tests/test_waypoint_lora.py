@@ -296,7 +296,7 @@ def _train(tmp_path, name, *extra: str, **overrides):
 
 
 def test_trainer_changes_only_lora_and_head_and_reloads(tmp_path, caplog):
-    caplog.set_level("INFO", logger="hf_vlmdrive.trainers.waypoint")
+    caplog.set_level("INFO", logger="hf_vlmdrive.trainers.waypoint_recipe")
     trainer, initial = _train(tmp_path, "lora", "--lora_rank", "8")
     assert "frozen + LoRA r=8" in caplog.text
     final = trainer.model.state_dict()
@@ -348,7 +348,7 @@ def test_stage_two_continues_a_stage_one_model(tmp_path, cli):
     assert again.config.lora == stage2.config.lora and not again.vision_is_frozen
     with pytest.raises(ValueError, match="already has LoRA"):
         build_waypoint_model(WaypointModelArguments(model_name_or_path=str(tmp_path / "stage2"), lora_rank=8))
-    with pytest.raises(ValueError, match="need --lora_rank > 0"):
+    with pytest.raises(ValueError, match="need a LoRA rank"):
         build_waypoint_model(WaypointModelArguments(vision_config=json.dumps(TINY_SIGLIP),
                                                     lora_target_modules=["q_proj"]))
     with pytest.raises(ValueError, match="freeze_vision must be True"):

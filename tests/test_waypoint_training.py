@@ -18,8 +18,8 @@ from hf_vlmdrive.cli.parsing import parse_args
 from hf_vlmdrive.data.collators import WaypointCollator
 from hf_vlmdrive.data.waypoint import load_waypoint_dataset
 from hf_vlmdrive.trainers.waypoint import (
-    WaypointDataArguments,
     WaypointModelArguments,
+    WaypointScriptArguments,
     build_waypoint_model,
     train_waypoint,
 )
@@ -31,8 +31,9 @@ TINY_TOWER = json.dumps(dict(model_type="siglip_vision_model", hidden_size=32, i
 
 def tiny_yaml(tmp_path: Path, **overrides) -> Path:
     cfg = dict(
-        vision_config=TINY_TOWER, pooling="attention", head_hidden_sizes=[64, 64], past_state_scale=10.0,
-        waypoint_scale=10.0, train_data="synthetic:64", eval_data="synthetic:16:1", image_width=48,
+        model_config=dict(vision_config=json.loads(TINY_TOWER), pooling="attention", head_hidden_sizes=[64, 64],
+                          past_state_scale=10.0, waypoint_scale=10.0),
+        train_data="synthetic:64", eval_data="synthetic:16:1", image_width=48,
         image_height=32, output_dir=str(tmp_path / "run"), per_device_train_batch_size=16,
         per_device_eval_batch_size=16, learning_rate=3e-3, max_steps=40, logging_steps=5,
         save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True, seed=0,
@@ -44,15 +45,15 @@ def tiny_yaml(tmp_path: Path, **overrides) -> Path:
 
 
 def test_trainer_lowers_loss_and_only_the_head_changes(tmp_path):
-    model_args, data_args, training_args = parse_args(
-        (WaypointModelArguments, WaypointDataArguments, TrainingArguments), ["--config", str(tiny_yaml(tmp_path))]
+    script_args, training_args = parse_args(
+        (WaypointScriptArguments, TrainingArguments), ["--config", str(tiny_yaml(tmp_path))]
     )
     class Snapshot(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             self.initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     snapshot = Snapshot()
-    trainer = train_waypoint(model_args, data_args, training_args, callbacks=[snapshot])
+    trainer = train_waypoint(script_args, training_args, callbacks=[snapshot])
     initial = snapshot.initial
     final = trainer.model.state_dict()
     vision = [k for k in final if k.startswith("vision_model.")]
@@ -73,7 +74,7 @@ def test_cli_train_then_eval_with_plot(tmp_path, cli):
     cfg = tiny_yaml(tmp_path, max_steps=6)
     assert cli("train", "waypoint", "--config", cfg, "--learning_rate", "1e-3") == 0
     model_dir = tmp_path / "run"
-    assert (model_dir / "model.safetensors").is_file() and (model_dir / "preprocessor_config.json").is_file()
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "processor_config.json").is_file()
     out_json, plot = tmp_path / "metrics.json", tmp_path / "pred.png"
     assert cli("eval", "waypoint", "--model", model_dir, "--data", "synthetic:8:2", "--image_width", "48",
                "--image_height", "32", "--output_json", out_json, "--plot", plot) == 0
@@ -83,7 +84,7 @@ def test_cli_train_then_eval_with_plot(tmp_path, cli):
     assert plot.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("extra", [[], ["--lora_rank", "8"]], ids=["feature-cache", "lora"])
+@pytest.mark.parametrize("extra", [[], ["--model_config.lora.r", "8"]], ids=["feature-cache", "lora"])
 def test_resume_from_last_checkpoint(tmp_path, cli, extra):
     cfg = tiny_yaml(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, logging_steps=1)
     assert cli("train", "waypoint", "--config", cfg, *extra) == 0
@@ -107,9 +108,15 @@ def test_config_errors_are_clear(tmp_path, cli):
     with pytest.raises(ValueError, match="synthetic:N"):
         load_waypoint_dataset("synthetic:many")
     with pytest.raises(ValueError, match="exactly one of"):
-        build_waypoint_model(WaypointModelArguments())  # names no model source
+        build_waypoint_model(WaypointScriptArguments())  # names no model source
     with pytest.raises(ValueError, match="--vision_config must be a JSON object"):
-        build_waypoint_model(WaypointModelArguments(vision_config="{not json"))
+        build_waypoint_model(WaypointScriptArguments(model_config={"vision_config": "{not json"}))
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['poling'\]"):
+        cli("train", "waypoint", "--config", tiny_yaml(tmp_path), "--model_config.poling", "mean")
+    # The deprecated (model_args, data_args) form still builds the same model, with a FutureWarning.
+    with pytest.warns(FutureWarning, match="WaypointScriptArguments"):
+        legacy, _ = build_waypoint_model(WaypointModelArguments(vision_config=TINY_TOWER, pooling="mean"))
+    assert legacy.config.pooling == "mean"
 
 
 def test_collator_keys_and_shapes():

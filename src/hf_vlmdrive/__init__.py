@@ -6,16 +6,41 @@ Importing the package registers every model family with the transformers Auto cl
     >>> from transformers import AutoModel
     >>> model = AutoModel.from_pretrained("path/or/hub-id")  # doctest: +SKIP
 
-returns the right family.
+returns the right family. The import is light: it loads the configuration classes only; a family's
+modeling code is imported when its model class is first used (see `hf_vlmdrive.models.auto`).
+The names below are imported on first access (PEP 562).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .models.auto import register_auto_classes
-from .models.geovla import GeoVLAConfig
-from .models.simlingo import SimLingoConfig
-from .models.waypoint_vlm import WaypointVLMConfig
 
 __version__ = "0.1.0.dev0"
 
+# name -> submodule that defines it
+_LAZY_ATTRS = {
+    "GeoVLAConfig": ".models.geovla.configuration_geovla",
+    "SimLingoConfig": ".models.simlingo.configuration_simlingo",
+    "WaypointVLMConfig": ".models.waypoint_vlm.configuration_waypoint_vlm",
+    "register_lazy": ".models.auto",
+}
+
+__all__ = [*_LAZY_ATTRS, "register_auto_classes", "__version__"]
+
 register_auto_classes()
 
-__all__ = ["GeoVLAConfig", "SimLingoConfig", "WaypointVLMConfig", "register_auto_classes", "__version__"]
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_ATTRS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

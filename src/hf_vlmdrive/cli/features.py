@@ -31,16 +31,17 @@ def run_cache_features(argv: list[str]) -> int:
 
     from ..data.waypoint import load_waypoint_dataset
     from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache
-    from ..trainers.waypoint import WaypointDataArguments, WaypointModelArguments, build_waypoint_model
+    from ..trainers.waypoint_config import WaypointScriptArguments
+    from ..trainers.waypoint_recipe import build_waypoint_model
 
-    model_args, data_args, training_args, args = parse_args(
-        (WaypointModelArguments, WaypointDataArguments, TrainingArguments, CacheFeaturesArguments),
+    data_args, training_args, args = parse_args(
+        (WaypointScriptArguments, TrainingArguments, CacheFeaturesArguments),
         argv,
         prog="hf-vlmdrive cache-features",
     )
     cameras = tuple(data_args.camera_names)
     set_seed(training_args.seed)  # as train_waypoint does, so that both build the same tower
-    model, processor = build_waypoint_model(model_args, num_cameras=len(cameras))
+    model, processor = build_waypoint_model(data_args, num_cameras=len(cameras))
     if not model.vision_is_frozen:
         raise SystemExit(
             "hf-vlmdrive cache-features: this model's vision tower is trainable (LoRA or --freeze_vision false); "

@@ -7,7 +7,7 @@ import json
 
 
 def _train(argv: list[str]) -> int:
-    from ..trainers.geovla_train import main
+    from ..trainers.geovla_recipe import main
 
     return main(argv)
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 
 def _train(argv: list[str]) -> int:
-    from ..trainers.simlingo_config import SimLingoTrainingArguments
-    from ..trainers.simlingo_recipe import SimLingoScriptArguments, run_train
+    from ..trainers.simlingo_config import SimLingoScriptArguments, SimLingoTrainingArguments
+    from ..trainers.simlingo_recipe import train_simlingo
     from .parsing import parse_args
 
     script_args, training_args = parse_args(
         [SimLingoScriptArguments, SimLingoTrainingArguments], argv, prog="hf-vlmdrive train simlingo"
     )
-    run_train(script_args, training_args)
+    train_simlingo(script_args, training_args)
     return 0
 
 
 def _eval(argv: list[str]) -> int:
-    from ..trainers.simlingo_recipe import SimLingoEvalArguments, run_eval
+    from ..trainers.simlingo_config import SimLingoEvalArguments
+    from ..trainers.simlingo_recipe import run_eval
     from .parsing import parse_args
 
     (args,) = parse_args([SimLingoEvalArguments], argv, prog="hf-vlmdrive eval simlingo")

@@ -38,11 +38,11 @@ def run_predict(argv: list[str]) -> int:
     """Predict 20-point trajectories for every frame and write the challenge submission."""
     import json
 
-    from transformers import AutoImageProcessor, AutoModel
+    from transformers import AutoModel
 
     from ..data.waymo_e2e import format_num_parameters, write_submission
     from ..data.waypoint import load_waypoint_dataset
-    from ..trainers.waypoint import predict_waypoints
+    from ..trainers.waypoint_recipe import load_processor, predict_waypoints
 
     (args,) = parse_args((WaypointPredictArguments,), argv, prog="hf-vlmdrive predict waypoint")
     if not args.model or not args.data:
@@ -50,7 +50,7 @@ def run_predict(argv: list[str]) -> int:
     if not args.submission and not args.output_json:
         raise SystemExit("hf-vlmdrive predict waypoint: give --submission out.binproto and/or --output_json")
     model = AutoModel.from_pretrained(args.model)
-    processor = AutoImageProcessor.from_pretrained(args.model)
+    processor = load_processor(args.model, model.config)
     dataset = load_waypoint_dataset(args.data, args.image_width, args.image_height, camera_names=_camera_names(model))
     preds = predict_waypoints(model, dataset, processor, batch_size=args.batch_size)
     names = list(dataset["frame_name"])

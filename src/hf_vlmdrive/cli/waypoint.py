@@ -22,31 +22,37 @@ class WaypointEvalArguments:
 
 
 def run_train(argv: list[str]) -> int:
-    """Train a waypoint model (arguments: WaypointModelArguments, WaypointDataArguments, TrainingArguments)."""
+    """Train a waypoint model (arguments: WaypointScriptArguments with `model_config`, TrainingArguments)."""
     from transformers import TrainingArguments
 
-    from ..trainers.waypoint import WaypointDataArguments, WaypointModelArguments, train_waypoint
+    from ..trainers.waypoint_config import WaypointScriptArguments
+    from ..trainers.waypoint_recipe import train_waypoint
 
-    model_args, data_args, training_args = parse_args(
-        (WaypointModelArguments, WaypointDataArguments, TrainingArguments), argv, prog="hf-vlmdrive train waypoint"
+    script_args, training_args = parse_args(
+        (WaypointScriptArguments, TrainingArguments), argv, prog="hf-vlmdrive train waypoint"
     )
-    train_waypoint(model_args, data_args, training_args)
+    train_waypoint(script_args, training_args)
     print(f"saved model and image processor to {training_args.output_dir}")
     return 0
 
 
 def run_eval(argv: list[str]) -> int:
     """Evaluate a waypoint model against the constant-velocity baseline; prints a metrics table."""
-    from transformers import AutoImageProcessor, AutoModel
+    from transformers import AutoModel
 
     from ..data.waypoint import load_waypoint_dataset
-    from ..trainers.waypoint import evaluate_waypoint, format_metrics_table, save_eval_results
+    from ..trainers.waypoint_recipe import (
+        evaluate_waypoint,
+        format_metrics_table,
+        load_processor,
+        save_eval_results,
+    )
 
     (args,) = parse_args((WaypointEvalArguments,), argv, prog="hf-vlmdrive eval waypoint")
     if not args.model:
         raise SystemExit("hf-vlmdrive eval waypoint: --model is required (a trained waypoint_vlm directory or Hub id)")
     model = AutoModel.from_pretrained(args.model)
-    processor = AutoImageProcessor.from_pretrained(args.model)
+    processor = load_processor(args.model, model.config)
     cameras = ("FRONT",) if model.config.num_cameras == 1 else ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")
     dataset = load_waypoint_dataset(args.data, args.image_width, args.image_height, camera_names=cameras)
     results = evaluate_waypoint(model, dataset, processor, batch_size=args.batch_size)

@@ -29,12 +29,14 @@ import json
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from ..models.simlingo.processing_simlingo import frame_to_uint8_chw, render_route_image
 
 logger = logging.getLogger(__name__)
 
@@ -83,21 +85,6 @@ def equal_spacing_route(points: np.ndarray, num_points: int = 20, spacing: float
     idx = np.clip(np.searchsorted(arc, wanted, side="right") - 1, 0, len(seg) - 1)
     direction = seg[idx] / seg_len[idx, None]
     return pts[idx] + direction * (wanted - arc[idx])[:, None]
-
-
-def render_route_image(route: np.ndarray, size: tuple[int, int] = (64, 64), meters_ahead: float = 40.0,
-                       width_px: int = 2) -> np.ndarray:
-    """BEV route image (3, RH, RW) uint8: the ego at the bottom centre, +x up, +y left, route in white."""
-    rh, rw = size
-    ppm = rh / meters_ahead
-    img = Image.new("RGB", (rw, rh), (0, 0, 0))
-    draw = ImageDraw.Draw(img)
-    pts = np.asarray(route, dtype=np.float64).reshape(-1, 2)
-    uv = [(rw / 2 - y * ppm, rh - 1 - x * ppm) for x, y in pts]
-    if len(uv) >= 2:
-        draw.line(uv, fill=(255, 255, 255), width=width_px)
-    draw.rectangle([rw / 2 - 1, rh - 3, rw / 2 + 1, rh - 1], fill=(255, 0, 0))  # the ego
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def camera_intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
@@ -263,10 +250,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
     def _image(self, path: Path) -> np.ndarray:
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB")
-                if self.image_size is not None and img.size != self.image_size:
-                    img = img.resize(self.image_size, Image.BILINEAR)
-                return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+                return frame_to_uint8_chw(img, self.image_size)  # what SimLingoProcessor does to a frame
         except OSError as err:
             raise ValueError(f"cannot decode image {path}: {err}; delete or re-render that frame") from err
 
@@ -327,37 +311,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         return sample
 
 
-@dataclass
-class SimLingoCollator:
-    """Stack [`CarlaRouteDataset`] samples into a SimLingo batch.
-
-    Input keys (per sample, numpy): `pixel_values` (T,N,3,H,W) uint8, `speed` (1,), `target_point` (2,),
-    `route_coords` (K,2), optional `route_image` (3,RH,RW) uint8, `intrinsics` (N,3,3), `extrinsics`
-    (N,4,4), `speed_wps_labels` (10,2), `speed_wps_mask` (10,), `route_labels` (20,2), `route_mask` (20,),
-    plus `command`, `route_name`, `frame` (dropped unless `keep_meta`).
-
-    Output keys: the same names as tensors with a batch dimension (uint8 images, float32 values, bool
-    masks), which are exactly [`SimLingoForWaypointPrediction.forward`]'s arguments; with `keep_meta`
-    also `command` (B,) long and the lists `route_name`, `frame`.
-    """
-
-    keep_meta: bool = False
-    tensor_keys: tuple[str, ...] = field(default=(
-        "pixel_values", "speed", "target_point", "route_coords", "route_image", "intrinsics", "extrinsics",
-        "speed_wps_labels", "speed_wps_mask", "route_labels", "route_mask",
-    ))
-
-    def __call__(self, samples: list[dict]) -> dict:
-        batch: dict = {}
-        for key in self.tensor_keys:
-            if key in samples[0]:
-                batch[key] = torch.from_numpy(np.stack([s[key] for s in samples]))
-        if self.keep_meta:
-            batch["command"] = torch.tensor([s["command"] for s in samples], dtype=torch.long)
-            batch["route_name"] = [s["route_name"] for s in samples]
-            batch["frame"] = [s["frame"] for s in samples]
-        return batch
-
+from .collators import SimLingoCollator  # noqa: E402  (its home is data/collators.py; re-exported here)
 
 __all__ = [
     "CarlaRouteDataset",

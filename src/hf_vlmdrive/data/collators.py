@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def as_pil_image(image: Any):
@@ -38,15 +42,27 @@ class WaypointCollator:
     With a `feature_cache` ([`hf_vlmdrive.features.FeatureCache`]) a batch whose images are all cached is
     served from the cache without decoding a single image; if any image is missing the whole batch falls
     back to pixels (the model then runs its tower), so a deleted or corrupt entry costs time, not data.
+
+    All preprocessing is the model's processor's ([`WaypointVLMProcessor`]); a bare image processor is
+    accepted and wrapped in one.
     """
 
-    image_processor: Any
+    processor: Any
     multi_camera: bool = False
     feature_cache: Any = None
 
     def __post_init__(self):
+        from ..models.waypoint_vlm.processing_waypoint_vlm import WaypointVLMProcessor
+
+        if not isinstance(self.processor, WaypointVLMProcessor):
+            self.processor = WaypointVLMProcessor(self.processor)
         self.cache_batches = 0
         self.pixel_batches = 0
+
+    @property
+    def image_processor(self):
+        """The image processor inside the processor (what the feature cache's identity is computed from)."""
+        return self.processor.image_processor
 
     def _images(self, rows: list[dict]) -> tuple[list, int]:
         """All images of the batch, row-major, and the number of cameras per row."""
@@ -83,18 +99,204 @@ class WaypointCollator:
                 batch.update(cached)
                 self.cache_batches += 1
             else:
-                pixels = self.image_processor(images=[as_pil_image(i) for i in images], return_tensors="pt")["pixel_values"]
+                pixels = self.processor.preprocess_images(images)  # (B*N, 3, S, S)
                 if self.multi_camera:
                     pixels = pixels.reshape(len(rows), cams, *pixels.shape[1:])
                 batch["pixel_values"] = pixels
                 self.pixel_batches += 1
-        batch["past_states"] = torch.as_tensor(np.stack([np.asarray(r["past_states"]) for r in rows]), dtype=torch.float32)
-        batch["intent"] = torch.as_tensor([int(r["intent"]) for r in rows], dtype=torch.long)
-        if rows[0].get("future_waypoints") is not None:
-            batch["labels"] = torch.as_tensor(
-                np.stack([np.asarray(r["future_waypoints"]) for r in rows]), dtype=torch.float32
+        labels = [r["future_waypoints"] for r in rows] if rows[0].get("future_waypoints") is not None else None
+        batch.update(self.processor(past_states=[r["past_states"] for r in rows], intent=[r["intent"] for r in rows],
+                                    future_waypoints=labels))
+        return dict(batch)
+
+
+@dataclass
+class GeoVLACollator:
+    """Collate [`LeRobotDataset`] samples into [`GeoVLAForActionPrediction`] inputs with the model's
+    [`GeoVLAProcessor`] (which holds all the preprocessing).
+
+    Input keys per sample: `images` (list of (H, W, 3) uint8, one per camera), `language`, `state` (S,),
+    `actions` (T, A), `action_is_pad` (T,).
+    Output keys: `input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw` (one image placeholder per
+    camera followed by the instruction), `geometry_pixel_values` (B, V, 3, S, S), `state` (B, S),
+    `actions` (B, T, A), `action_is_pad` (B, T). State and actions stay in dataset units: the model
+    normalises them with its own statistics.
+
+    Args:
+        processor: a [`GeoVLAProcessor`], or a plain `Qwen2_5_VLProcessor` (wrapped in one with
+            `geometry_image_size`, `use_chat_template` and `prompt`).
+    """
+
+    processor: Any
+    geometry_image_size: int | None = None
+    use_chat_template: bool = True
+    prompt: str | None = None
+
+    def __post_init__(self):
+        from ..models.geovla.processing_geovla import DEFAULT_PROMPT, GeoVLAProcessor
+
+        if not isinstance(self.processor, GeoVLAProcessor):
+            if self.geometry_image_size is None:
+                raise ValueError("GeoVLACollator around a plain Qwen2.5-VL processor needs geometry_image_size")
+            self.processor = GeoVLAProcessor.from_vlm_processor(
+                self.processor, geometry_image_size=self.geometry_image_size,
+                use_chat_template=self.use_chat_template, prompt=self.prompt or DEFAULT_PROMPT,
             )
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return dict(self.processor.prepare_inputs(
+            [s["images"] for s in samples], [s["language"] for s in samples],
+            state=[s["state"] for s in samples], actions=[s["actions"] for s in samples],
+            action_is_pad=[s["action_is_pad"] for s in samples],
+        ))
+
+
+@dataclass
+class SimLingoCollator:
+    """Stack [`CarlaRouteDataset`] samples into a SimLingo batch.
+
+    Input keys (per sample, numpy): `pixel_values` (T,N,3,H,W) uint8, `speed` (1,), `target_point` (2,),
+    `route_coords` (K,2), optional `route_image` (3,RH,RW) uint8, `intrinsics` (N,3,3), `extrinsics`
+    (N,4,4), `speed_wps_labels` (10,2), `speed_wps_mask` (10,), `route_labels` (20,2), `route_mask` (20,),
+    plus `command`, `route_name`, `frame` (dropped unless `keep_meta`). The samples were preprocessed by the
+    dataset with [`SimLingoProcessor`]'s functions (the same ones the processor applies to raw inputs).
+
+    Output keys: the same names as tensors with a batch dimension (uint8 images, float32 values, bool
+    masks), which are exactly [`SimLingoForWaypointPrediction.forward`]'s arguments; with `keep_meta`
+    also `command` (B,) long and the lists `route_name`, `frame`.
+    """
+
+    keep_meta: bool = False
+    tensor_keys: tuple[str, ...] = field(default=(
+        "pixel_values", "speed", "target_point", "route_coords", "route_image", "intrinsics", "extrinsics",
+        "speed_wps_labels", "speed_wps_mask", "route_labels", "route_mask",
+    ))
+
+    def __call__(self, samples: list[dict]) -> dict:
+        batch: dict = {}
+        for key in self.tensor_keys:
+            if key in samples[0]:
+                batch[key] = torch.from_numpy(np.stack([s[key] for s in samples]))
+        if self.keep_meta:
+            batch["command"] = torch.tensor([s["command"] for s in samples], dtype=torch.long)
+            batch["route_name"] = [s["route_name"] for s in samples]
+            batch["frame"] = [s["frame"] for s in samples]
         return batch
 
 
-__all__ = ["WaypointCollator", "as_pil_image"]
+
+
+# ---------------------------------------------------------------------------------------- road-scene SFT
+# Why a collator of our own: TRL 1.16's `DataCollatorForVisionLanguageModeling` masks non-assistant tokens
+# only when the chat template carries `{% generation %}` markers, which the SmolVLM2 / Idefics3 Hub
+# templates do not. `AssistantOnlyVLMCollator` works with any template: it renders the conversation up to
+# each assistant turn (with the generation prompt) and through it, and keeps the labels of the tokens in
+# between; everything else (system/user text, the expanded image tokens, padding) is -100.
+
+def load_chat_image(image: Any):
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    if isinstance(image, dict) and ("bytes" in image or "path" in image):  # undecoded datasets.Image
+        import io
+
+        src = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+        with Image.open(src) as im:
+            return im.convert("RGB")
+    return image.convert("RGB") if hasattr(image, "convert") else image
+
+
+def _clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the `None` fields Arrow adds to structured parts (`{"type": "image", "text": None}`)."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            content = [{k: v for k, v in part.items() if v is not None} for part in content]
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+@dataclass
+class AssistantOnlyVLMCollator:
+    """Batch chat examples for a vision-language processor with labels only on assistant turns.
+
+    Input: a list of examples with `messages` (structured chat content; image parts `{"type": "image"}`)
+    and `images` (PIL images, paths or undecoded `datasets.Image` dicts), in the order of the image parts.
+
+    Output keys: everything the processor returns (`input_ids`, `attention_mask`, `pixel_values`,
+    `pixel_attention_mask`, ...) plus `labels` (`input_ids` with -100 everywhere except the tokens of the
+    assistant turns, their end-of-turn token included). Padding is on the right. `max_length` truncates
+    on the right (a warning is logged when that happens).
+    """
+
+    processor: Any
+    max_length: int | None = None
+
+    def _render(self, messages, add_generation_prompt=False) -> str:
+        return self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        texts, images, span_texts = [], [], []
+        for ex in examples:
+            messages = _clean_messages(ex["messages"])
+            imgs = [load_chat_image(im) for im in (ex.get("images") or [])]
+            texts.append(self._render(messages))
+            images.append(imgs)
+            spans = []
+            for k, m in enumerate(messages):
+                if m["role"] == "assistant":
+                    spans.append((self._render(messages[:k], add_generation_prompt=True), self._render(messages[: k + 1])))
+            if not spans:
+                raise ValueError(f"example {ex.get('id', '?')} has no assistant turn to train on")
+            span_texts.append(spans)
+        has_images = any(images)
+        batch = self.processor(
+            text=texts, images=images if has_images else None, padding=True, return_tensors="pt",
+            padding_side="right", add_special_tokens=False,
+        )
+        input_ids = batch["input_ids"]
+        labels = torch.full_like(input_ids, -100)
+        for row, (spans, imgs) in enumerate(zip(span_texts, images)):
+            full_len = int(batch["attention_mask"][row].sum())
+            for start_text, end_text in spans:
+                start, start_ids = self._length(start_text, imgs)
+                end, _ = self._length(end_text, imgs)
+                if not torch.equal(input_ids[row, :start], start_ids):
+                    raise ValueError(
+                        "the chat template's prompt does not tokenize as a prefix of the conversation; "
+                        "assistant-only masking needs a template where the generation prompt ends on a "
+                        "token boundary (e.g. 'Assistant:' before the answer's leading space)"
+                    )
+                end = min(end, full_len)
+                labels[row, start:end] = input_ids[row, start:end]
+        image_token_id = getattr(self.processor, "image_token_id", None)
+        if image_token_id is not None:
+            labels[input_ids == image_token_id] = -100
+        labels[batch["attention_mask"] == 0] = -100
+        batch["labels"] = labels
+        if self.max_length is not None and input_ids.shape[1] > self.max_length:
+            logger.warning("truncating a batch of length %d to max_length=%d", input_ids.shape[1], self.max_length)
+            for key in ("input_ids", "attention_mask", "labels"):
+                batch[key] = batch[key][:, : self.max_length]
+        del tokenizer
+        return batch
+
+    def _length(self, text: str, all_images: list) -> tuple[int, torch.Tensor]:
+        """Token count (with expanded image tokens) of a rendered prefix; images = those it mentions."""
+        image_marker = getattr(self.processor, "image_token", "<image>")
+        n = text.count(image_marker)
+        imgs = all_images[:n]
+        out = self.processor(
+            text=[text], images=[imgs] if imgs else None, return_tensors="pt", add_special_tokens=False
+        )
+        ids = out["input_ids"][0]
+        return int(ids.shape[0]), ids
+
+
+__all__ = ["AssistantOnlyVLMCollator", "GeoVLACollator", "SimLingoCollator", "WaypointCollator", "as_pil_image", "load_chat_image"]

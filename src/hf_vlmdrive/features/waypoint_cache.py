@@ -37,7 +37,10 @@ def waypoint_feature_cache(model, image_processor, cache_dir: str | Path | None 
         )
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"feature cache dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
-    return FeatureCache(model.feature_cache_identity(image_processor), cache_dir=cache_dir, dtype=STORAGE_DTYPES[dtype])
+    from ..models.waypoint_vlm.processing_waypoint_vlm import image_processor_of
+
+    identity = model.feature_cache_identity(image_processor_of(image_processor))  # the same keys for either form
+    return FeatureCache(identity, cache_dir=cache_dir, dtype=STORAGE_DTYPES[dtype])
 
 
 def image_column(dataset, multi_camera: bool) -> str:
@@ -91,7 +94,9 @@ def fill_waypoint_cache(
     `fill_feature_cache` ({"images", "cached", "computed", "corrupt"}).
     """
     from ..data.collators import as_pil_image
+    from ..models.waypoint_vlm.processing_waypoint_vlm import image_processor_of
 
+    image_processor = image_processor_of(image_processor)
     column = image_column(dataset, multi_camera=model.config.num_cameras > 1)
     device = next(model.parameters()).device
     was_training = model.training

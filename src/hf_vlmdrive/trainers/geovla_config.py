@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..cli.parsing import ModelConfigArguments
+from ..models.geovla.configuration_geovla import GeoVLAConfig
+
 
 @dataclass
 class GeoVLATrainingArguments(TrainingArguments):
@@ -35,9 +38,28 @@ class GeoVLATrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every collated key (GeoVLA needs them)."})
 
 
+# Flags that mirrored GeoVLAConfig fields before `model_config` (kept for one release).
+GEOVLA_DEPRECATED_FLAGS = {
+    "geometry_num_layers": "geometry_config.num_layers",
+    "geometry_num_heads": "geometry_config.num_heads",
+    "geometry_output_size": "geometry_config.output_size",
+    **{name: name for name in (
+        "compressor_type", "num_geometry_tokens", "compressor_num_heads", "dit_num_layers", "dit_hidden_size",
+        "dit_num_heads", "dit_vlm_layer_map", "action_chunk_size", "num_inference_steps", "normalization_mode",
+        "freeze_patterns",
+    )},
+}
+
+
 @dataclass
-class GeoVLAScriptArguments:
-    """Data and model arguments of `examples/train_libero.py` / `hf-vlmdrive train geovla`."""
+class GeoVLAScriptArguments(ModelConfigArguments):
+    """Data and model arguments of `examples/train_libero.py` / `hf-vlmdrive train geovla`.
+
+    Model hyperparameters are [`GeoVLAConfig`] fields under `model_config` (`dit_num_layers`,
+    `compressor_type`, `flow_beta_alpha`, `state_key`, ..., and `geometry_config: {num_layers, num_heads,
+    output_size, mlp_ratio}` for a new multi-view transformer); `action_dim`, `state_dim` and the number of
+    views come from the dataset.
+    """
 
     dataset_root: str | None = field(
         default=None, metadata={"help": "(required) LeRobot dataset directory, or the parent of a mixture's members."}
@@ -58,26 +80,23 @@ class GeoVLAScriptArguments:
     geometry_name_or_path: str = field(
         default="facebook/dinov2-giant", metadata={"help": "DINOv2 or saved geovla_geometry encoder; 'tiny-random' builds one."}
     )
-    geometry_num_layers: int = field(default=4, metadata={"help": "Multi-view transformer layers (new encoders only)."})
-    geometry_num_heads: int = field(default=16, metadata={"help": "Multi-view transformer heads (new encoders only)."})
-    geometry_output_size: int = field(default=1536, metadata={"help": "Raw geometry token width (new encoders only)."})
-    compressor_type: str = field(default="pool", metadata={"help": "pool | per_layer | qformer."})
-    num_geometry_tokens: int = field(default=16, metadata={"help": "K geometry tokens per DiT layer."})
-    compressor_num_heads: int = field(default=8, metadata={"help": "Heads of the qformer compressor."})
-    dit_num_layers: int = field(default=16, metadata={"help": "DiT depth."})
-    dit_hidden_size: int = field(default=1024, metadata={"help": "DiT width."})
-    dit_num_heads: int = field(default=16, metadata={"help": "DiT heads."})
-    dit_vlm_layer_map: list[int] | None = field(default=None, metadata={"help": "VLM hidden state per DiT layer."})
-    action_chunk_size: int = field(default=8, metadata={"help": "T, actions per chunk."})
-    num_inference_steps: int = field(default=10, metadata={"help": "Euler steps at inference."})
-    normalization_mode: str = field(default="mean_std", metadata={"help": "mean_std | quantile."})
-    freeze_patterns: list[str] | None = field(
-        default=None, metadata={"help": "fnmatch patterns of frozen parameters (default: geometry_encoder.*)."}
-    )
+
+    model_config_class = GeoVLAConfig
+    deprecated_model_flags = GEOVLA_DEPRECATED_FLAGS
+    data_derived_fields = ("action_dim", "state_dim", "vlm_config", "vlm_name_or_path", "geometry_name_or_path")
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.dataset_root:
             raise ValueError("dataset_root is required (a LeRobot dataset directory, or the parent of a mixture)")
+        geometry = self.model_config.get("geometry_config")
+        if geometry is not None and not isinstance(geometry, dict):
+            raise ValueError(f"model_config.geometry_config must be a mapping of GeoVLAGeometryConfig fields, got {geometry!r}")
+
+    @property
+    def action_chunk_size(self) -> int:
+        """T of the model (model_config or GeoVLAConfig's default): also the dataset's action horizon."""
+        return int(self.model_config.get("action_chunk_size", GeoVLAConfig().action_chunk_size))
 
 
-__all__ = ["GeoVLAScriptArguments", "GeoVLATrainingArguments"]
+__all__ = ["GEOVLA_DEPRECATED_FLAGS", "GeoVLAScriptArguments", "GeoVLATrainingArguments"]

@@ -1,6 +1,7 @@
 """`GeoVLATrainer`: `Trainer` with one optimizer parameter group per module and geometry-cache logging.
 
-Groups (by parameter-name prefix; each split into weight-decay / no-decay halves):
+Groups (by parameter-name prefix, built by the library's one builder `trainers/param_groups.py`; each split
+into weight-decay / no-decay halves):
 
     vlm.*                  -> vlm_learning_rate
     action_head.*          -> action_head_learning_rate
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import logging
 
-from torch import nn
 from transformers import Trainer
 
 from ..data.lerobot import LeRobotMixture, WeightedMixtureSampler
+from .param_groups import ParameterGroupsMixin, ParamGroupRule, build_parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -34,23 +35,7 @@ def module_group(name: str) -> str:
     return "base"
 
 
-def build_parameter_groups(
-    model: nn.Module, learning_rates: dict[str, float], weight_decay: float, decay_names: set[str]
-) -> list[dict]:
-    """Optimizer parameter groups per module group (and decay / no-decay), trainable parameters only."""
-    buckets: dict[tuple[str, bool], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        buckets.setdefault((module_group(name), name in decay_names), []).append(param)
-    groups = []
-    for (group, decay), params in sorted(buckets.items()):
-        groups.append({"params": params, "lr": learning_rates[group], "weight_decay": weight_decay if decay else 0.0,
-                       "name": f"{group}{'' if decay else '_no_decay'}"})
-    return groups
-
-
-class GeoVLATrainer(Trainer):
+class GeoVLATrainer(ParameterGroupsMixin, Trainer):
     """Trainer for [`GeoVLAForActionPrediction`] (per-module learning rates, mixture sampling, cache stats)."""
 
     def learning_rates(self) -> dict[str, float]:
@@ -64,19 +49,10 @@ class GeoVLATrainer(Trainer):
             "compressor": getattr(args, "compressor_learning_rate", None) or base,
         }
 
-    def create_optimizer(self, model=None):
-        """Build the optimizer Trainer would, but with one parameter group per module group."""
-        opt_model = self.model if model is None else model
-        if self.optimizer is None:
-            groups = build_parameter_groups(
-                opt_model, self.learning_rates(), self.args.weight_decay, set(self.get_decay_parameter_names(opt_model))
-            )
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            optimizer_kwargs.pop("lr", None)  # each group carries its own
-            self.optimizer = optimizer_cls(groups, lr=self.args.learning_rate, **optimizer_kwargs)
-            for g in groups:
-                logger.info("param group %-22s lr=%.2e params=%d", g["name"], g["lr"], sum(p.numel() for p in g["params"]))
-        return self.optimizer
+    def parameter_group_rules(self) -> list[ParamGroupRule]:
+        """One group per module prefix, at its learning rate (see `trainers/param_groups.py`)."""
+        rates = self.learning_rates()
+        return [ParamGroupRule(group, (prefix + "*",), lr=rates[group]) for group, prefix in MODULE_GROUPS]
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

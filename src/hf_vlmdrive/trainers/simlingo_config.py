@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..cli.parsing import ModelConfigArguments
+from ..models.simlingo.configuration_simlingo import SimLingoConfig
+
 
 @dataclass
 class SimLingoTrainingArguments(TrainingArguments):
@@ -42,4 +45,66 @@ class SimLingoTrainingArguments(TrainingArguments):
             )
 
 
-__all__ = ["SimLingoTrainingArguments"]
+# Flags that mirrored SimLingoConfig fields before `model_config` (kept for one release).
+SIMLINGO_DEPRECATED_FLAGS = {
+    "num_frames": "num_frames", "route_as": "route_as", "speed_wps_mode": "speed_wps_mode",
+    "freeze_vision": "freeze_vision", "vision_hidden_size": "vision_config.hidden_size",
+    "vision_layers": "vision_config.num_hidden_layers", "vision_image_size": "vision_config.image_size",
+    "vision_patch_size": "vision_config.patch_size",
+}
+
+
+@dataclass
+class SimLingoScriptArguments(ModelConfigArguments):
+    """Data and model arguments of the SimLingo-base recipe (training hyper-parameters are in
+    [`SimLingoTrainingArguments`]).
+
+    Model hyperparameters are [`SimLingoConfig`] fields under `model_config` (`route_as`, `speed_wps_mode`,
+    `num_frames`, `freeze_vision`, `head_hidden_size`, ..., `vision_config: {hidden_size: 64, ...}` for the
+    random CLIP tower, `text_config` overrides of the `lm_size` preset); `num_cameras` comes from `cameras`.
+    """
+
+    train_data_dir: str | None = field(
+        default=None, metadata={"help": "Root of CARLA route folders for training; synthetic routes if unset."}
+    )
+    eval_data_dir: str | None = field(
+        default=None, metadata={"help": "Root of held-out CARLA route folders; synthetic routes if unset."}
+    )
+    synthetic_train_routes: int = field(default=24, metadata={"help": "Synthetic training routes to write."})
+    synthetic_eval_routes: int = field(default=6, metadata={"help": "Synthetic held-out routes to write."})
+    synthetic_frames_per_route: int = field(default=24, metadata={"help": "Frames (4 Hz) per synthetic route."})
+    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
+    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
+    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders (rgb,rgb_left,rgb_right)."})
+    vision_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "LLaVA-NeXT Hub id / dir whose vision tower to use (e.g. "
+                          "llava-hf/llava-v1.6-mistral-7b-hf); a small random CLIP tower if unset."},
+    )
+    lm_size: str = field(default="micro", metadata={"help": "Llama preset: tiny (reference, ~50M), small, micro."})
+    route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
+
+    model_config_class = SimLingoConfig
+    deprecated_model_flags = SIMLINGO_DEPRECATED_FLAGS
+    data_derived_fields = ("num_cameras",)
+
+    eval_batch_size: int = field(default=16, metadata={"help": "Batch size of the held-out evaluation."})
+    num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
+
+
+@dataclass
+class SimLingoEvalArguments:
+    """Arguments of `hf-vlmdrive eval simlingo`."""
+
+    model_name_or_path: str = field(metadata={"help": "A trained SimLingo checkpoint (dir or Hub id)."})
+    data_dir: str = field(metadata={"help": "Root of CARLA route folders to evaluate on."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where metrics.json / predictions.png go."})
+    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
+    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
+    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders."})
+    route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
+    batch_size: int = field(default=16, metadata={"help": "Evaluation batch size."})
+    num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
+
+
+__all__ = ["SIMLINGO_DEPRECATED_FLAGS", "SimLingoEvalArguments", "SimLingoScriptArguments", "SimLingoTrainingArguments"]

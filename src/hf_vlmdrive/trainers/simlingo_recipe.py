@@ -1,65 +1,24 @@
 """The SimLingo-base recipe shared by `examples/train_simlingo.py` and `hf-vlmdrive train|eval simlingo`:
-(synthetic) CARLA-layout data -> model -> `SimLingoTrainer` -> held-out ADE/FDE vs baselines + a plot."""
+(synthetic) CARLA-layout data -> model -> `SimLingoTrainer` -> held-out ADE/FDE vs baselines + a plot.
+Entry point: `train_simlingo(script_args, training_args) -> SimLingoTrainer`."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import math
+import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
+from .simlingo_config import SimLingoEvalArguments, SimLingoScriptArguments
+from .simlingo_trainer import SimLingoTrainer
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SimLingoScriptArguments:
-    """Data and model arguments of the SimLingo-base recipe (training hyper-parameters are in
-    [`SimLingoTrainingArguments`])."""
-
-    train_data_dir: str | None = field(
-        default=None, metadata={"help": "Root of CARLA route folders for training; synthetic routes if unset."}
-    )
-    eval_data_dir: str | None = field(
-        default=None, metadata={"help": "Root of held-out CARLA route folders; synthetic routes if unset."}
-    )
-    synthetic_train_routes: int = field(default=24, metadata={"help": "Synthetic training routes to write."})
-    synthetic_eval_routes: int = field(default=6, metadata={"help": "Synthetic held-out routes to write."})
-    synthetic_frames_per_route: int = field(default=24, metadata={"help": "Frames (4 Hz) per synthetic route."})
-    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
-    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
-    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders (rgb,rgb_left,rgb_right)."})
-    num_frames: int = field(default=1, metadata={"help": "Frames T per sample."})
-    vision_model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "LLaVA-NeXT Hub id / dir whose vision tower to use (e.g. "
-                          "llava-hf/llava-v1.6-mistral-7b-hf); a small random CLIP tower if unset."},
-    )
-    vision_hidden_size: int = field(default=64, metadata={"help": "Random tower: width."})
-    vision_layers: int = field(default=2, metadata={"help": "Random tower: layers."})
-    vision_image_size: int = field(default=32, metadata={"help": "Random tower: tile size (px)."})
-    vision_patch_size: int = field(default=4, metadata={"help": "Random tower: patch size (px)."})
-    lm_size: str = field(default="micro", metadata={"help": "Llama preset: tiny (reference, ~50M), small, micro."})
-    route_as: str = field(default="target_point", metadata={"help": "target_point | coords | image."})
-    route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
-    speed_wps_mode: str = field(default="2d", metadata={"help": "2d | 1d."})
-    freeze_vision: bool = field(default=False, metadata={"help": "Freeze the vision tower."})
-    eval_batch_size: int = field(default=16, metadata={"help": "Batch size of the held-out evaluation."})
-    num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
-
-
-@dataclass
-class SimLingoEvalArguments:
-    """Arguments of `hf-vlmdrive eval simlingo`."""
-
-    model_name_or_path: str = field(metadata={"help": "A trained SimLingo checkpoint (dir or Hub id)."})
-    data_dir: str = field(metadata={"help": "Root of CARLA route folders to evaluate on."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where metrics.json / predictions.png go."})
-    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
-    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
-    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders."})
-    route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
-    batch_size: int = field(default=16, metadata={"help": "Evaluation batch size."})
-    num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
+SPEED_WPS_HZ = 4.0  # one speed waypoint per saved CARLA frame
 
 
 def _dataset(root, cameras, num_frames, width, height, route_as, route_image_size, num_wps, num_route):
@@ -76,27 +35,35 @@ def _dataset(root, cameras, num_frames, width, height, route_as, route_image_siz
     )
 
 
+# The recipe's defaults for a random CLIP tower (model_config.vision_config overrides any of them).
+RANDOM_TOWER = {"model_type": "clip_vision_model", "hidden_size": 64, "num_hidden_layers": 2, "image_size": 32,
+                "patch_size": 4}
+
+
 def build_model(args: SimLingoScriptArguments, num_cameras: int):
-    """The SimLingo model the recipe trains: around a LLaVA-NeXT tower, or a small random CLIP tower."""
+    """The SimLingo model the recipe trains: around a LLaVA-NeXT tower (`vision_model_name_or_path`), or a
+    small random CLIP tower (`model_config.vision_config`, defaults `RANDOM_TOWER`)."""
     from ..models.simlingo import SimLingoConfig, SimLingoForWaypointPrediction, lm_preset
 
-    common = dict(num_cameras=num_cameras, num_frames=args.num_frames, route_as=args.route_as,
-                  speed_wps_mode=args.speed_wps_mode, freeze_vision=args.freeze_vision)
+    kwargs = dict(args.model_config)
+    kwargs["num_cameras"] = num_cameras
+    text_overrides = kwargs.pop("text_config", None) or {}
     if args.vision_model_name_or_path:
-        return SimLingoForWaypointPrediction.from_llava_next(args.vision_model_name_or_path, lm_size=args.lm_size,
-                                                             **common)
-    heads = max(1, args.vision_hidden_size // 32)
-    vision = {"model_type": "clip_vision_model", "hidden_size": args.vision_hidden_size,
-              "intermediate_size": 2 * args.vision_hidden_size, "num_hidden_layers": args.vision_layers,
-              "num_attention_heads": heads, "image_size": args.vision_image_size, "patch_size": args.vision_patch_size}
-    return SimLingoForWaypointPrediction(SimLingoConfig(vision_config=vision, text_config=lm_preset(args.lm_size),
-                                                        **common))
+        if "vision_config" in kwargs:
+            raise ValueError("model_config.vision_config describes a random tower; it cannot be combined with "
+                             f"vision_model_name_or_path={args.vision_model_name_or_path!r}")
+        return SimLingoForWaypointPrediction.from_backbone(args.vision_model_name_or_path, lm_size=args.lm_size,
+                                                           text_config_overrides=text_overrides, **kwargs)
+    vision = {**RANDOM_TOWER, **(kwargs.pop("vision_config", None) or {})}
+    vision.setdefault("intermediate_size", 2 * vision["hidden_size"])
+    vision.setdefault("num_attention_heads", max(1, vision["hidden_size"] // 32))
+    return SimLingoForWaypointPrediction(SimLingoConfig(vision_config=vision,
+                                                        text_config=lm_preset(args.lm_size, **text_overrides),
+                                                        **kwargs))
 
 
 def evaluate_and_report(model, dataset, output_dir: str | Path | None, batch_size: int = 16, num_plot: int = 6) -> dict:
     """Predict on `dataset`, compute metrics vs baselines, write metrics.json + predictions.png, print a table."""
-    from .simlingo_trainer import plot_simlingo_predictions, predict_simlingo, simlingo_metrics
-
     preds = predict_simlingo(model, dataset, batch_size=batch_size)
     metrics = simlingo_metrics(preds)
     if output_dir is not None:
@@ -108,6 +75,129 @@ def evaluate_and_report(model, dataset, output_dir: str | Path | None, batch_siz
     return metrics
 
 
+# ---------------------------------------------------------------------- evaluation
+MODEL_INPUTS = ("pixel_values", "speed", "target_point", "route_coords", "route_image", "intrinsics", "extrinsics")
+
+
+@torch.no_grad()
+def predict_simlingo(model, dataset, batch_size: int = 8, progress: bool = True) -> dict[str, np.ndarray]:
+    """Run the model over a [`CarlaRouteDataset`]; returns stacked numpy arrays: `speed_wps`, `route`,
+    `speed_wps_labels`, `speed_wps_mask`, `route_labels`, `route_mask`, `speed`, `target_point`."""
+    from tqdm.auto import tqdm
+
+    from ..data.collators import SimLingoCollator
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=SimLingoCollator())
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[str, list] = {k: [] for k in ("speed_wps", "route", "speed_wps_labels", "speed_wps_mask",
+                                            "route_labels", "route_mask", "speed", "target_point")}
+    for batch in tqdm(loader, desc="SimLingo eval", disable=not progress):
+        inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+        pred = model(**inputs)
+        out["speed_wps"].append(pred.speed_wps.float().cpu().numpy())
+        out["route"].append(pred.route.float().cpu().numpy())
+        for key in ("speed_wps_labels", "speed_wps_mask", "route_labels", "route_mask", "speed", "target_point"):
+            out[key].append(batch[key].numpy())
+    model.train(was_training)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def straight_route_baseline(num_samples: int, num_points: int = 20, spacing: float = 1.0) -> np.ndarray:
+    """The route a lane-keeping-straight car would follow: points `spacing` m apart straight ahead."""
+    line = np.stack([spacing * np.arange(num_points), np.zeros(num_points)], axis=-1)
+    return np.broadcast_to(line, (num_samples, num_points, 2)).copy()
+
+
+def simlingo_metrics(predictions: dict[str, np.ndarray], route_spacing: float = 1.0) -> dict:
+    """ADE/FDE of speed waypoints and route, for the model and the baselines.
+
+    Speed waypoints: 4 Hz points (10 = 2.5 s), ADE/FDE overall and at 1 s / 2.5 s, L2 at 1 / 2 s in both
+    conventions; baseline = constant velocity along the ego's heading at the current speed. Route: 20
+    points `route_spacing` m apart (spatial, no time), ADE (mean point L2) / FDE (last point); baseline =
+    a straight line ahead. Masked points (missing future frames) are left out; samples without a valid
+    point are left out of the averages.
+    """
+    speed = predictions["speed"][:, 0]
+    n = len(speed)
+    wps_mask = predictions["speed_wps_mask"].astype(bool)
+    keep = wps_mask.any(axis=1)
+    num_wps = predictions["speed_wps"].shape[1]
+    states = np.zeros((n, 1, 4))
+    states[:, 0, 2] = speed  # ego frame: moving along +x at the current speed
+    cv = constant_velocity_baseline(states, num_points=num_wps, frequency_hz=SPEED_WPS_HZ)
+    horizons = tuple(h for h in (1.0, num_wps / SPEED_WPS_HZ) if round(h * SPEED_WPS_HZ) <= num_wps)
+    l2 = tuple(h for h in (1.0, 2.0) if round(h * SPEED_WPS_HZ) <= num_wps)
+
+    def wps(pred):
+        return trajectory_metrics(pred[keep], predictions["speed_wps_labels"][keep], masks=wps_mask[keep],
+                                  frequency_hz=SPEED_WPS_HZ, horizons_s=horizons, l2_horizons_s=l2)
+
+    route_mask = predictions["route_mask"].astype(bool)
+    rkeep = route_mask.any(axis=1)
+    num_route = predictions["route"].shape[1]
+
+    def route(pred):
+        res = trajectory_metrics(pred[rkeep], predictions["route_labels"][rkeep], masks=route_mask[rkeep],
+                                 frequency_hz=1.0, horizons_s=(), l2_horizons_s=())
+        res["protocol"] = f"L2 metres over {num_route} route points {route_spacing:g} m apart (spatial)"
+        return res
+
+    baseline_route = straight_route_baseline(n, num_route, route_spacing)
+    result = {
+        "speed_wps": {"model": wps(predictions["speed_wps"]), "constant_velocity": wps(cv)},
+        "route": {"model": route(predictions["route"]), "straight_line": route(baseline_route)},
+        "num_samples": int(n),
+        "protocol": (
+            f"held-out CARLA-layout frames (n={n}); speed waypoints {num_wps} points at 4 Hz vs constant "
+            f"velocity; route {num_route} points {route_spacing:g} m apart vs straight line; masked points left out"
+        ),
+    }
+    return result
+
+
+def plot_simlingo_predictions(predictions: dict[str, np.ndarray], path: str | Path, num: int = 6,
+                              route_spacing: float = 1.0) -> Path:
+    """Save a figure of `num` samples: ground truth vs predicted route and speed waypoints (bird's eye,
+    x forward up, y left to the left) plus the constant-velocity baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(num, len(predictions["speed"]))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.0 * rows), squeeze=False)
+    for i in range(rows * cols):
+        ax = axes[i // cols][i % cols]
+        if i >= n:
+            ax.axis("off")
+            continue
+        m = predictions["speed_wps_mask"][i].astype(bool)
+        gt_r, pr_r = predictions["route_labels"][i], predictions["route"][i]
+        gt_w, pr_w = predictions["speed_wps_labels"][i][m], predictions["speed_wps"][i]
+        v = predictions["speed"][i, 0]
+        cv = np.stack([v * np.arange(1, len(pr_w) + 1) / SPEED_WPS_HZ, np.zeros(len(pr_w))], -1)
+        ax.plot(-gt_r[:, 1], gt_r[:, 0], "-", color="0.6", lw=3, label="route (gt)")
+        ax.plot(-pr_r[:, 1], pr_r[:, 0], "-", color="tab:blue", label="route (pred)")
+        ax.plot(-gt_w[:, 1], gt_w[:, 0], "o", color="k", ms=4, label="speed wps (gt)")
+        ax.plot(-pr_w[:, 1], pr_w[:, 0], "x", color="tab:red", label="speed wps (pred)")
+        ax.plot(-cv[:, 1], cv[:, 0], ".", color="tab:green", ms=3, label="const. velocity")
+        ax.set_title(f"sample {i}, v={v:.1f} m/s", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+
 def format_metrics(metrics: dict) -> str:
     """A small text table of model vs baseline ADE/FDE."""
     lines = [metrics["protocol"], f"{'output':<10} {'predictor':<18} {'ADE':>7} {'FDE':>7}"]
@@ -117,11 +207,12 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def run_train(script_args: SimLingoScriptArguments, training_args) -> dict:
-    """Write synthetic routes if no data is given, train with `SimLingoTrainer`, save, evaluate held-out."""
-    from ..data.carla import SimLingoCollator
+def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLingoTrainer:
+    """Write synthetic routes if no data is given, train with `SimLingoTrainer`, save model + processor,
+    evaluate held-out. Returns the trainer; the held-out metrics are `trainer.heldout_metrics` (also
+    `<output_dir>/metrics.json`)."""
+    from ..data.collators import SimLingoCollator
     from ..data.synthetic.carla import write_carla_dataset
-    from .simlingo_trainer import SimLingoTrainer
 
     out = Path(training_args.output_dir)
     train_dir, eval_dir = script_args.train_data_dir, script_args.eval_data_dir
@@ -141,21 +232,40 @@ def run_train(script_args: SimLingoScriptArguments, training_args) -> dict:
                                 frames_per_route=script_args.synthetic_frames_per_route, **size)
     model = build_model(script_args, num_cameras=len(camera_dirs))
     cfg = model.config
-    make = lambda root: _dataset(root, script_args.cameras, script_args.num_frames, script_args.image_width,  # noqa: E731
+    make = lambda root: _dataset(root, script_args.cameras, cfg.num_frames, script_args.image_width,  # noqa: E731
                                  script_args.image_height, cfg.route_as, script_args.route_image_size,
                                  cfg.num_speed_wps, cfg.num_route_points)
     train_ds, eval_ds = make(train_dir), make(eval_dir)
+    processor = build_processor(cfg, script_args.image_width, script_args.image_height, script_args.route_image_size)
     logger.info("SimLingo: %d training frames, %d held-out frames; %.1f M parameters", len(train_ds), len(eval_ds),
                 sum(p.numel() for p in model.parameters()) / 1e6)
-    trainer = SimLingoTrainer(model=model, args=training_args, train_dataset=train_ds, data_collator=SimLingoCollator())
-    result = trainer.train()
+    trainer = SimLingoTrainer(model=model, args=training_args, train_dataset=train_ds, data_collator=SimLingoCollator(),
+                              processing_class=processor)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(str(out))
+    processor.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = evaluate_and_report(model, eval_ds, out, script_args.eval_batch_size, script_args.num_plot_samples)
     metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses,
                         "train_frames": len(train_ds), "train_skipped": dict(train_ds.skipped)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    trainer.heldout_metrics = metrics
+    return trainer
+
+
+def run_train(script_args: SimLingoScriptArguments, training_args) -> dict:
+    """Deprecated (removed in 0.2): `train_simlingo(...)` returns the trainer; this returns its held-out metrics."""
+    warnings.warn("run_train is deprecated: use train_simlingo (returns the Trainer; metrics in "
+                  "trainer.heldout_metrics)", FutureWarning, stacklevel=2)
+    return train_simlingo(script_args, training_args).heldout_metrics
+
+
+def build_processor(config, image_width: int, image_height: int, route_image_size: int):
+    """The [`SimLingoProcessor`] matching the recipe's reader settings (saved beside the weights)."""
+    from ..models.simlingo.processing_simlingo import SimLingoProcessor
+
+    return SimLingoProcessor(image_size=[image_width, image_height], route_as=config.route_as,
+                             route_image_size=[route_image_size, route_image_size])
 
 
 def run_eval(args: SimLingoEvalArguments) -> dict:
@@ -173,6 +283,12 @@ __all__ = [
     "SimLingoEvalArguments",
     "SimLingoScriptArguments",
     "build_model",
+    "build_processor",
+    "plot_simlingo_predictions",
+    "predict_simlingo",
+    "simlingo_metrics",
+    "straight_route_baseline",
+    "train_simlingo",
     "evaluate_and_report",
     "format_metrics",
     "run_eval",

@@ -10,6 +10,13 @@
 
 Each block gets its own context: the GeoVLA action head passes layer i the concatenation of the VLM
 hidden state chosen for it and the geometry tokens for layer i.
+
+`DiTBlock` is a transformers `GradientCheckpointingLayer`: `model.activation_checkpointing_enable()` (what
+Trainer calls; `gradient_checkpointing_enable` is its deprecated alias) on the model that holds it
+(`PreTrainedModel._set_gradient_checkpointing` walks every submodule with a `gradient_checkpointing`
+attribute) makes its forward recompute in the backward pass, like the VLM's own decoder layers. The wrapper checkpoints positional arguments only (keyword arguments are bound into the
+recomputed function, not passed to `torch.utils.checkpoint`), so callers pass `(x, cond, context, mask)`
+positionally: with `use_reentrant=True` that is what lets gradients reach `x` and `context`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0, scale: float = 1000.0) -> torch.Tensor:
@@ -74,8 +82,12 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
-class DiTBlock(nn.Module):
-    """Self-attention, cross-attention and MLP, each modulated and gated by the conditioning (AdaLN-Zero)."""
+class DiTBlock(GradientCheckpointingLayer):
+    """Self-attention, cross-attention and MLP, each modulated and gated by the conditioning (AdaLN-Zero).
+
+    Gradient checkpointing (off by default) is switched on by the owning model's
+    `activation_checkpointing_enable()`; pass the four inputs positionally (see the module docstring).
+    """
 
     def __init__(self, hidden_size: int, context_size: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()

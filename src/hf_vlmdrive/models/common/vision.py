@@ -17,39 +17,15 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
-logger = logging.getLogger(__name__)
+# The light config helpers live in `config_utils` (configuration modules import them from there);
+# re-exported here for existing imports.
+from .config_utils import VISION_PREFIX_TOKENS as VISION_PREFIX_TOKENS
+from .config_utils import resolve_vision_config
 
-# Number of non-patch tokens at the start of `last_hidden_state`, per vision model type.
-VISION_PREFIX_TOKENS = {
-    "clip_vision_model": 1,
-    "dinov2": 1,
-    "siglip_vision_model": 0,
-    "siglip2_vision_model": 0,
-    "idefics3_vision": 0,
-    "smolvlm_vision": 0,
-}
+logger = logging.getLogger(__name__)
 
 # Composite configs keep the tower under one of these attribute names.
 _VISION_ATTRS = ("vision_config", "vision_tower_config")
-
-
-def resolve_vision_config(vision_config: dict | PretrainedConfig | None, default_type: str) -> PretrainedConfig:
-    """Turn a dict (with a `model_type` key) or a config into a vision `PretrainedConfig`."""
-    if vision_config is None:
-        vision_config = {"model_type": default_type}
-    if isinstance(vision_config, PretrainedConfig):
-        return vision_config
-    if not isinstance(vision_config, dict):
-        raise TypeError(f"vision_config must be a dict or a PretrainedConfig, got {type(vision_config).__name__}")
-    kwargs = dict(vision_config)
-    model_type = kwargs.pop("model_type", default_type)
-    try:
-        return AutoConfig.for_model(model_type, **kwargs)
-    except ValueError as err:
-        raise ValueError(
-            f"vision_config.model_type={model_type!r} is not a model type transformers knows; use a vision "
-            f"tower type such as {sorted(VISION_PREFIX_TOKENS)}"
-        ) from err
 
 
 def vision_config_from_pretrained(name_or_path: str, **kwargs) -> PretrainedConfig:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ..common.config_utils import resolve_vision_config
 from ..common.geometry_compressor import COMPRESSOR_TYPES
-from ..common.vision import resolve_vision_config
 
 NORMALIZATION_MODES = ("mean_std", "quantile")
 

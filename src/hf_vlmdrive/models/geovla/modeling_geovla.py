@@ -22,7 +22,6 @@ integration from noise, then un-normalisation with the same statistics.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 from dataclasses import dataclass
@@ -33,11 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..common.dit import DiTBlock, DiTFinalLayer, TimestepEmbedder
 from ..common.flow_matching import euler_integrate, flow_matching_inputs, flow_matching_loss, sample_flow_time
+from ..common.freezing import FreezingMixin
 from ..common.geometry_compressor import build_geometry_compressor
+from ..common.init import init_module
 from ..common.vision import build_vision_tower
 from .configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
 
@@ -90,15 +92,10 @@ class GeoVLAGeometryEncoder(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, GeoVLAGeometryEncoder):
-            nn.init.trunc_normal_(module.view_embedding, std=0.02)
+        # The DINOv2 backbone initialises itself; loaded tensors are skipped (`models/common/init.py`).
+        init_module(module, std=0.02)
+        if isinstance(module, GeoVLAGeometryEncoder):
+            init.trunc_normal_(module.view_embedding, std=0.02)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, V, 3, S, S) -> raw geometry tokens (B, V * P, output_size)."""
@@ -161,26 +158,16 @@ class GeoVLAPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["DiTBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock", "Dinov2Layer"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        # Only this family's own modules; the VLM and DINOv2 initialise (or load) themselves.
-        if getattr(module, "_geovla_own", False) is False:
-            return
-        if isinstance(module, nn.Linear):
-            if getattr(module, "_zero_init", False):
-                nn.init.zeros_(module.weight)
-            else:
-                nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm) and module.weight is not None:
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, GeoVLAActionHead):
-            nn.init.trunc_normal_(module.pos_embedding, std=0.02)
-        elif hasattr(module, "queries"):
-            nn.init.trunc_normal_(module.queries, std=0.02)
+        # Only this family's own modules (compressor, action head): the VLM and the geometry encoder are
+        # `PreTrainedModel`s and initialise (or load) themselves; loaded tensors are skipped.
+        init_module(module, std=0.02)
+        if isinstance(module, GeoVLAActionHead):
+            init.trunc_normal_(module.pos_embedding, std=0.02)
+        elif hasattr(module, "queries") and isinstance(module.queries, nn.Parameter):
+            init.trunc_normal_(module.queries, std=0.02)
 
 
-class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
+class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
     """Qwen2.5-VL hidden states + compressed geometry tokens condition a DiT that predicts action chunks."""
 
     def __init__(self, config: GeoVLAConfig):
@@ -192,9 +179,6 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
             config.num_geometry_tokens, config.dit_num_layers, config.compressor_num_heads,
         )
         self.action_head = GeoVLAActionHead(config)
-        for part in (self.geometry_compressor, self.action_head):
-            for module in part.modules():
-                module._geovla_own = True
         for block in self.action_head.blocks:
             block.adaLN_modulation[-1]._zero_init = True
         self.action_head.final.adaLN_modulation[-1]._zero_init = True
@@ -205,28 +189,14 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
         self.apply_freezing()
 
     # ------------------------------------------------------------------ freezing
-    def apply_freezing(self, patterns: list[str] | None = None) -> list[str]:
-        """Freeze parameters whose names match `patterns` (default: `config.freeze_patterns`); returns them."""
-        patterns = self.config.freeze_patterns if patterns is None else patterns
-        frozen = []
-        for name, param in self.named_parameters():
-            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
-                param.requires_grad_(False)
-                frozen.append(name)
-        self.train(self.training)
-        return frozen
+    def frozen_parameter_patterns(self) -> list[str]:
+        """`config.freeze_patterns` (default `geometry_encoder.*`): see `models/common/freezing.py`."""
+        return list(self.config.freeze_patterns)
 
     @property
     def geometry_is_frozen(self) -> bool:
         """True when no geometry-encoder parameter requires a gradient."""
         return not any(p.requires_grad for p in self.geometry_encoder.parameters())
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        # A frozen encoder stays in eval mode (deterministic features, and the cache stays valid).
-        if self.geometry_is_frozen:
-            self.geometry_encoder.eval()
-        return self
 
     def attach_geometry_cache(self, cache) -> None:
         """Serve frozen geometry features from a [`GeometryFeatureCache`] (None detaches)."""
@@ -238,8 +208,7 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, then `norm_stats.json` and the freezing the config asks for."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        model.apply_freezing()
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # re-applies freezing
         path = _resolve_file(str(pretrained_model_name_or_path), NORM_STATS_FILE, kwargs)
         if path is not None:
             model.set_norm_stats(json.loads(Path(path).read_text(encoding="utf-8")), source=str(path))
@@ -262,8 +231,11 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
         cls,
         vlm: str,
         geometry: str,
-        geometry_kwargs: dict[str, Any] | None = None,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
         dtype: torch.dtype | None = None,
+        geometry_kwargs: dict[str, Any] | None = None,
         **config_kwargs,
     ) -> GeoVLAForActionPrediction:
         """Build GeoVLA around a pretrained Qwen2.5-VL and a pretrained geometry encoder (Hub ids or dirs).
@@ -272,10 +244,12 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
         loaded. `geometry` is either a saved [`GeoVLAGeometryEncoder`] (`model_type: geovla_geometry`) or a
         DINOv2 checkpoint (`facebook/dinov2-giant`): then the backbone weights are loaded and the
         multi-view transformer (sized by `geometry_kwargs`) is freshly initialised. The compressor and the
-        DiT are new. Extra keyword arguments go to [`GeoVLAConfig`].
+        DiT are new. Extra keyword arguments go to [`GeoVLAConfig`]. `revision` / `token` go to the Hub for
+        both checkpoints; `dtype` is the dtype of the returned model's parameters.
         """
-        vlm_config = AutoConfig.from_pretrained(vlm)
-        geo_config = AutoConfig.from_pretrained(geometry)
+        hub = {"revision": revision, "token": token}
+        vlm_config = AutoConfig.from_pretrained(vlm, **hub)
+        geo_config = AutoConfig.from_pretrained(geometry, **hub)
         if geo_config.model_type == GeoVLAGeometryConfig.model_type:
             geometry_config = geo_config
         else:
@@ -288,15 +262,16 @@ class GeoVLAForActionPrediction(GeoVLAPreTrainedModel):
         # pretrained towers are then loaded, and only the new parts are allocated and initialised.
         with init_empty_weights(include_buffers=False):
             model = cls(config)
-        model.vlm = AutoModel.from_pretrained(vlm, config=config.vlm_config, dtype=dtype)
+        model.vlm = AutoModel.from_pretrained(vlm, config=config.vlm_config, dtype=dtype, **hub)
         device = next(model.vlm.parameters()).device
         geo = model.geometry_encoder
         if geo_config.model_type == GeoVLAGeometryConfig.model_type:
-            model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype)
+            model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype, **hub)
         else:
             # Through transformers' loader (not the raw-tensor `load_vision_tower_weights`): it applies the
             # key renames of transformers 5 (DINOv2 checkpoints store `attention.query`, the module `q_proj`).
-            geo.backbone = AutoModel.from_pretrained(geometry, config=geometry_config.backbone_config, dtype=dtype)
+            geo.backbone = AutoModel.from_pretrained(geometry, config=geometry_config.backbone_config, dtype=dtype,
+                                                     **hub)
             geo.view_embedding = nn.Parameter(torch.empty(geo.view_embedding.shape, device=device))
             _materialize([geo.multiview, geo.norm, geo.out_proj], geo._init_weights, device)
             geo._init_weights(geo)  # the view embedding

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from transformers import LlamaConfig, PretrainedConfig
+from transformers import PretrainedConfig
 
-from ..common.vision import VISION_PREFIX_TOKENS, resolve_vision_config
+from ..common.config_utils import VISION_PREFIX_TOKENS, resolve_vision_config
 
 SPEED_WPS_MODES = ("2d", "1d")
 ROUTE_INPUTS = ("target_point", "coords", "image")
@@ -47,6 +47,10 @@ def _resolve_text_config(text_config: dict | PretrainedConfig | None) -> Pretrai
     kwargs.setdefault("vocab_size", 1)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # no tokens: no special token ids
         kwargs.setdefault(key, None)
+    # Imported here: `transformers.LlamaConfig` pulls in torchvision and torch._dynamo (~1.5 s), which
+    # `import hf_vlmdrive` (configs only) must not pay.
+    from transformers import LlamaConfig
+
     return LlamaConfig(**kwargs)
 
 
@@ -113,7 +117,7 @@ class SimLingoConfig(PretrainedConfig):
     """
 
     model_type = "simlingo"
-    sub_configs = {"vision_config": PretrainedConfig, "text_config": LlamaConfig}
+    sub_configs = {"vision_config": PretrainedConfig, "text_config": PretrainedConfig}  # a LlamaConfig
 
     def __init__(
         self,

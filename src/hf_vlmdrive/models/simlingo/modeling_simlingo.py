@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ..common.freezing import FrozenVisionMixin
+from ..common.init import init_module, keep_own_init
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
 from .configuration_simlingo import SimLingoConfig, lm_preset
 
@@ -158,16 +160,10 @@ class SimLingoPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The tower and the Llama initialise themselves (their own `_init_weights`); the ResNet keeps
-        # torchvision's init. Only the adaptors, heads and learnable embeddings are set here.
-        std = self.config.text_config.initializer_range
-        if getattr(module, "_own_init", False):
-            return
-        # `transformers.initialization` skips tensors already loaded from a checkpoint.
-        if isinstance(module, nn.Linear):
-            init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+        # The tower and the Llama are `PreTrainedModel`s and initialise themselves; the ResNet keeps
+        # torchvision's init (`keep_own_init`). Only the adaptors, heads and learnable embeddings are set here,
+        # with `transformers.initialization`, which skips tensors loaded from a checkpoint.
+        init_module(module, std=self.config.text_config.initializer_range, truncated=False)
         if isinstance(module, SimLingoForWaypointPrediction):
             for name in ("route_queries", "speed_queries", "camera_embedding", "temporal_embedding"):
                 init.normal_(getattr(module, name), std=0.02)  # SimLingo: 0.02 * randn
@@ -200,15 +196,10 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         self.route_head = nn.Sequential(
             nn.Linear(hidden, 2 * mlp), nn.SiLU(), nn.Linear(2 * mlp, mlp), nn.SiLU(), nn.Linear(mlp, 2)
         )
-        for part in (self.vision_model, self.language_model):
-            for module in part.modules():
-                module._own_init = True
         if config.route_as == "image":
-            for module in self.route_encoder.backbone.modules():
-                module._own_init = True
+            keep_own_init(self.route_encoder.backbone)
         self.post_init()
-        if config.freeze_vision:
-            self.freeze_vision_model()
+        self.apply_freezing()
 
     def get_input_embeddings(self):
         """None: the language model has no token embeddings (it is fed `inputs_embeds`)."""
@@ -216,12 +207,14 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_llava_next(
+    def from_backbone(
         cls,
         name_or_path: str = "llava-hf/llava-v1.6-mistral-7b-hf",
-        lm_size: str = "tiny",
+        *,
         revision: str | None = None,
         token: str | bool | None = None,
+        dtype: torch.dtype | None = None,
+        lm_size: str = "tiny",
         text_config_overrides: dict | None = None,
         **config_kwargs,
     ) -> SimLingoForWaypointPrediction:
@@ -231,7 +224,8 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         Llama of preset `lm_size` ("tiny" = 12 layers, 8 heads, hidden 512, intermediate 2048), the
         adaptors and the heads are freshly initialised. The tower's image mean/std are taken from the
         checkpoint's `preprocessor_config.json` when it has one, and LLaVA's `vision_feature_layer` is
-        kept. Extra keyword arguments go to [`SimLingoConfig`].
+        kept. Extra keyword arguments go to [`SimLingoConfig`]. `revision` / `token` go to the Hub, `dtype`
+        is the dtype of the returned model's parameters (default: float32).
         """
         from transformers import AutoConfig
 
@@ -251,9 +245,18 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         )
         model = cls(config)
         load_vision_tower_weights(model.vision_model, name_or_path, revision=revision, token=token)
-        if config.freeze_vision:
-            model.freeze_vision_model()
+        if dtype is not None:
+            model.to(dtype)
+        model.apply_freezing()
         return model
+
+    @classmethod
+    def from_llava_next(cls, name_or_path: str = "llava-hf/llava-v1.6-mistral-7b-hf", lm_size: str = "tiny",
+                        revision: str | None = None, token: str | bool | None = None, **kwargs):
+        """Deprecated alias of [`from_backbone`] (the one backbone-loader name of every family); removed in 0.2."""
+        warnings.warn("SimLingoForWaypointPrediction.from_llava_next is deprecated; use from_backbone (same arguments)",
+                      FutureWarning, stacklevel=2)
+        return cls.from_backbone(name_or_path, lm_size=lm_size, revision=revision, token=token, **kwargs)
 
     # ------------------------------------------------------------------ encoders
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

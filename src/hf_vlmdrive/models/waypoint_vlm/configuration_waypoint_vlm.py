@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ..common.config_utils import VISION_PREFIX_TOKENS, resolve_vision_config
 from ..common.lora import normalize_lora_config
-from ..common.vision import VISION_PREFIX_TOKENS, resolve_vision_config
 
 POOLING_MODES = ("mean", "cls", "attention")
 LOSS_TYPES = ("mse", "l1", "huber")

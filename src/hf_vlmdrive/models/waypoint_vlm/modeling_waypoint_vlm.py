@@ -38,6 +38,7 @@ from transformers.utils import ModelOutput
 
 from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
+from ..common.init import init_module, keep_own_init
 from ..common.lora import has_lora, inject_lora, merge_lora, normalize_lora_config, save_lora_adapter
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
@@ -70,11 +71,9 @@ class WaypointVLMPreTrainedModel(PreTrainedModel):
     _no_split_modules = []
 
     def _init_weights(self, module: nn.Module) -> None:
-        # Only the head's own modules; the vision tower is initialised by its own class (or loaded).
-        if isinstance(module, nn.Linear) and not getattr(module, "_is_vision", False):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+        # The family's own modules only (head, attention pool); the vision tower is a `PreTrainedModel` and
+        # initialises itself; loaded tensors are skipped (`models/common/init.py`).
+        init_module(module, std=0.02)
 
 
 class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
@@ -83,8 +82,6 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
     def __init__(self, config: WaypointVLMConfig):
         super().__init__(config)
         self.vision_model = build_vision_tower(config.vision_config)
-        for module in self.vision_model.modules():
-            module._is_vision = True
         self.attention_pool = (
             AttentionPool(config.vision_hidden_size, config.attention_pool_heads)
             if config.pooling == "attention"
@@ -107,8 +104,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
     # ------------------------------------------------------------------ LoRA stage
     def _inject_vision_lora(self, lora: dict) -> list[str]:
         targeted = inject_lora(self.vision_model, lora, field="WaypointVLMConfig.lora")
-        for module in self.vision_model.modules():
-            module._is_vision = True  # the LoRA layers too: never re-initialised by `_init_weights`
+        keep_own_init(self.vision_model)  # PEFT's LoRA init (B = 0) is never overwritten by `_init_weights`
         return targeted
 
     @property
@@ -167,8 +163,10 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
     def from_backbone(
         cls,
         name_or_path: str,
+        *,
         revision: str | None = None,
         token: str | bool | None = None,
+        dtype: torch.dtype | None = None,
         **config_kwargs,
     ) -> WaypointVLMModel:
         """Build the predictor around the vision tower of a pretrained VLM or vision model.
@@ -177,7 +175,8 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         SmolVLM / Idefics3 (`HuggingFaceTB/SmolVLM-Base`), SigLIP, CLIP, DINOv2, ... Only the tower's
         tensors are read; the head is freshly initialised. Extra keyword arguments go to
         [`WaypointVLMConfig`]; with `lora=...` the adapters are added after the pretrained tower weights are
-        loaded (the checkpoint has plain layers, no `base_layer`).
+        loaded (the checkpoint has plain layers, no `base_layer`). `revision` / `token` go to the Hub,
+        `dtype` is the dtype of the returned model's parameters (default: float32).
         """
         vision_config = vision_config_from_pretrained(name_or_path, revision=revision, token=token)
         config = WaypointVLMConfig(
@@ -186,6 +185,8 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         lora, config.lora = config.lora, None  # validated above; injected after loading
         model = cls(config)
         load_vision_tower_weights(model.vision_model, name_or_path, revision=revision, token=token)
+        if dtype is not None:
+            model.to(dtype)
         if config.freeze_vision:
             model.freeze_vision_model()
         if lora is not None:

@@ -1,0 +1,42 @@
+"""Light helpers for the families' configuration modules: no torch module, no modeling code.
+
+Configuration modules import from here (not from `vision.py`, which imports `AutoModel` and torch layers),
+so `import hf_vlmdrive` and `from hf_vlmdrive.models.<family> import <Family>Config` stay cheap.
+`vision.py` re-exports both names, so `from hf_vlmdrive.models.common.vision import ...` keeps working.
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PretrainedConfig
+
+# Number of non-patch tokens at the start of `last_hidden_state`, per vision model type.
+VISION_PREFIX_TOKENS = {
+    "clip_vision_model": 1,
+    "dinov2": 1,
+    "siglip_vision_model": 0,
+    "siglip2_vision_model": 0,
+    "idefics3_vision": 0,
+    "smolvlm_vision": 0,
+}
+
+
+def resolve_vision_config(vision_config: dict | PretrainedConfig | None, default_type: str) -> PretrainedConfig:
+    """Turn a dict (with a `model_type` key) or a config into a vision `PretrainedConfig`."""
+    if vision_config is None:
+        vision_config = {"model_type": default_type}
+    if isinstance(vision_config, PretrainedConfig):
+        return vision_config
+    if not isinstance(vision_config, dict):
+        raise TypeError(f"vision_config must be a dict or a PretrainedConfig, got {type(vision_config).__name__}")
+    kwargs = dict(vision_config)
+    model_type = kwargs.pop("model_type", default_type)
+    try:
+        return AutoConfig.for_model(model_type, **kwargs)
+    except ValueError as err:
+        raise ValueError(
+            f"vision_config.model_type={model_type!r} is not a model type transformers knows; use a vision "
+            f"tower type such as {sorted(VISION_PREFIX_TOKENS)}"
+        ) from err
+
+
+__all__ = ["VISION_PREFIX_TOKENS", "resolve_vision_config"]

@@ -1,0 +1,532 @@
+"""The shared test contract of a model family (transformers' `ModelTesterMixin`, LeRobot's policy tests).
+
+A family's test module subclasses [`FamilyContract`] once and supplies a tiny config, inputs with labels
+and the family's facts (what is frozen, which blocks are checkpointed, which configs and inputs are
+invalid); every `test_*` method below then runs for that family under pytest:
+
+```python
+class TestWaypointVLMFamily(FamilyContract):
+    config_class = WaypointVLMConfig
+    model_class = WaypointVLMModel
+    output_keys = ("waypoints",)
+    frozen_prefixes = ("vision_model.",)
+    ...
+
+    def build_config(self, **overrides):
+        return WaypointVLMConfig(**{"vision_config": TINY_SIGLIP, **overrides})
+
+    def build_inputs(self, model, batch_size=2):
+        return {"pixel_values": ..., "labels": ...}
+```
+
+The checks (one test each):
+
+1. `test_auto_round_trip_is_exact`: `save_pretrained` -> `AutoModel.from_pretrained` gives the same class,
+   a bit-identical state dict and bit-identical outputs on `output_keys` (eval mode).
+2. `test_frozen_parts_stay_frozen`: parameters under `frozen_prefixes` have no gradient and their modules
+   stay in eval mode after `model.train()`, built and after loading; everything else trains.
+3. `test_gradient_checkpointing`: with checkpointing the loss and every gradient are unchanged, and every
+   block of `checkpointed_block_types` runs its forward twice per forward + backward (once without).
+4. `test_config_errors_name_field_and_value`: each of `bad_config_cases` raises a ValueError naming the
+   field and the offending value.
+5. `test_bad_inputs_raise_clear_errors`: each of `bad_input_cases` raises a ValueError with the expected text.
+6. `test_processor_round_trip`: `save_pretrained` -> `AutoProcessor.from_pretrained` gives the same class
+   and identical outputs (skipped when `build_processor` returns None).
+7. `test_short_training_run`: AdamW on one fixed batch lowers the loss, changes every trainable parameter
+   that received a non-zero gradient and leaves every frozen parameter bit-identical.
+8. `test_config_round_trip_and_registration`: `to_dict` / `from_dict` (and through JSON) round trip;
+   `model_type` is registered with `AutoConfig` and the model with `AutoModel`.
+
+Importing this module imports `hf_vlmdrive`, which registers every family with the Auto classes.
+
+Determinism: every model is built after `torch.manual_seed(0)`, and each forward that is compared runs
+after the same seed, so a forward that samples (flow-matching noise, dropout) is still comparable; families
+should nevertheless pass fixed noise / times in `build_inputs` and zero dropout in `checkpointing_overrides`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoProcessor, PretrainedConfig, PreTrainedModel
+
+__all__ = ["FamilyContract", "count_block_forwards", "module_under"]
+
+
+def module_under(name: str, prefixes: tuple[str, ...]) -> bool:
+    """True when the parameter / module `name` lies under one of the dotted `prefixes` (`"vision_model."`)."""
+    return any(name.startswith(p) or name + "." == p for p in prefixes)
+
+
+class count_block_forwards:  # noqa: N801 - used as a context manager, like torch's profilers
+    """Count how often the body of each block of the given types runs, as a context manager.
+
+    transformers 5's `GradientCheckpointingLayer` checkpoints the layer's `forward`, not `__call__`, so that
+    module hooks (FSDP2's) stay outside the checkpoint: a hook on the block itself fires once even when the
+    block is recomputed in the backward pass. The recomputation is seen inside the block instead: a forward
+    pre-hook on every submodule notes, per block, the submodule the block calls first, and that
+    submodule's calls are the block's count. (A pre-hook, because non-reentrant checkpointing stops the
+    recomputation as soon as the last saved activation is rebuilt, possibly inside a later submodule.)
+
+    `counts()` returns {block qualified name: forward count}.
+    """
+
+    def __init__(self, model: nn.Module, block_types: tuple[type[nn.Module], ...]):
+        self.blocks = {
+            name: m for name, m in model.named_modules() if block_types and isinstance(m, block_types)
+        }
+        self._first: dict[str, str] = {}
+        self._calls: dict[tuple[str, str], int] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> count_block_forwards:
+        for block_name, block in self.blocks.items():
+            children = [(n, m) for n, m in block.named_modules() if n]
+            if not children:
+                raise AssertionError(
+                    f"{block_name} ({type(block).__name__}) has no submodules, so its recomputation cannot be "
+                    "observed (hooks on the block itself run outside the checkpoint)"
+                )
+            for sub_name, sub in children:
+                self._handles.append(sub.register_forward_pre_hook(self._hook(block_name, sub_name)))
+        return self
+
+    def _hook(self, block_name: str, sub_name: str) -> Callable:
+        def hook(module, args):
+            self._first.setdefault(block_name, sub_name)
+            key = (block_name, sub_name)
+            self._calls[key] = self._calls.get(key, 0) + 1
+
+        return hook
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def counts(self) -> dict[str, int]:
+        """{block name: how many times its forward body ran} (0 for a block that never ran)."""
+        return {b: self._calls.get((b, self._first[b]), 0) if b in self._first else 0 for b in self.blocks}
+
+
+def _tensors_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and torch.equal(a, b)
+        )
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and np.array_equal(a, b)
+        )
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return set(a) == set(b) and all(_tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+class FamilyContract:
+    """What every model family must satisfy; a family's test class inherits it and supplies the hooks.
+
+    Class attributes to set:
+        config_class: the family's `PretrainedConfig` subclass.
+        model_class: the model class `AutoModel` maps `config_class` to.
+        output_keys: output fields compared exactly in the round trip (each must be a tensor).
+        frozen_prefixes: parameter-name prefixes (`"vision_model."`) frozen with
+            `build_config(**freezing_overrides)`; every other parameter must be trainable.
+        freezing_overrides: config overrides for the freezing and training checks (default: none), e.g.
+            `{"freeze_vision": True}` for a family whose tower trains by default.
+        checkpointed_block_types: the repeated blocks gradient checkpointing must recompute, with
+            `build_config(**checkpointing_overrides)`. Empty means the family has none; the flag must then
+            still be accepted, and losses and gradients must still be unchanged.
+        checkpointing_overrides: config overrides for the checkpointing check: zero every dropout there,
+            and make the checkpointed blocks trainable (a frozen tower runs without autograd, so it is
+            rightly not checkpointed).
+        bad_config_cases: `(overrides, field name, bad value)`: `build_config(**overrides)` must raise a
+            ValueError whose message contains the field name and `repr(value)` or `str(value)`.
+        bad_input_cases: `(mutate, text)`: `mutate(inputs)` changes a fresh inputs dict in place (or returns
+            a new one); the forward must then raise a ValueError whose message contains `text`.
+        training_steps, learning_rate: the short training run (AdamW, no weight decay, one fixed batch).
+        max_loss_ratio: the loss after training must be below this fraction of the loss before.
+        grad_atol, grad_rtol: tolerance of the gradient comparison with / without checkpointing.
+
+    Methods to supply: `build_config`, `build_inputs`; optionally `prepare_model`, `post_load`,
+    `build_processor` + `processor_inputs`.
+    """
+
+    config_class: ClassVar[type[PretrainedConfig]]
+    model_class: ClassVar[type[PreTrainedModel]]
+    output_keys: ClassVar[tuple[str, ...]] = ()
+    frozen_prefixes: ClassVar[tuple[str, ...]] = ()
+    freezing_overrides: ClassVar[dict[str, Any]] = {}
+    checkpointed_block_types: ClassVar[tuple[type[nn.Module], ...]] = ()
+    checkpointing_overrides: ClassVar[dict[str, Any]] = {}
+    bad_config_cases: ClassVar[list[tuple[dict[str, Any], str, Any]]] = []
+    bad_input_cases: ClassVar[list[tuple[Callable[[dict], dict | None], str]]] = []
+    training_steps: ClassVar[int] = 20
+    learning_rate: ClassVar[float] = 1e-3
+    max_loss_ratio: ClassVar[float] = 0.9
+    grad_atol: ClassVar[float] = 1e-6
+    grad_rtol: ClassVar[float] = 1e-5
+    processor_skip_reason: ClassVar[str] = "the family has no processor (build_processor returned None)"
+
+    # ------------------------------------------------------------------ hooks
+    def build_config(self, **overrides) -> PretrainedConfig:
+        """A tiny config of the family (hidden 16-64, 1-2 layers, small images) with `overrides` applied."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_config(**overrides)")
+
+    def build_inputs(self, model: PreTrainedModel, batch_size: int = 2) -> dict[str, Any]:
+        """Forward kwargs for `model`, labels included so that `.loss` is returned, and deterministic."""
+        raise NotImplementedError(f"{type(self).__name__} must define build_inputs(model, batch_size=2)")
+
+    def prepare_model(self, model: PreTrainedModel) -> None:
+        """Called on every freshly built model: install state the forward needs (normalisation statistics),
+        perturb zero-initialised layers so that outputs and gradients depend on the inputs."""
+
+    def post_load(self, loaded: PreTrainedModel, original: PreTrainedModel) -> None:
+        """Called on every model loaded with `AutoModel.from_pretrained`: assert that family state saved beside
+        the weights (e.g. `norm_stats.json`) came back, equal to `original`'s."""
+
+    def build_processor(self, tmp_path: Path) -> Any | None:
+        """The family's processor (an instance with `save_pretrained` and `__call__`), or None when it has none."""
+        return None
+
+    def processor_inputs(self) -> dict[str, Any] | None:
+        """Keyword arguments of one processor call (images, text, ...)."""
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def build_model(self, **overrides) -> PreTrainedModel:
+        """`model_class(build_config(**overrides))` after `torch.manual_seed(0)`, then `prepare_model`."""
+        torch.manual_seed(0)
+        model = self.model_class(self.build_config(**overrides))
+        self.prepare_model(model)
+        return model
+
+    def _inputs(self, model: PreTrainedModel, batch_size: int = 2) -> dict[str, Any]:
+        torch.manual_seed(1)
+        return self.build_inputs(model, batch_size=batch_size)
+
+    @staticmethod
+    def _forward(model: PreTrainedModel, inputs: dict[str, Any]):
+        torch.manual_seed(2)  # the same RNG stream for every forward that is compared
+        return model(**copy.deepcopy(inputs))
+
+    def _load(self, model: PreTrainedModel, directory: Path) -> PreTrainedModel:
+        model.save_pretrained(directory)
+        loaded = AutoModel.from_pretrained(directory)
+        assert type(loaded) is self.model_class, (
+            f"AutoModel.from_pretrained gave {type(loaded).__name__}, expected {self.model_class.__name__}"
+        )
+        self.post_load(loaded, model)
+        return loaded
+
+    def _assert_frozen_state(self, model: PreTrainedModel, when: str) -> None:
+        params = dict(model.named_parameters())
+        for prefix in self.frozen_prefixes:
+            assert any(module_under(n, (prefix,)) for n in params), (
+                f"frozen prefix {prefix!r} matches no parameter of {type(model).__name__} ({when})"
+            )
+        wrong_trainable = [
+            n for n, p in params.items() if module_under(n, self.frozen_prefixes) and p.requires_grad
+        ]
+        wrong_frozen = [
+            n for n, p in params.items() if not module_under(n, self.frozen_prefixes) and not p.requires_grad
+        ]
+        assert not wrong_trainable, (
+            f"{when}: parameters under {self.frozen_prefixes} require grad: {wrong_trainable[:5]}"
+        )
+        assert not wrong_frozen, (
+            f"{when}: parameters outside {self.frozen_prefixes} are frozen: {wrong_frozen[:5]}"
+        )
+        if model.training:
+            # A module in eval mode inside the frozen part, every other module in train mode.
+            in_train = [
+                n
+                for n, m in model.named_modules()
+                if n and module_under(n, self.frozen_prefixes) and m.training
+            ]
+            assert not in_train, f"{when}: frozen modules in train mode after model.train(): {in_train[:5]}"
+            in_eval = [
+                n
+                for n, m in model.named_modules()
+                if n and not module_under(n, self.frozen_prefixes) and not m.training
+            ]
+            assert not in_eval, f"{when}: trainable modules in eval mode after model.train(): {in_eval[:5]}"
+
+    # ------------------------------------------------------------------ 1. Auto round trip
+    def test_auto_round_trip_is_exact(self, tmp_path: Path) -> None:
+        """save_pretrained -> AutoModel.from_pretrained: same class, identical state dict and outputs."""
+        assert self.output_keys, f"{type(self).__name__}.output_keys is empty: name the outputs to compare"
+        model = self.build_model().eval()
+        inputs = self._inputs(model)
+        with torch.no_grad():
+            expected = self._forward(model, inputs)
+        loaded = self._load(model, tmp_path).eval()
+        state, loaded_state = model.state_dict(), loaded.state_dict()
+        assert set(state) == set(loaded_state), (
+            f"state dict keys differ: only saved {sorted(set(state) - set(loaded_state))[:5]}, "
+            f"only loaded {sorted(set(loaded_state) - set(state))[:5]}"
+        )
+        changed = [
+            k
+            for k in state
+            if state[k].dtype != loaded_state[k].dtype or not torch.equal(state[k], loaded_state[k])
+        ]
+        assert not changed, f"tensors differ after loading: {changed[:5]}"
+        with torch.no_grad():
+            got = self._forward(loaded, inputs)
+        for key in self.output_keys:
+            a, b = expected[key], got[key]
+            assert isinstance(a, torch.Tensor), f"output {key!r} is {type(a).__name__}, not a tensor"
+            assert torch.isfinite(a).all(), f"output {key!r} is not finite"
+            assert a.count_nonzero() > 0, (
+                f"output {key!r} is all zeros, so comparing it proves nothing: perturb zero-initialised "
+                "layers in prepare_model"
+            )
+            assert torch.equal(a, b), (
+                f"output {key!r} differs after loading: max |diff| {(a - b).abs().max()}"
+            )
+
+    # ------------------------------------------------------------------ 2. freezing
+    def test_frozen_parts_stay_frozen(self, tmp_path: Path) -> None:
+        """Frozen parameters: no grad, modules in eval mode after model.train(); built and after loading."""
+        model = self.build_model(**self.freezing_overrides)
+        self._assert_frozen_state(model.train(), "built, after model.train()")
+        loaded = self._load(model, tmp_path)
+        self._assert_frozen_state(loaded, "after from_pretrained")
+        self._assert_frozen_state(loaded.train(), "after from_pretrained and model.train()")
+        self._assert_frozen_state(loaded.eval().train(), "after model.eval().train()")
+
+    # ------------------------------------------------------------------ 3. gradient checkpointing
+    def checkpointing_run(
+        self, overrides: dict[str, Any], block_types: tuple[type[nn.Module], ...]
+    ) -> tuple[PreTrainedModel, dict[str, int], dict[str, int]]:
+        """One forward + backward without, then with gradient checkpointing, on the same model and inputs.
+
+        Asserts that the loss and every gradient are unchanged (`grad_atol`, `grad_rtol`) and returns the
+        model (holding the checkpointed run's gradients) and the forward counts of the blocks of
+        `block_types` without and with checkpointing ({block name: count}).
+        """
+        assert self.model_class.supports_gradient_checkpointing, (
+            f"{self.model_class.__name__} does not support it"
+        )
+        model = self.build_model(**overrides).train()
+        inputs = self._inputs(model)
+
+        def step() -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, int]]:
+            model.zero_grad(set_to_none=True)
+            with count_block_forwards(model, block_types) as counter:
+                loss = self._forward(model, inputs).loss
+                loss.backward()
+            grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+            return loss.detach(), grads, counter.counts()
+
+        loss_plain, grads_plain, counts_plain = step()
+        # What Trainer calls (`gradient_checkpointing_enable` is its deprecated alias in transformers 5).
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            assert model.is_activation_checkpointing, "checkpointing did not switch on"
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert model.is_gradient_checkpointing, "checkpointing did not switch on"
+        model.train()
+        loss_ckpt, grads_ckpt, counts_ckpt = step()
+
+        assert grads_plain, "no parameter received a gradient"
+        torch.testing.assert_close(loss_ckpt, loss_plain, atol=self.grad_atol, rtol=0.0)
+        assert set(grads_ckpt) == set(grads_plain), (
+            f"parameters with gradients differ: {sorted(set(grads_ckpt) ^ set(grads_plain))[:5]}"
+        )
+        for name, grad in grads_plain.items():
+            torch.testing.assert_close(
+                grads_ckpt[name],
+                grad,
+                atol=self.grad_atol,
+                rtol=self.grad_rtol,
+                msg=lambda m, name=name: f"gradient of {name}: {m}",
+            )
+        return model, counts_plain, counts_ckpt
+
+    def test_gradient_checkpointing(self) -> None:
+        """Same loss and gradients with checkpointing; each checkpointed block recomputes (2 forwards, not 1)."""
+        model, counts_plain, counts_ckpt = self.checkpointing_run(
+            self.checkpointing_overrides, self.checkpointed_block_types
+        )
+        for block_type in self.checkpointed_block_types:
+            names = [n for n, m in model.named_modules() if isinstance(m, block_type)]
+            assert names, f"{type(model).__name__} has no {block_type.__name__} blocks"
+            got_grad = [
+                p
+                for n in names
+                for p in model.get_submodule(n).parameters()
+                if p.grad is not None and p.grad.count_nonzero() > 0
+            ]
+            assert got_grad, (
+                f"no {block_type.__name__} parameter got a non-zero gradient, so the checkpointing check is "
+                "vacuous: make the blocks trainable (checkpointing_overrides) and perturb zero inits (prepare_model)"
+            )
+            plain = {n: counts_plain[n] for n in names}
+            assert all(c == 1 for c in plain.values()), (
+                f"{block_type.__name__} forwards without checkpointing: {plain}"
+            )
+            # Blocks on the backward path are recomputed; a block whose output the loss does not use (e.g. a
+            # tower's last layer when an earlier layer's features are taken) has no backward, so no recompute.
+            on_path = [
+                n for n in names if any(p.grad is not None for p in model.get_submodule(n).parameters())
+            ]
+            ckpt = {n: counts_ckpt[n] for n in on_path}
+            assert all(c == 2 for c in ckpt.values()), (
+                f"{block_type.__name__} forwards with checkpointing (2 = recomputed in backward): {ckpt}"
+            )
+
+    # ------------------------------------------------------------------ 4. config errors
+    def test_config_errors_name_field_and_value(self) -> None:
+        """Each bad config raises a ValueError naming the field and the offending value."""
+        assert self.bad_config_cases, f"{type(self).__name__}.bad_config_cases is empty"
+        problems = []
+        for overrides, field, value in self.bad_config_cases:
+            try:
+                self.build_config(**overrides)
+            except ValueError as err:
+                message = str(err)
+                if field not in message or (repr(value) not in message and str(value) not in message):
+                    problems.append(f"{overrides}: message lacks {field!r} or {value!r}: {message}")
+            else:
+                problems.append(f"{overrides}: no ValueError")
+        assert not problems, "\n".join(problems)
+
+    # ------------------------------------------------------------------ 5. input errors
+    def test_bad_inputs_raise_clear_errors(self) -> None:
+        """Each bad input raises a ValueError containing the expected text (e.g. the expected shape)."""
+        assert self.bad_input_cases, f"{type(self).__name__}.bad_input_cases is empty"
+        model = self.build_model().eval()
+        problems = []
+        for i, (mutate, text) in enumerate(self.bad_input_cases):
+            inputs = self._inputs(model)
+            changed = mutate(inputs)
+            inputs = changed if changed is not None else inputs
+            try:
+                with torch.no_grad():
+                    model(**inputs)
+            except ValueError as err:
+                if text not in str(err):
+                    problems.append(
+                        f"case {i} ({getattr(mutate, '__name__', mutate)}): {text!r} not in {str(err)!r}"
+                    )
+            else:
+                problems.append(
+                    f"case {i} ({getattr(mutate, '__name__', mutate)}): no ValueError (expected {text!r})"
+                )
+        assert not problems, "\n".join(problems)
+
+    # ------------------------------------------------------------------ 6. processor
+    def test_processor_round_trip(self, tmp_path: Path) -> None:
+        """save_pretrained -> AutoProcessor.from_pretrained: same class, identical outputs."""
+        processor = self.build_processor(tmp_path)
+        if processor is None:
+            pytest.skip(self.processor_skip_reason)
+        directory = tmp_path / "processor"
+        processor.save_pretrained(directory)
+        loaded = AutoProcessor.from_pretrained(directory)
+        assert type(loaded) is type(processor), (
+            f"AutoProcessor gave {type(loaded).__name__}, expected {type(processor).__name__}"
+        )
+        kwargs = self.processor_inputs()
+        assert kwargs, "processor_inputs() returned nothing to process"
+        expected = processor(**copy.deepcopy(kwargs))
+        got = loaded(**copy.deepcopy(kwargs))
+        keys = set(expected.keys()) if isinstance(expected, Mapping) else None
+        if keys is not None:
+            assert keys == set(got.keys()), f"output keys differ: {keys ^ set(got.keys())}"
+            assert any(isinstance(v, torch.Tensor) for v in expected.values()), (
+                "the processor returned no tensors"
+            )
+            for key in keys:
+                assert _tensors_equal(expected[key], got[key]), (
+                    f"processor output {key!r} differs after loading"
+                )
+        else:
+            assert _tensors_equal(expected, got), "processor output differs after loading"
+
+    # ------------------------------------------------------------------ 7. training
+    def test_short_training_run(self) -> None:
+        """AdamW on one batch: loss goes down, trainable parameters with gradients change, frozen ones do not."""
+        model = self.build_model(**self.freezing_overrides)
+        inputs = self._inputs(model)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        assert trainable, "no trainable parameter"
+        optimizer = torch.optim.AdamW(trainable, lr=self.learning_rate, weight_decay=0.0)
+
+        def eval_loss() -> float:
+            model.eval()
+            with torch.no_grad():
+                return float(self._forward(model, inputs).loss)
+
+        loss_before = eval_loss()
+        model.train()
+        got_gradient: set[str] = set()
+        for _ in range(self.training_steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = model(**copy.deepcopy(inputs)).loss
+            assert torch.isfinite(loss), f"non-finite loss {loss}"
+            loss.backward()
+            got_gradient |= {
+                n for n, p in model.named_parameters() if p.grad is not None and p.grad.count_nonzero()
+            }
+            optimizer.step()
+        loss_after = eval_loss()
+
+        assert loss_after < self.max_loss_ratio * loss_before, (
+            f"loss {loss_before:.5f} -> {loss_after:.5f} after {self.training_steps} steps (lr {self.learning_rate})"
+        )
+        params = dict(model.named_parameters())
+        # Frozen: declared so (`frozen_prefixes`) or without requires_grad.
+        frozen = {
+            n for n, p in params.items() if not p.requires_grad or module_under(n, self.frozen_prefixes)
+        }
+        frozen_changed = [n for n in sorted(frozen) if not torch.equal(params[n], before[n])]
+        assert not frozen_changed, f"frozen parameters changed: {frozen_changed[:5]}"
+        frozen_with_grad = sorted(got_gradient & frozen)
+        assert not frozen_with_grad, f"frozen parameters received gradients: {frozen_with_grad[:5]}"
+        assert got_gradient, "no parameter received a non-zero gradient"
+        unchanged = [n for n in sorted(got_gradient) if torch.equal(params[n], before[n])]
+        assert not unchanged, f"parameters with gradients did not change: {unchanged[:5]}"
+
+    # ------------------------------------------------------------------ 8. config
+    def test_config_round_trip_and_registration(self) -> None:
+        """to_dict / from_dict (also through JSON) round trip; model_type registered with the Auto classes."""
+        config = self.build_model().config
+        assert type(config) is self.config_class
+        as_dict = config.to_dict()
+        again = self.config_class.from_dict(as_dict)
+        assert type(again) is self.config_class and again.to_dict() == as_dict, (
+            "to_dict/from_dict changed the config"
+        )
+        from_json = self.config_class.from_dict(json.loads(config.to_json_string()))
+        assert from_json.to_dict() == as_dict, "the config changed through JSON"
+
+        model_type = self.config_class.model_type
+        assert re.fullmatch(r"[a-z0-9_]+", model_type or ""), f"model_type {model_type!r}"
+        assert type(AutoConfig.for_model(model_type)) is self.config_class, f"{model_type!r} not registered"
+        via_auto = AutoConfig.for_model(model_type, **{k: v for k, v in as_dict.items() if k != "model_type"})
+        assert type(via_auto) is self.config_class and via_auto.to_dict() == as_dict, (
+            "AutoConfig.for_model changed it"
+        )
+        assert AutoModel._model_mapping[self.config_class] is self.model_class

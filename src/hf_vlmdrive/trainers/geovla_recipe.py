@@ -1,0 +1,123 @@
+"""The GeoVLA recipe: LeRobot data -> model from backbones + `GeoVLAProcessor` -> `GeoVLATrainer`.
+
+Used by `examples/train_libero.py` and `hf-vlmdrive train geovla`; both parse
+(`GeoVLAScriptArguments`, `GeoVLATrainingArguments`) from a YAML `--config` plus command-line overrides.
+Entry point: `train_geovla(script_args, training_args) -> GeoVLATrainer`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..data.collators import GeoVLACollator
+from ..data.lerobot import LeRobotDataset, LeRobotMixture, load_mixture, make_synthetic_libero
+from ..features.geometry_cache import GeometryFeatureCache
+from .geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
+from .geovla_trainer import GeoVLATrainer
+
+logger = logging.getLogger(__name__)
+TINY = "tiny-random"
+
+
+def _tiny_backbones(directory: Path, num_views: int) -> tuple[str, str]:
+    """Build (once) a tiny random Qwen2.5-VL and DINOv2 under `directory` for offline demos."""
+    from ..testing.tiny_qwen import save_tiny_dinov2, save_tiny_qwen2_5_vl
+
+    vlm, geo = directory / "tiny-qwen2.5-vl", directory / "tiny-dinov2"
+    if not (vlm / "config.json").is_file():
+        save_tiny_qwen2_5_vl(vlm, hidden_size=32, num_layers=4)
+    if not (geo / "config.json").is_file():
+        save_tiny_dinov2(geo, image_size=28, hidden_size=32)
+    return str(vlm), str(geo)
+
+
+def build_dataset(args: GeoVLAScriptArguments) -> LeRobotDataset | LeRobotMixture:
+    """Open the LeRobot dataset or mixture (writing the synthetic one first when asked)."""
+    root = Path(args.dataset_root)
+    if args.make_synthetic_dataset and not (root / "meta" / "info.json").is_file() and args.mixture is None:
+        logger.info("writing a synthetic LIBERO-like LeRobot v3.0 dataset at %s", root)
+        make_synthetic_libero(root, num_episodes=args.synthetic_episodes, episode_length=args.synthetic_episode_length,
+                              image_storage=args.synthetic_image_storage)
+    kwargs = {"action_horizon": args.action_chunk_size, "camera_keys": args.camera_keys}
+    if args.mixture:
+        return load_mixture(args.mixture, root, **kwargs)
+    return LeRobotDataset(root, **kwargs)
+
+
+def dataset_stats(dataset: LeRobotDataset | LeRobotMixture) -> dict:
+    """Statistics for the model: the dataset's `meta/stats.json`, or recomputed over a mixture's frames."""
+    if isinstance(dataset, LeRobotDataset):
+        return dataset.stats
+    if len(dataset.datasets) == 1:
+        return dataset.datasets[0].stats
+    from ..data.lerobot import _vector_stats
+
+    return {"observation.state": _vector_stats(dataset.states), "action": _vector_stats(dataset.actions)}
+
+
+def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATrainingArguments) -> GeoVLATrainer:
+    """Build everything and train; returns the trainer (its `state.log_history` holds the loss curve)."""
+    from transformers import AutoProcessor, set_seed
+
+    from ..models.geovla import GeoVLAForActionPrediction
+    from ..models.geovla.processing_geovla import GeoVLAProcessor
+
+    set_seed(training_args.seed)
+    if training_args.image_augmentation and training_args.geometry_cache_mb > 0:
+        raise ValueError(
+            "geometry_cache_mb > 0 with image_augmentation=True: the geometry cache needs deterministic "
+            "preprocessing; turn one of them off"
+        )
+    dataset = build_dataset(script_args)
+    num_views = len(dataset.camera_keys)
+    vlm, geometry = script_args.vlm_name_or_path, script_args.geometry_name_or_path
+    if TINY in (vlm, geometry):
+        tiny_vlm, tiny_geo = _tiny_backbones(Path(training_args.output_dir) / "backbones", num_views)
+        vlm = tiny_vlm if vlm == TINY else vlm
+        geometry = tiny_geo if geometry == TINY else geometry
+    first = dataset.datasets[0] if isinstance(dataset, LeRobotMixture) else dataset
+    config_kwargs = dict(script_args.model_config)
+    geometry_kwargs = {"num_views": num_views, **config_kwargs.pop("geometry_config", {})}
+    model = GeoVLAForActionPrediction.from_backbones(
+        vlm=vlm,
+        geometry=geometry,
+        geometry_kwargs=geometry_kwargs,
+        action_dim=first.actions.shape[1],
+        state_dim=first.states.shape[1],
+        **config_kwargs,
+    )
+    model.set_norm_stats(dataset_stats(dataset), source=str(script_args.dataset_root))
+    if training_args.geometry_cache_mb > 0:
+        model.attach_geometry_cache(GeometryFeatureCache(training_args.geometry_cache_mb, training_args.geometry_cache_dir,
+                                                         augmentation=training_args.image_augmentation))
+    processor = GeoVLAProcessor.from_vlm_processor(AutoProcessor.from_pretrained(vlm),
+                                                   geometry_image_size=model.config.geometry_config.image_size)
+    collator = GeoVLACollator(processor)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("GeoVLA: %d frames, %d cameras, %.2fM / %.2fM parameters trainable", len(dataset), num_views,
+                trainable / 1e6, total / 1e6)
+    trainer = GeoVLATrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                            processing_class=processor)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+        Path(training_args.output_dir, "loss_curve.json").write_text(json.dumps(losses), encoding="utf-8")
+        if model.geometry_cache is not None:
+            logger.info("geometry cache: %s", model.geometry_cache.format_stats())
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `--config file.yaml` + overrides and train."""
+    from ..cli.parsing import parse_args
+
+    script_args, training_args = parse_args((GeoVLAScriptArguments, GeoVLATrainingArguments), argv)
+    train_geovla(script_args, training_args)
+    return 0
+
+
+__all__ = ["build_dataset", "dataset_stats", "main", "train_geovla"]

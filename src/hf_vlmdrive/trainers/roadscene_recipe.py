@@ -1,0 +1,148 @@
+"""SFT of SmolVLM2 / Idefics3-family models for road-scene captions and BVPI cues, with TRL's SFTTrainer.
+
+Reads top to bottom: arguments (`roadscene_config.py`) -> data (`hf_vlmdrive.data.roadscene`) -> model
+(4-bit nf4 + double quant QLoRA by default, plain LoRA with `--load_in_4bit false`) ->
+`AssistantOnlyVLMCollator` (`data/collators.py`: loss only on assistant tokens) ->
+`SFTTrainer.train(resume_from_checkpoint=...)`. Entry point: `train_roadscene(script_args, training_args)
+-> SFTTrainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.collators import AssistantOnlyVLMCollator
+from .roadscene_config import RoadSceneSFTArguments
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RoadSceneSFTArguments", "build_model", "load_processor", "run_sft", "train_roadscene"]
+
+
+def load_processor(model_name_or_path: str):
+    """`AutoProcessor.from_pretrained` with a pad token ensured (needed for batched training)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_name_or_path)
+    tok = processor.tokenizer
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return processor
+
+
+def build_model(args: RoadSceneSFTArguments, device_map: Any = None):
+    """Load the VLM (`AutoModelForImageTextToText`), 4-bit quantised when `load_in_4bit`, with LoRA.
+
+    Returns a `peft.PeftModel` (only the adapters trainable) when `use_peft`, else the full model.
+    """
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if args.load_in_4bit:
+        compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+        kwargs["device_map"] = device_map if device_map is not None else ("auto" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForImageTextToText.from_pretrained(args.model_name_or_path, **kwargs)
+    if not args.use_peft:
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if args.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    lora = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"no trainable parameters: lora_target_modules={args.target_modules} matched nothing")
+    return model
+
+
+def _resolve_resume(resume: Any, output_dir: str) -> Any:
+    """`True`/`"last"` -> the newest `checkpoint-*` in `output_dir` (None when there is none)."""
+    if resume in (None, False, "", "false", "False", "no"):
+        return None
+    if resume in (True, "true", "True", "last"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            logger.info("no checkpoint in %s: starting from scratch", output_dir)
+        return last
+    if not Path(resume).is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint={resume!r} is not a checkpoint directory")
+    return resume
+
+
+def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
+    """Train with TRL's `SFTTrainer`; saves the adapter/model and processor to `training_args.output_dir`.
+
+    `training_args` is TRL's `SFTConfig`. Returns the trainer; `trainer.sft_metrics` holds the train metrics
+    (plus `num_train_records`, `num_skipped_records`).
+    """
+    args, sft_config = script_args, training_args
+    from trl import SFTTrainer
+
+    from ..data.roadscene import load_sft_dataset
+
+    if not args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required (a Hub id or a local model directory)")
+    if not args.train_file:
+        raise ValueError("--train_file is required")
+    train_ds, report = load_sft_dataset(
+        args.train_file, task=args.task, image_root=args.image_root, prompt=args.prompt,
+        annotations_path=args.annotations_file,
+    )
+    logger.info(report.summary())
+    if args.max_train_samples is not None:
+        train_ds = train_ds.select(range(min(args.max_train_samples, len(train_ds))))
+    eval_ds = None
+    if args.eval_file:
+        eval_ds, eval_report = load_sft_dataset(
+            args.eval_file, task=args.task, image_root=args.image_root, prompt=args.prompt,
+            annotations_path=args.annotations_file,
+        )
+        logger.info(eval_report.summary())
+    processor = load_processor(args.model_name_or_path)
+    model = build_model(args)
+    # Our collator consumes `messages` + `images` directly; TRL must not tokenize the dataset itself.
+    sft_config.dataset_kwargs = {**(sft_config.dataset_kwargs or {}), "skip_prepare_dataset": True}
+    sft_config.remove_unused_columns = False
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=processor,
+        data_collator=AssistantOnlyVLMCollator(processor, max_length=sft_config.max_length),
+    )
+    resume = _resolve_resume(sft_config.resume_from_checkpoint, sft_config.output_dir)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(sft_config.output_dir)
+    processor.save_pretrained(sft_config.output_dir)
+    metrics = dict(result.metrics)
+    metrics["num_train_records"] = len(train_ds)
+    metrics["num_skipped_records"] = report.num_skipped
+    trainer.sft_metrics = metrics
+    return trainer
+
+
+def run_sft(args: RoadSceneSFTArguments, sft_config) -> dict[str, Any]:
+    """Deprecated (removed in 0.2): `train_roadscene(...)` returns the trainer; this returns its metrics."""
+    warnings.warn("run_sft is deprecated: use train_roadscene (returns the SFTTrainer; metrics in "
+                  "trainer.sft_metrics)", FutureWarning, stacklevel=2)
+    return train_roadscene(args, sft_config).sft_metrics

@@ -1,0 +1,72 @@
+"""Arguments of the waypoint recipe: `WaypointScriptArguments` (which model, which data, `model_config`).
+
+Training hyperparameters are `transformers.TrainingArguments`; model hyperparameters are the fields of
+[`WaypointVLMConfig`], given under `model_config` (YAML mapping, `--model_config.<field> VALUE`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..cli.parsing import ModelConfigArguments
+from ..models.waypoint_vlm.configuration_waypoint_vlm import WaypointVLMConfig
+
+# Flags that mirrored WaypointVLMConfig fields before `model_config` (kept for one release).
+WAYPOINT_DEPRECATED_FLAGS = {
+    "vision_config": "vision_config",
+    "pooling": "pooling",
+    "head_hidden_sizes": "head_hidden_sizes",
+    "head_dropout": "head_dropout",
+    "loss_type": "loss_type",
+    "num_intents": "num_intents",
+    "intent_offset": "intent_offset",
+    "past_state_scale": "past_state_scale",
+    "waypoint_scale": "waypoint_scale",
+    "freeze_vision": "freeze_vision",
+    "lora_rank": "lora.r",
+    "lora_alpha": "lora.lora_alpha",
+    "lora_dropout": "lora.lora_dropout",
+    "lora_target_modules": "lora.target_modules",
+}
+
+
+@dataclass
+class WaypointScriptArguments(ModelConfigArguments):
+    """Which model to train (continue one, wrap a pretrained backbone, or build from `model_config`) and the data.
+
+    Exactly one model source: `model_name_or_path` (a saved waypoint_vlm model), `backbone` (a VLM / vision
+    model whose tower to use), or `model_config.vision_config` (a randomly initialised tower, tiny runs).
+    `model_config` holds [`WaypointVLMConfig`] fields (`pooling`, `head_hidden_sizes`, `lora`: {r: 16}, ...);
+    `num_cameras` comes from `camera_names`.
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved waypoint_vlm model (directory or Hub id) to continue training."}
+    )
+    backbone: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or directory of a VLM / vision model whose vision tower to use (e.g. HuggingFaceTB/SmolVLM-Base)."},
+    )
+    train_data: str = field(default="synthetic:2000", metadata={"help": "'synthetic:N[:SEED]', a TFRecord glob or a saved dataset dir."})
+    eval_data: str | None = field(default="synthetic:200:1", metadata={"help": "Held-out data, same forms."})
+    camera_names: list[str] = field(default_factory=lambda: ["FRONT"], metadata={"help": "Cameras, in order."})
+    image_width: int = field(default=192, metadata={"help": "Width of synthetic images."})
+    image_height: int = field(default=128, metadata={"help": "Height of synthetic images."})
+    use_feature_cache: bool = field(
+        default=True,
+        metadata={"help": "Cache the frozen tower's outputs on disk (hf_vlmdrive.features) so that only the first "
+                  "pass runs the tower; ignored, with a log line, when the tower is trainable (LoRA / unfrozen)."},
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Root of the feature cache (default $HF_VLMDRIVE_FEATURE_CACHE or ~/.cache/hf_vlmdrive/features)."}
+    )
+    feature_cache_dtype: str = field(
+        default="auto", metadata={"help": "Storage dtype of cached features: auto (the tower's), float32, float16, bfloat16."}
+    )
+
+    model_config_class = WaypointVLMConfig
+    deprecated_model_flags = WAYPOINT_DEPRECATED_FLAGS
+    data_derived_fields = ("num_cameras",)
+
+
+__all__ = ["WAYPOINT_DEPRECATED_FLAGS", "WaypointScriptArguments"]

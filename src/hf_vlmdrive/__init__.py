@@ -13,9 +13,7 @@ The names below are imported on first access (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .lazy import lazy_exports
 from .models.auto import register_auto_classes
 
 __version__ = "0.1.0.dev0"
@@ -33,14 +31,4 @@ __all__ = [*_LAZY_ATTRS, "register_auto_classes", "__version__"]
 register_auto_classes()
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY_ATTRS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS)

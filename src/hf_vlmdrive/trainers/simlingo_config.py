@@ -34,6 +34,9 @@ class SimLingoTrainingArguments(TrainingArguments):
         metadata={"help": "Let OneCycleLR cycle AdamW's beta1 (0.85-0.95); off keeps betas (0.9, 0.999)."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every column for the collator."})
+    # SimLingo trains with torch's plain (for-each) AdamW; transformers 5 defaults to the fused kernel, which
+    # rounds differently.
+    optim: str = field(default="adamw_torch", metadata={"help": "Optimizer (Trainer's --optim); SimLingo: adamw_torch."})
 
     def __post_init__(self):
         super().__post_init__()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .waypoint_config import WaypointScriptArguments
+from .waypoint_config import WaypointDataArguments, WaypointScriptArguments
 from .waypoint_recipe import (
     build_waypoint_model,
     evaluate_waypoint,
@@ -54,28 +54,6 @@ class WaypointModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={"help": "Tower module-name suffixes to adapt (default: the attention projections q/k/v/out)."},
-    )
-
-
-@dataclass
-class WaypointDataArguments:
-    """Where the data comes from (see `hf_vlmdrive.data.waypoint`)."""
-
-    train_data: str = field(default="synthetic:2000", metadata={"help": "'synthetic:N[:SEED]' or a saved dataset dir."})
-    eval_data: str | None = field(default="synthetic:200:1", metadata={"help": "Held-out data, same forms."})
-    camera_names: list[str] = field(default_factory=lambda: ["FRONT"], metadata={"help": "Cameras, in order."})
-    image_width: int = field(default=192, metadata={"help": "Width of synthetic images."})
-    image_height: int = field(default=128, metadata={"help": "Height of synthetic images."})
-    use_feature_cache: bool = field(
-        default=True,
-        metadata={"help": "Cache the frozen tower's outputs on disk (hf_vlmdrive.features) so that only the first "
-                  "pass runs the tower; ignored, with a log line, when the tower is trainable (LoRA / unfrozen)."},
-    )
-    feature_cache_dir: str | None = field(
-        default=None, metadata={"help": "Root of the feature cache (default $HF_VLMDRIVE_FEATURE_CACHE or ~/.cache/hf_vlmdrive/features)."}
-    )
-    feature_cache_dtype: str = field(
-        default="auto", metadata={"help": "Storage dtype of cached features: auto (the tower's), float32, float16, bfloat16."}
     )
 
 

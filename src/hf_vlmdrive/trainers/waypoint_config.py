@@ -31,22 +31,9 @@ WAYPOINT_DEPRECATED_FLAGS = {
 
 
 @dataclass
-class WaypointScriptArguments(ModelConfigArguments):
-    """Which model to train (continue one, wrap a pretrained backbone, or build from `model_config`) and the data.
+class WaypointDataArguments:
+    """Where the data comes from (see `hf_vlmdrive.data.waypoint`) and the frozen-feature cache."""
 
-    Exactly one model source: `model_name_or_path` (a saved waypoint_vlm model), `backbone` (a VLM / vision
-    model whose tower to use), or `model_config.vision_config` (a randomly initialised tower, tiny runs).
-    `model_config` holds [`WaypointVLMConfig`] fields (`pooling`, `head_hidden_sizes`, `lora`: {r: 16}, ...);
-    `num_cameras` comes from `camera_names`.
-    """
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved waypoint_vlm model (directory or Hub id) to continue training."}
-    )
-    backbone: str | None = field(
-        default=None,
-        metadata={"help": "Hub id or directory of a VLM / vision model whose vision tower to use (e.g. HuggingFaceTB/SmolVLM-Base)."},
-    )
     train_data: str = field(default="synthetic:2000", metadata={"help": "'synthetic:N[:SEED]', a TFRecord glob or a saved dataset dir."})
     eval_data: str | None = field(default="synthetic:200:1", metadata={"help": "Held-out data, same forms."})
     camera_names: list[str] = field(default_factory=lambda: ["FRONT"], metadata={"help": "Cameras, in order."})
@@ -64,9 +51,27 @@ class WaypointScriptArguments(ModelConfigArguments):
         default="auto", metadata={"help": "Storage dtype of cached features: auto (the tower's), float32, float16, bfloat16."}
     )
 
+
+@dataclass
+class WaypointScriptArguments(ModelConfigArguments, WaypointDataArguments):
+    """Which model to train (continue one, wrap a pretrained backbone, or build from `model_config`) and the data.
+
+    Exactly one model source: `model_name_or_path` (a saved waypoint_vlm model), `backbone` (a VLM / vision
+    model whose tower to use), or `model_config.vision_config` (a randomly initialised tower, tiny runs).
+    `model_config` holds [`WaypointVLMConfig`] fields (`pooling`, `head_hidden_sizes`, `lora`: {r: 16}, ...);
+    `num_cameras` comes from `camera_names`.
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved waypoint_vlm model (directory or Hub id) to continue training."}
+    )
+    backbone: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or directory of a VLM / vision model whose vision tower to use (e.g. HuggingFaceTB/SmolVLM-Base)."},
+    )
     model_config_class = WaypointVLMConfig
     deprecated_model_flags = WAYPOINT_DEPRECATED_FLAGS
     data_derived_fields = ("num_cameras",)
 
 
-__all__ = ["WAYPOINT_DEPRECATED_FLAGS", "WaypointScriptArguments"]
+__all__ = ["WAYPOINT_DEPRECATED_FLAGS", "WaypointDataArguments", "WaypointScriptArguments"]

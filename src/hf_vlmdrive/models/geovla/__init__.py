@@ -5,8 +5,7 @@ The names below are imported on first access (PEP 562): `GeoVLAConfig` does not 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ...lazy import lazy_exports
 
 # name -> submodule that defines it
 _LAZY_ATTRS = {
@@ -23,14 +22,4 @@ _LAZY_ATTRS = {
 __all__ = list(_LAZY_ATTRS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY_ATTRS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS)

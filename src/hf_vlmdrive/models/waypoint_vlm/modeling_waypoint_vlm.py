@@ -38,7 +38,7 @@ from transformers.utils import ModelOutput
 
 from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
-from ..common.init import init_module, keep_own_init
+from ..common.init import init_module
 from ..common.lora import has_lora, inject_lora, merge_lora, normalize_lora_config, save_lora_adapter
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
@@ -103,9 +103,9 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
 
     # ------------------------------------------------------------------ LoRA stage
     def _inject_vision_lora(self, lora: dict) -> list[str]:
-        targeted = inject_lora(self.vision_model, lora, field="WaypointVLMConfig.lora")
-        keep_own_init(self.vision_model)  # PEFT's LoRA init (B = 0) is never overwritten by `_init_weights`
-        return targeted
+        # PEFT's LoRA init (B = 0) is not touched by `_init_weights`: the tower is a `PreTrainedModel`, so
+        # transformers dispatches the tower's own init to its modules, and loaded tensors are skipped.
+        return inject_lora(self.vision_model, lora, field="WaypointVLMConfig.lora")
 
     @property
     def has_vision_lora(self) -> bool:

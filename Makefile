@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed-dev
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-libero lint bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	# the real openpi client, to test the policy server against (it pins numpy<2, but works with numpy 2)
+	$(PY) -m pip install -q --no-deps openpi-client==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# Closed-loop LIBERO in the real simulator (the `libero` extra, ~1.9 GB; offscreen EGL, CPU is enough).
+test-libero: $(STAMP)
+	$(PY) -m pip install -q -e ".[libero]"
+	MUJOCO_GL=egl $(PY) -m pytest -q -m slow tests/test_libero_eval.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples scripts benchmarks

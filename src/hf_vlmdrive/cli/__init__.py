@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import USER_ERROR_EXIT_CODE, TrainingInterrupted, UserError, debug_enabled
+
 Runner = Callable[[list[str]], int | None]
 
 
@@ -28,7 +30,7 @@ class CommandRegistry:
         """Register `run` under `path` (e.g. `("eval", "captions")`) with a one-line `help`."""
         key = tuple(path)
         if key in self.commands:
-            raise ValueError(f"command {' '.join(key)!r} registered twice")
+            raise UserError(f"command {' '.join(key)!r} registered twice")
         self.commands[key] = (run, help)
 
     def resolve(self, argv: list[str]) -> tuple[tuple[str, ...], Runner, list[str]] | None:
@@ -59,9 +61,21 @@ def build_registry() -> CommandRegistry:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `hf-vlmdrive` console script. Returns the process exit code."""
+    """Entry point of the `hf-vlmdrive` console script. Returns the process exit code.
+
+    A [`UserError`] (bad path, value, file or config, missing extra) is printed as one or two lines and
+    gives exit code 2; `--debug` (anywhere on the command line) or `HF_VLMDRIVE_DEBUG=1` shows its
+    traceback. Any other exception is a bug and keeps its traceback. An interrupted training run
+    ([`TrainingInterrupted`]) prints where it stopped and the command that resumes it (exit code 130).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or debug_enabled()
+    argv = [a for a in argv if a != "--debug"]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # transformers' Trainer imports peft, which imports bitsandbytes, whose CPU backend warns on import that
+    # an optional kernel package is missing. It says nothing about the user's command: keep it for --debug.
+    if not debug:
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     registry = build_registry()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(registry.usage())
@@ -70,8 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if found is None:
         print(f"hf-vlmdrive: unknown command {' '.join(argv[:2])!r}\n\n{registry.usage()}", file=sys.stderr)
         return 2
-    _, run, rest = found
-    code = run(rest)
+    command, run, rest = found
+    prog = "hf-vlmdrive " + " ".join(command)
+    try:
+        code = run(rest)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"  (run with --debug for the traceback; `{prog} --help` lists the arguments)", file=sys.stderr)
+        return USER_ERROR_EXIT_CODE
+    except TrainingInterrupted as stop:
+        print(f"{prog}: {stop}", file=sys.stderr)
+        print(f"  resume with: {stop.resume_hint(' '.join([prog, *rest]))}", file=sys.stderr)
+        return stop.exit_code
     return 0 if code is None else int(code)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError, UserFileNotFoundError
 from .parsing import parse_args
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def load_predictions(path: str | Path) -> dict[str, str]:
     """Predictions JSONL -> {key: prediction} for every id / image key; malformed lines are counted."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file {path} does not exist")
+        raise UserFileNotFoundError(f"predictions file {path} does not exist")
     out: dict[str, str] = {}
     bad = 0
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -65,7 +66,7 @@ def load_predictions(path: str | Path) -> dict[str, str]:
             rec = json.loads(line)
             text = rec.get("prediction", rec.get("caption"))
             if not isinstance(text, str):
-                raise ValueError("no 'prediction' string")
+                raise UserError("no 'prediction' string")
         except (json.JSONDecodeError, ValueError, AttributeError) as err:
             bad += 1
             logger.warning("%s line %d skipped: %s", path, i, err)
@@ -104,7 +105,7 @@ def run_captions(argv: list[str]) -> int:
     (args,) = parse_args([EvalCaptionsArguments], argv, prog="hf-vlmdrive eval captions")
     refs, report = load_captions(args.references)
     if not refs:
-        raise SystemExit(f"no valid references in {args.references}: {report.summary()}")
+        raise UserError(f"no valid references in {args.references}: {report.summary()}")
     preds = load_predictions(args.predictions)
     predictions, references, images, missing = [], [], [], 0
     for ref in refs:
@@ -141,7 +142,7 @@ def run_bvpi(argv: list[str]) -> int:
     (args,) = parse_args([EvalBvpiArguments], argv, prog="hf-vlmdrive eval bvpi")
     refs, report = load_bvpi_annotations(args.references)
     if not refs:
-        raise SystemExit(f"no valid annotations in {args.references}: {report.summary()}")
+        raise UserError(f"no valid annotations in {args.references}: {report.summary()}")
     preds = load_predictions(args.predictions)
     predictions, missing = [], 0
     for ref in refs:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..errors import UserError
 from .parsing import parse_args
 
 
@@ -43,8 +44,8 @@ def run_cache_features(argv: list[str]) -> int:
     set_seed(training_args.seed)  # as train_waypoint does, so that both build the same tower
     model, processor = build_waypoint_model(data_args, num_cameras=len(cameras))
     if not model.vision_is_frozen:
-        raise SystemExit(
-            "hf-vlmdrive cache-features: this model's vision tower is trainable (LoRA or --freeze_vision false); "
+        raise UserError(
+            "hf-vlmdrive cache-features: this model's vision tower is trainable (LoRA or model_config.freeze_vision false); "
             "its outputs change while training, so there is nothing to cache"
         )
     model.to(args.device or training_args.device)

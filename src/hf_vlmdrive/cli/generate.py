@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..hub import check_model_source
 from .parsing import parse_args
 
 
@@ -33,7 +34,7 @@ def run(argv: list[str]) -> int:
 
     (args,) = parse_args([GenerateArguments], _dash_to_underscore(argv), prog="hf-vlmdrive generate")
     counts = generate_predictions(
-        args.model, args.input, args.output, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        check_model_source(args.model, "--model"), args.input, args.output, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, task=args.task, image_root=args.image_root, prompt=args.prompt,
     )
     print(json.dumps(counts))

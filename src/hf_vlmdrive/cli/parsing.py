@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 import yaml
 from transformers import HfArgumentParser
 
+from ..errors import UserError, UserFileNotFoundError
+
 MODEL_CONFIG_FLAG = "--model_config"
 
 
@@ -40,13 +42,13 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping of argument names to values; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise UserFileNotFoundError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {err}") from err
+        raise UserError(f"config file {path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of argument names to values, got {type(data).__name__}")
+        raise UserError(f"config file {path} must hold a mapping of argument names to values, got {type(data).__name__}")
     return data
 
 
@@ -79,9 +81,9 @@ def _as_mapping(value: Any, source: str) -> dict:
         try:
             value = yaml.safe_load(value)  # JSON is YAML
         except yaml.YAMLError as err:
-            raise ValueError(f"{source} must be a JSON / YAML mapping of config fields, got {value!r}: {err}") from err
+            raise UserError(f"{source} must be a JSON / YAML mapping of config fields, got {value!r}: {err}") from err
     if not isinstance(value, dict):
-        raise ValueError(f"{source} must be a mapping of config fields, got {type(value).__name__}: {value!r}")
+        raise UserError(f"{source} must be a mapping of config fields, got {type(value).__name__}: {value!r}")
     return dict(value)
 
 
@@ -118,12 +120,12 @@ class ModelConfigArguments:
         known = config_fields(cls) + ["name_or_path"]
         unknown = sorted(set(self.model_config) - set(known))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"model_config: unknown field(s) {unknown} for {cls.__name__}; its fields are {sorted(known)}"
             )
         derived = sorted(set(self.model_config) & set(self.data_derived_fields))
         if derived:
-            raise ValueError(
+            raise UserError(
                 f"model_config: {derived} are taken from the data by this recipe; remove them from model_config"
             )
 
@@ -160,7 +162,7 @@ def _extract_model_config(argv: list[str], types: Sequence[type], yaml_values: d
             if not tokens and flag in deprecated:
                 tokens = ["true"]  # a bare boolean flag (`--freeze_vision`)
             if not tokens:
-                raise ValueError(f"{name} needs a value")
+                raise UserError(f"{name} needs a value")
             if flag == "model_config":
                 overrides = _merge(overrides, _as_mapping(" ".join(tokens), "--model_config"))
             elif is_dotted:
@@ -176,6 +178,88 @@ def _extract_model_config(argv: list[str], types: Sequence[type], yaml_values: d
     return rest, _merge(merged, overrides)
 
 
+def _type_name(annotation: Any) -> str:
+    """`float`, `list of str`, `str or None`, `one of ['no', 'steps', 'epoch']`, ..."""
+    import enum
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if args and origin not in (list, tuple, set, dict, typing.Literal):  # a Union
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(dict.fromkeys(names)) + (" or null" if type(None) in args else "")
+    if origin in (list, tuple, set):
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is typing.Literal:
+        return f"one of {list(args)}"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return f"one of {[m.value for m in annotation]}"
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
+_BOOL_STRINGS = ("true", "false", "yes", "no", "1", "0")
+
+
+def _parses(kind: type, text: str) -> bool:
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+def value_matches(value: Any, annotation: Any) -> bool:
+    """Whether a YAML value fits a dataclass field's annotation (unknown annotations accept anything)."""
+    import enum
+    import types
+    import typing
+
+    if annotation is Any or annotation is None:
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union or (hasattr(types, "UnionType") and origin is types.UnionType):
+        return any(value_matches(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple, set, typing.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        return not args or all(value_matches(v, args[0]) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    # Strings that argparse converts (YAML 1.1 reads `1e-3` as a string) are accepted for numbers / booleans.
+    if annotation is bool:
+        return isinstance(value, bool) or (isinstance(value, str) and value.lower() in _BOOL_STRINGS)
+    if annotation is int:
+        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and _parses(int, value))
+    if annotation is float:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+            isinstance(value, str) and _parses(float, value))
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, annotation) or value in {m.value for m in annotation}
+    return True
+
+
+def check_yaml_types(values: dict[str, Any], types_: Sequence[type], source: str) -> None:
+    """Check YAML values against the argument dataclasses' field types before anything runs."""
+    import typing
+
+    for cls in types_:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in values and f.init and not value_matches(values[f.name], hints.get(f.name, Any)):
+                value = values[f.name]
+                hint = " (YAML reads unquoted no / yes / off / on as booleans: quote it)" if isinstance(value, bool) else ""
+                raise UserError(
+                    f"{source}: {f.name}: {value!r} ({type(value).__name__}) is not a valid value; expected "
+                    f"{_type_name(hints.get(f.name))}{hint}"
+                )
+
+
 def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """Parse `argv` into instances of the dataclasses `types` (YAML `--config` first, flags override)."""
     argv = list(argv or [])
@@ -183,7 +267,7 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
-            raise SystemExit("--config needs a YAML file path")
+            raise UserError("--config needs a YAML file path")
         config_path = argv[i + 1]
         del argv[i : i + 2]
     values = load_yaml_config(config_path) if config_path is not None else {}
@@ -193,11 +277,22 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
         known = {f.name for t in types for f in dataclasses.fields(t) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SystemExit(f"config file {config_path}: unknown argument(s) {unknown}")
+            import difflib
+
+            hints = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+            raise UserError(f"config file {config_path}: unknown argument(s) {said}")
+        check_yaml_types(values, types, f"config file {config_path}")
         parser.set_defaults(**values)
     if model_config is not None:
         parser.set_defaults(model_config=json.loads(json.dumps(model_config)))
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as err:  # an argument dataclass's own validation (e.g. TrainingArguments)
+        where = f" (config file {config_path})" if config_path else ""
+        raise UserError(f"invalid arguments{where}: {err}") from err
 
 
-__all__ = ["ModelConfigArguments", "config_fields", "load_yaml_config", "parse_args"]
+__all__ = ["ModelConfigArguments", "check_yaml_types", "config_fields", "load_yaml_config", "parse_args", "value_matches"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UserError
 from .parsing import parse_args
 
 
@@ -25,6 +26,10 @@ class WaypointPredictArguments:
     description: str = field(default="Frozen vision encoder + MLP waypoint head (hf_vlmdrive).")
     method_link: str = field(default="")
     public_model_names: list[str] = field(default_factory=list, metadata={"help": "Open-source models used."})
+    allow_partial: bool = field(
+        default=False,
+        metadata={"help": "Write the submission even when records of --data were skipped (damaged / unreadable)."},
+    )
 
 
 def _camera_names(model) -> tuple[str, ...]:
@@ -42,16 +47,31 @@ def run_predict(argv: list[str]) -> int:
 
     from ..data.waymo_e2e import format_num_parameters, write_submission
     from ..data.waypoint import load_waypoint_dataset
+    from ..hub import check_model_source
     from ..trainers.waypoint_recipe import load_processor, predict_waypoints
 
     (args,) = parse_args((WaypointPredictArguments,), argv, prog="hf-vlmdrive predict waypoint")
     if not args.model or not args.data:
-        raise SystemExit("hf-vlmdrive predict waypoint: --model and --data are required")
+        raise UserError("--model and --data are required")
     if not args.submission and not args.output_json:
-        raise SystemExit("hf-vlmdrive predict waypoint: give --submission out.binproto and/or --output_json")
-    model = AutoModel.from_pretrained(args.model)
+        raise UserError("give --submission out.binproto and/or --output_json")
+    model = AutoModel.from_pretrained(check_model_source(args.model, "--model"))
     processor = load_processor(args.model, model.config)
-    dataset = load_waypoint_dataset(args.data, args.image_width, args.image_height, camera_names=_camera_names(model))
+    from ..data.waymo_e2e import ReadStats
+
+    stats = ReadStats()
+    dataset = load_waypoint_dataset(args.data, args.image_width, args.image_height, camera_names=_camera_names(model),
+                                    stats=stats)
+    print(f"{args.data}: {stats.summary()}")
+    if args.submission and stats.skipped:
+        if not args.allow_partial:
+            raise UserError(
+                f"{stats.skipped} record(s) of {args.data} could not be read, so the submission would miss those "
+                f"frames ({stats.summary()}); repair or re-download the file(s), or pass --allow_partial to write "
+                "it without them"
+            )
+        print(f"warning: --allow_partial: the submission misses {stats.skipped} damaged record(s) (a truncated "
+              "file may hold more frames past the damage)")
     preds = predict_waypoints(model, dataset, processor, batch_size=args.batch_size)
     names = list(dataset["frame_name"])
     if args.submission:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from .parsing import parse_args
 
 
@@ -41,6 +42,7 @@ def run_eval(argv: list[str]) -> int:
     from transformers import AutoModel
 
     from ..data.waypoint import load_waypoint_dataset
+    from ..hub import check_model_source
     from ..trainers.waypoint_recipe import (
         evaluate_waypoint,
         format_metrics_table,
@@ -50,11 +52,15 @@ def run_eval(argv: list[str]) -> int:
 
     (args,) = parse_args((WaypointEvalArguments,), argv, prog="hf-vlmdrive eval waypoint")
     if not args.model:
-        raise SystemExit("hf-vlmdrive eval waypoint: --model is required (a trained waypoint_vlm directory or Hub id)")
-    model = AutoModel.from_pretrained(args.model)
+        raise UserError("--model is required (a trained waypoint_vlm directory or Hub id)")
+    model = AutoModel.from_pretrained(check_model_source(args.model, "--model"))
     processor = load_processor(args.model, model.config)
     cameras = ("FRONT",) if model.config.num_cameras == 1 else ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")
-    dataset = load_waypoint_dataset(args.data, args.image_width, args.image_height, camera_names=cameras)
+    from ..data.waymo_e2e import ReadStats
+
+    stats = ReadStats()
+    dataset = load_waypoint_dataset(args.data, args.image_width, args.image_height, camera_names=cameras, stats=stats)
+    print(f"{args.data}: {stats.summary()}")
     results = evaluate_waypoint(model, dataset, processor, batch_size=args.batch_size)
     print(format_metrics_table(results))
     if args.output_json:

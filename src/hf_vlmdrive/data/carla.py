@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import UserError, UserFileNotFoundError
 from ..models.simlingo.processing_simlingo import frame_to_uint8_chw, render_route_image
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def read_json_gz(path: str | Path):
     except FileNotFoundError:
         raise
     except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a readable gzipped JSON file: {err}") from err
+        raise UserError(f"{path} is not a readable gzipped JSON file: {err}") from err
 
 
 def waypoints_from_poses(ego_matrix_now: np.ndarray, future_matrices: np.ndarray) -> np.ndarray:
@@ -73,7 +74,7 @@ def equal_spacing_route(points: np.ndarray, num_points: int = 20, spacing: float
     point; past its end the last segment is extended linearly (a single point is extended straight ahead)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0:
-        raise ValueError("route has no points")
+        raise UserError("route has no points")
     keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=-1) > 1e-6])
     pts = pts[keep]
     if len(pts) == 1:
@@ -144,9 +145,9 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
     ):
         bad = [c for c in cameras if c not in CAMERA_FOLDERS]
         if bad:
-            raise ValueError(f"cameras must be among {CAMERA_FOLDERS}, got {bad}")
+            raise UserError(f"cameras must be among {CAMERA_FOLDERS}, got {bad}")
         if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+            raise UserError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames = num_frames
         self.cameras = tuple(cameras)
         self.image_size = tuple(image_size) if image_size is not None else None
@@ -163,11 +164,11 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         for r in roots:
             r = Path(r)
             if not r.is_dir():
-                raise FileNotFoundError(f"CARLA data root {r} does not exist or is not a folder")
+                raise UserFileNotFoundError(f"CARLA data root {r} does not exist or is not a folder")
             found = sorted(p for p in r.rglob("Town*_Rep*") if p.is_dir() and (p / "measurements").is_dir())
             route_dirs += found
         if not route_dirs:
-            raise FileNotFoundError(
+            raise UserFileNotFoundError(
                 f"no CARLA route folders (Town*_Rep*_*/ with a measurements/ folder) under {[str(r) for r in roots]}"
             )
         self.routes: list[_Route] = []
@@ -182,7 +183,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         if self.skipped:
             logger.warning("CARLA reader skipped: %s", dict(self.skipped))
         if not self.index:
-            raise ValueError(f"no usable frames under {[str(r) for r in roots]} (skipped: {dict(self.skipped)})")
+            raise UserError(f"no usable frames under {[str(r) for r in roots]} (skipped: {dict(self.skipped)})")
 
     # ------------------------------------------------------------------ scanning
     def _route_passes(self, path: Path) -> bool:
@@ -220,7 +221,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
                 data = read_json_gz(file)
                 missing = [k for k in REQUIRED_KEYS if k not in data]
                 if missing:
-                    raise ValueError(f"{file} lacks key(s) {missing}")
+                    raise UserError(f"{file} lacks key(s) {missing}")
                 np.asarray(data["ego_matrix"], dtype=np.float64).reshape(4, 4)
             except (ValueError, TypeError) as err:
                 logger.warning("skipping frame: %s", err)
@@ -252,7 +253,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
             with Image.open(path) as img:
                 return frame_to_uint8_chw(img, self.image_size)  # what SimLingoProcessor does to a frame
         except OSError as err:
-            raise ValueError(f"cannot decode image {path}: {err}; delete or re-render that frame") from err
+            raise UserError(f"cannot decode image {path}: {err}; delete or re-render that frame") from err
 
     def __getitem__(self, i: int) -> dict:
         route_i, frame_i = self.index[i]

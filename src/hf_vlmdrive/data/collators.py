@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -71,7 +73,7 @@ class WaypointCollator:
         per_row = [r["images"] for r in rows]
         cams = {len(images) for images in per_row}
         if len(cams) != 1:
-            raise ValueError(f"rows have different numbers of camera images: {sorted(cams)}")
+            raise UserError(f"rows have different numbers of camera images: {sorted(cams)}")
         return [img for images in per_row for img in images], cams.pop()
 
     def _from_cache(self, images: list, batch_size: int, cams: int) -> dict[str, torch.Tensor] | None:
@@ -137,7 +139,7 @@ class GeoVLACollator:
 
         if not isinstance(self.processor, GeoVLAProcessor):
             if self.geometry_image_size is None:
-                raise ValueError("GeoVLACollator around a plain Qwen2.5-VL processor needs geometry_image_size")
+                raise UserError("GeoVLACollator around a plain Qwen2.5-VL processor needs geometry_image_size")
             self.processor = GeoVLAProcessor.from_vlm_processor(
                 self.processor, geometry_image_size=self.geometry_image_size,
                 use_chat_template=self.use_chat_template, prompt=self.prompt or DEFAULT_PROMPT,
@@ -229,11 +231,24 @@ class AssistantOnlyVLMCollator:
     Output keys: everything the processor returns (`input_ids`, `attention_mask`, `pixel_values`,
     `pixel_attention_mask`, ...) plus `labels` (`input_ids` with -100 everywhere except the tokens of the
     assistant turns, their end-of-turn token included). Padding is on the right. `max_length` truncates
-    on the right (a warning is logged when that happens).
+    answers on the right (logged); an example whose prompt with its image tokens does not fit (nothing left
+    to train on, or image tokens cut) is an error naming the example: `prompt_length` measures it, and
+    `train_roadscene` checks every example before training (`skip_long_examples` drops and counts them).
     """
 
     processor: Any
     max_length: int | None = None
+
+    def prompt_length(self, example: dict[str, Any]) -> tuple[int, int]:
+        """(tokens before the first assistant answer, tokens of the whole conversation), image tokens included."""
+        messages = _clean_messages(example["messages"])
+        imgs = [load_chat_image(im) for im in (example.get("images") or [])]
+        first = next((k for k, m in enumerate(messages) if m["role"] == "assistant"), None)
+        if first is None:
+            raise UserError(f"example {example.get('id', '?')} has no assistant turn to train on")
+        start, _ = self._length(self._render(messages[:first], add_generation_prompt=True), imgs)
+        total, _ = self._length(self._render(messages), imgs)
+        return start, total
 
     def _render(self, messages, add_generation_prompt=False) -> str:
         return self.processor.apply_chat_template(
@@ -253,7 +268,7 @@ class AssistantOnlyVLMCollator:
                 if m["role"] == "assistant":
                     spans.append((self._render(messages[:k], add_generation_prompt=True), self._render(messages[: k + 1])))
             if not spans:
-                raise ValueError(f"example {ex.get('id', '?')} has no assistant turn to train on")
+                raise UserError(f"example {ex.get('id', '?')} has no assistant turn to train on")
             span_texts.append(spans)
         has_images = any(images)
         batch = self.processor(
@@ -268,7 +283,7 @@ class AssistantOnlyVLMCollator:
                 start, start_ids = self._length(start_text, imgs)
                 end, _ = self._length(end_text, imgs)
                 if not torch.equal(input_ids[row, :start], start_ids):
-                    raise ValueError(
+                    raise UserError(
                         "the chat template's prompt does not tokenize as a prefix of the conversation; "
                         "assistant-only masking needs a template where the generation prompt ends on a "
                         "token boundary (e.g. 'Assistant:' before the answer's leading space)"
@@ -281,7 +296,18 @@ class AssistantOnlyVLMCollator:
         labels[batch["attention_mask"] == 0] = -100
         batch["labels"] = labels
         if self.max_length is not None and input_ids.shape[1] > self.max_length:
-            logger.warning("truncating a batch of length %d to max_length=%d", input_ids.shape[1], self.max_length)
+            kept = labels[:, : self.max_length]
+            for row, ex in enumerate(examples):
+                cut_images = image_token_id is not None and bool((input_ids[row, self.max_length:] == image_token_id).any())
+                if cut_images or not bool((kept[row] != -100).any()):
+                    why = "cuts its image tokens" if cut_images else "leaves no answer token to train on"
+                    raise UserError(
+                        f"example {ex.get('id', row)}: max_length={self.max_length} {why} (the conversation has "
+                        f"{int(batch['attention_mask'][row].sum())} tokens); raise max_length or drop the example "
+                        "(--skip_long_examples)"
+                    )
+            logger.info("truncating a batch of length %d to max_length=%d (answers cut)", input_ids.shape[1],
+                        self.max_length)
             for key in ("input_ids", "attention_mask", "labels"):
                 batch[key] = batch[key][:, : self.max_length]
         del tokenizer

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import UserError, UserFileNotFoundError
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = ("v2.1", "v3.0")
@@ -81,7 +83,7 @@ def _av():
     return av
 
 
-class LeRobotFormatError(ValueError):
+class LeRobotFormatError(UserError):
     """A LeRobot dataset on disk does not match its own `meta/info.json` (or the format)."""
 
 
@@ -107,7 +109,7 @@ def encode_video(path: str | Path, frames: np.ndarray, fps: int, codec: str | No
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
-        raise ValueError(f"video frames need even height and width for yuv420p, got {height}x{width}")
+        raise UserError(f"video frames need even height and width for yuv420p, got {height}x{width}")
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -152,7 +154,7 @@ class VideoFrameReader:
         container = self._open.get(path)
         if container is None:
             if not Path(path).is_file():
-                raise FileNotFoundError(f"video file {path} is missing (named by meta/info.json video_path)")
+                raise UserFileNotFoundError(f"video file {path} is missing (named by meta/info.json video_path)")
             if len(self._open) >= self.max_open:
                 oldest = next(iter(self._open))
                 self._state.pop(oldest, None)
@@ -252,11 +254,11 @@ def write_lerobot_dataset(
     """
     pa, pq = _pa()
     if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
+        raise UserError(f"version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
     if image_storage not in ("video", "image"):
-        raise ValueError(f"image_storage must be 'video' or 'image', got {image_storage!r}")
+        raise UserError(f"image_storage must be 'video' or 'image', got {image_storage!r}")
     if not episodes:
-        raise ValueError("write_lerobot_dataset needs at least one episode")
+        raise UserError("write_lerobot_dataset needs at least one episode")
     root = Path(root)
     (root / "meta").mkdir(parents=True, exist_ok=True)
     first = episodes[0]
@@ -265,10 +267,10 @@ def write_lerobot_dataset(
     for i, ep in enumerate(episodes):
         n = len(ep.action)
         if ep.state.shape != (n, state_dim) or ep.action.shape != (n, action_dim) or sorted(ep.images) != cameras:
-            raise ValueError(f"episode {i} does not match episode 0's state/action/camera layout")
+            raise UserError(f"episode {i} does not match episode 0's state/action/camera layout")
         for cam in cameras:
             if ep.images[cam].shape[0] != n or ep.images[cam].shape[1:] != first.images[cam].shape[1:]:
-                raise ValueError(f"episode {i}: camera {cam!r} has shape {ep.images[cam].shape}, expected ({n}, ...)")
+                raise UserError(f"episode {i}: camera {cam!r} has shape {ep.images[cam].shape}, expected ({n}, ...)")
     codec = pick_video_codec() if image_storage == "video" and codec is None else codec
     tasks: dict[str, int] = {}
     for ep in episodes:
@@ -513,7 +515,7 @@ def load_stats(root: str | Path) -> dict[str, dict[str, np.ndarray]]:
     if path.is_dir():
         path = path / "meta" / "stats.json"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"{path} is missing; compute it with `python scripts/compute_norm_stats.py --root <dataset>`"
         )
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -523,7 +525,7 @@ def load_stats(root: str | Path) -> dict[str, dict[str, np.ndarray]]:
 # ----------------------------------------------------------------------------------------------- reader
 def _read_json(path: Path) -> Any:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; is {path.parent.parent} a LeRobot dataset?")
+        raise UserFileNotFoundError(f"{path} is missing; is {path.parent.parent} a LeRobot dataset?")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -532,7 +534,7 @@ def _read_json(path: Path) -> Any:
 
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (required by LeRobot v2.1)")
+        raise UserFileNotFoundError(f"{path} is missing (required by LeRobot v2.1)")
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
@@ -591,11 +593,11 @@ class LeRobotDataset(Dataset):
     ):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"LeRobot dataset directory {self.root} does not exist")
+            raise UserFileNotFoundError(f"LeRobot dataset directory {self.root} does not exist")
         self.name = name or self.root.name
         self.action_horizon = int(action_horizon)
         if self.action_horizon < 1:
-            raise ValueError(f"action_horizon must be >= 1, got {action_horizon}")
+            raise UserError(f"action_horizon must be >= 1, got {action_horizon}")
         self.info = _read_json(self.root / "meta" / "info.json")
         self.version = self.info.get("codebase_version")
         if self.version not in SUPPORTED_VERSIONS:
@@ -615,11 +617,21 @@ class LeRobotDataset(Dataset):
                 )
         self.state_key, self.action_key = state_key, action_key
         cams = [k for k, f in self.features.items() if f.get("dtype") in ("image", "video")]
+        undeclared = self._undeclared_cameras(cams)
+        if undeclared:
+            _warn_once(
+                f"{self.root}: camera(s) {undeclared} have video folders on disk but are not features of "
+                "meta/info.json, so they are ignored; add them to info.json's features to use them"
+            )
         if camera_keys is None:
             camera_keys = sorted(cams)
         for cam in camera_keys:
             if cam not in cams:
-                raise LeRobotFormatError(f"{self.root}: camera {cam!r} is not an image/video feature; cameras are {cams}")
+                on_disk = " (it has video files on disk, but info.json does not declare it)" if cam in undeclared else ""
+                raise LeRobotFormatError(
+                    f"{self.root}: camera {cam!r} is not an image/video feature of meta/info.json{on_disk}; "
+                    f"cameras are {cams}"
+                )
         self.camera_keys = list(camera_keys)
         self._video = VideoFrameReader(tolerance_s=video_tolerance_s)
         self._load_meta()
@@ -643,7 +655,7 @@ class LeRobotDataset(Dataset):
         if self.version == "v3.0":
             tasks_path = meta / "tasks.parquet"
             if not tasks_path.is_file():
-                raise FileNotFoundError(f"{tasks_path} is missing (required by LeRobot v3.0)")
+                raise UserFileNotFoundError(f"{tasks_path} is missing (required by LeRobot v3.0)")
             table = pq.read_table(tasks_path).to_pydict()
             # pandas writes the task strings as the index: a `task` column or `__index_level_0__`.
             names = table.get("task") or table.get("__index_level_0__")
@@ -652,7 +664,7 @@ class LeRobotDataset(Dataset):
             self.tasks = {int(i): str(t) for t, i in zip(names, table["task_index"])}
             files = sorted((meta / "episodes").glob("chunk-*/file-*.parquet"))
             if not files:
-                raise FileNotFoundError(f"no episode metadata in {meta / 'episodes'} (chunk-XXX/file-XXX.parquet)")
+                raise UserFileNotFoundError(f"no episode metadata in {meta / 'episodes'} (chunk-XXX/file-XXX.parquet)")
             rows: list[dict] = []
             for f in files:
                 rows.extend(pq.read_table(f).to_pylist())
@@ -667,6 +679,22 @@ class LeRobotDataset(Dataset):
             self.tasks = {int(r["task_index"]): str(r["task"]) for r in _read_jsonl(meta / "tasks.jsonl")}
             rows = _read_jsonl(meta / "episodes.jsonl")
         self.episodes = {int(r["episode_index"]): r for r in rows}
+
+    def _undeclared_cameras(self, declared: list[str]) -> list[str]:
+        """Video keys present under `videos/` (v3.0: videos/<key>/...; v2.1: videos/chunk-XXX/<key>/) that
+        info.json does not declare."""
+        videos = self.root / "videos"
+        if not videos.is_dir():
+            return []
+        found: set[str] = set()
+        for child in videos.iterdir():
+            if not child.is_dir():
+                continue
+            if child.name.startswith("chunk-"):  # v2.1
+                found.update(c.name for c in child.iterdir() if c.is_dir())
+            else:  # v3.0
+                found.add(child.name)
+        return sorted(found - set(declared))
 
     def _data_files(self) -> list[Path]:
         chunks = int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
@@ -695,7 +723,7 @@ class LeRobotDataset(Dataset):
         self._image_columns: dict[str, list] = {c: [] for c in image_cams}
         for path in self._data_files():
             if not path.is_file():
-                raise FileNotFoundError(f"data file {path} is missing (named by meta/info.json data_path)")
+                raise UserFileNotFoundError(f"data file {path} is missing (named by meta/info.json data_path)")
             table = pq.read_table(path)
             for needed in [self.state_key, self.action_key, *cols, *image_cams]:
                 if needed not in table.column_names:
@@ -822,14 +850,14 @@ class LeRobotMixture(Dataset):
 
     def __init__(self, datasets: Sequence[LeRobotDataset], weights: Sequence[float] | None = None):
         if not datasets:
-            raise ValueError("a mixture needs at least one dataset")
+            raise UserError("a mixture needs at least one dataset")
         weights = list(weights) if weights is not None else [1.0] * len(datasets)
         if len(weights) != len(datasets) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"mixture weights must be {len(datasets)} non-negative numbers with a positive sum, got {weights}")
+            raise UserError(f"mixture weights must be {len(datasets)} non-negative numbers with a positive sum, got {weights}")
         ref = datasets[0]
         for ds in datasets[1:]:
             if ds.camera_keys != ref.camera_keys or ds.states.shape[1] != ref.states.shape[1] or ds.actions.shape[1] != ref.actions.shape[1]:
-                raise ValueError(f"dataset {ds.name!r} does not match {ref.name!r} in cameras / state / action widths")
+                raise UserError(f"dataset {ds.name!r} does not match {ref.name!r} in cameras / state / action widths")
         self.datasets = list(datasets)
         self.weights = [w / sum(weights) for w in weights]
         self.offsets = np.cumsum([0] + [len(d) for d in datasets])
@@ -877,6 +905,16 @@ class WeightedMixtureSampler(Sampler[int]):
             yield int(self.mixture.offsets[d]) + int(torch.randint(size, (1,), generator=g))
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log `message` as a warning once per process (readers are re-created by DataLoader workers)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
 def load_mixture(
     spec: str | Sequence[str] | Mapping[str, float], root: str | Path, **dataset_kwargs
 ) -> LeRobotMixture:
@@ -898,7 +936,7 @@ def load_mixture(
     for sub, _ in pairs:
         path = root / sub if sub not in ("", ".") else root
         if not path.is_dir():
-            raise FileNotFoundError(f"mixture member {sub!r}: directory {path} does not exist")
+            raise UserFileNotFoundError(f"mixture member {sub!r}: directory {path} does not exist")
         datasets.append(LeRobotDataset(path, name=sub or root.name, **dataset_kwargs))
     return LeRobotMixture(datasets, [w for _, w in pairs])
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError, UserFileNotFoundError
+
 logger = logging.getLogger(__name__)
 
 SIDEWALK_POSITIONS = ("Left", "Center", "Right", "Outside")
@@ -208,14 +210,14 @@ def _read_json_records(path: Path) -> list[Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+        raise UserError(f"{path} is not valid JSON: {err}") from err
     if isinstance(data, dict):
         for key in ("annotations", "data", "images"):
             if isinstance(data.get(key), list):
                 return data[key]
-        raise ValueError(f"{path}: expected a JSON list or an object with an 'annotations' list")
+        raise UserError(f"{path}: expected a JSON list or an object with an 'annotations' list")
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        raise UserError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     return data
 
 
@@ -231,7 +233,7 @@ def load_bvpi_annotations(path: str | Path) -> tuple[list[dict[str, Any]], LoadR
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"BVPI annotation file {path} does not exist")
+        raise UserFileNotFoundError(f"BVPI annotation file {path} does not exist")
     report = LoadReport(path=str(path))
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
@@ -239,7 +241,7 @@ def load_bvpi_annotations(path: str | Path) -> tuple[list[dict[str, Any]], LoadR
     elif path.suffix.lower() in (".json", ".jsonl"):
         rows = _read_json_records(path)
     else:
-        raise ValueError(f"{path}: BVPI annotations must be .csv, .json or .jsonl, got {path.suffix!r}")
+        raise UserError(f"{path}: BVPI annotations must be .csv, .json or .jsonl, got {path.suffix!r}")
     records = []
     for i, row in enumerate(rows, start=1):
         report.num_rows += 1
@@ -268,7 +270,7 @@ def load_captions(path: str | Path) -> tuple[list[dict[str, Any]], LoadReport]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"caption file {path} does not exist")
+        raise UserFileNotFoundError(f"caption file {path} does not exist")
     report = LoadReport(path=str(path))
     by_image: dict[str, dict[str, Any]] = {}
     for i, row in enumerate(_read_json_records(path), start=1):
@@ -307,11 +309,11 @@ def structure_content(content: Any) -> list[dict[str, Any]]:
         parts = []
         for part in content:
             if not isinstance(part, dict) or "type" not in part:
-                raise ValueError(f"structured content parts need a 'type', got {part!r}")
+                raise UserError(f"structured content parts need a 'type', got {part!r}")
             parts.append({"type": part["type"], "text": part.get("text")})
         return parts
     if not isinstance(content, str):
-        raise ValueError(f"message content must be a string or a list of parts, got {type(content).__name__}")
+        raise UserError(f"message content must be a string or a list of parts, got {type(content).__name__}")
     parts: list[dict[str, Any]] = []
     for j, chunk in enumerate(content.split(IMAGE_TOKEN)):
         if j > 0:
@@ -335,7 +337,7 @@ def load_bvpi_sft(path: str | Path, image_root: str | Path | None = None) -> tup
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SFT file {path} does not exist")
+        raise UserFileNotFoundError(f"SFT file {path} does not exist")
     root = Path(image_root) if image_root is not None else path.parent
     report = LoadReport(path=str(path))
     out = []
@@ -347,14 +349,14 @@ def load_bvpi_sft(path: str | Path, image_root: str | Path | None = None) -> tup
         try:
             messages = row["messages"]
             if not isinstance(messages, list) or not messages:
-                raise ValueError("messages: need a non-empty list")
+                raise UserError("messages: need a non-empty list")
             structured = []
             for m in messages:
                 if m.get("role") not in ("system", "user", "assistant"):
-                    raise ValueError(f"messages: role {m.get('role')!r} is not system/user/assistant")
+                    raise UserError(f"messages: role {m.get('role')!r} is not system/user/assistant")
                 structured.append({"role": m["role"], "content": structure_content(m.get("content"))})
             if not any(m["role"] == "assistant" for m in structured):
-                raise ValueError("messages: no assistant turn to train on")
+                raise UserError("messages: no assistant turn to train on")
             images = row.get("images", [])
             if isinstance(images, str):
                 images = [images]
@@ -364,11 +366,11 @@ def load_bvpi_sft(path: str | Path, image_root: str | Path | None = None) -> tup
                 first_user = next(m for m in structured if m["role"] == "user")
                 first_user["content"] = [{"type": "image", "text": None} for _ in images] + first_user["content"]
             elif n_parts != len(images):
-                raise ValueError(f"images: {len(images)} image(s) but {n_parts} <image> marker(s) in messages")
+                raise UserError(f"images: {len(images)} image(s) but {n_parts} <image> marker(s) in messages")
             resolved = [str(p if Path(p).is_absolute() else root / p) for p in images]
             missing = [p for p in resolved if not Path(p).is_file()]
             if missing:
-                raise ValueError(f"images: file not found: {missing[0]}")
+                raise UserError(f"images: file not found: {missing[0]}")
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             msg = f"missing field {err}" if isinstance(err, KeyError) else str(err)
             report.errors.append(f"row {i}: {msg}")
@@ -400,7 +402,7 @@ def road_vs_sidewalk(annotation: dict[str, Any]) -> str:
         return "No sidewalk"
     third = {"Left": 0, "Center": 1, "Front": 1, "Right": 2}
     if road not in third or side not in third:
-        raise ValueError(f"cannot relate road_pos={road!r} to sidewalk_pos={side!r}")
+        raise UserError(f"cannot relate road_pos={road!r} to sidewalk_pos={side!r}")
     diff = third[road] - third[side]
     return "Same" if diff == 0 else ("Left" if diff < 0 else "Right")
 
@@ -426,7 +428,7 @@ def make_chat_records(
     - `task="bvpi"`: records are annotations; the answer is the annotation JSON.
     """
     if task not in ("caption", "bvpi"):
-        raise ValueError(f"task must be 'caption' or 'bvpi', got {task!r}")
+        raise UserError(f"task must be 'caption' or 'bvpi', got {task!r}")
     root = Path(image_root) if image_root is not None else None
     out = []
     for rec in records:
@@ -457,7 +459,7 @@ def to_sft_dataset(records: Sequence[dict[str, Any]]):
     import datasets
 
     if not records:
-        raise ValueError("no records to build a dataset from (all rows invalid or empty input)")
+        raise UserError("no records to build a dataset from (all rows invalid or empty input)")
     features = datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -507,7 +509,7 @@ def load_sft_dataset(
         anns, report = load_bvpi_annotations(path)
         records = make_chat_records(anns, task="bvpi", prompt=prompt, image_root=root)
     else:
-        raise ValueError(f"task must be auto, sft, caption or bvpi, got {task!r}")
+        raise UserError(f"task must be auto, sft, caption or bvpi, got {task!r}")
     return to_sft_dataset(records), report
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError, UserFileNotFoundError
+
 logger = logging.getLogger(__name__)
 
 CAMERA_NAMES = {
@@ -52,7 +54,7 @@ _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
 
 
-class TFRecordError(ValueError):
+class TFRecordError(UserError):
     """A file is not a TFRecord file (or cannot be read as one at all)."""
 
 
@@ -119,6 +121,21 @@ class ReadStats:
         self.skipped += 1
         self.problems.append((str(path), int(offset), reason))
         logger.warning("skipping record of %s at byte offset %d: %s", path, offset, reason)
+
+    def reasons(self, most: int = 3) -> list[tuple[str, int]]:
+        """The commonest skip reasons (frame names and offsets left out) with their counts."""
+        import re
+        from collections import Counter
+
+        counts = Counter(re.sub(r"frame '[^']*'", "frame", reason) for _, _, reason in self.problems)
+        return counts.most_common(most)
+
+    def summary(self) -> str:
+        """One line: records read, skipped, and why."""
+        line = f"read {self.records} frame(s), skipped {self.skipped}"
+        if self.skipped:
+            line += " (" + "; ".join(f"{n}x {reason}" for reason, n in self.reasons()) + ")"
+        return line
 
 
 def _not_tfrecord(path: str, head: bytes) -> TFRecordError:
@@ -209,7 +226,7 @@ def resolve_tfrecord_paths(spec: str | os.PathLike | Iterable[str | os.PathLike]
         else:
             matched = [item] if os.path.isfile(item) else []
         if not matched:
-            raise FileNotFoundError(f"no TFRecord file matches {item!r}")
+            raise UserFileNotFoundError(f"no TFRecord file matches {item!r}")
         files.extend(matched)
     return files
 
@@ -231,7 +248,7 @@ def _camera_ids(camera_names: Iterable[str]) -> list[int]:
     ids = []
     for name in camera_names:
         if name not in CAMERA_NAMES or name == "UNKNOWN":
-            raise ValueError(f"unknown camera {name!r}; WOD-E2E cameras are {[n for n in CAMERA_NAMES if n != 'UNKNOWN']}")
+            raise UserError(f"unknown camera {name!r}; WOD-E2E cameras are {[n for n in CAMERA_NAMES if n != 'UNKNOWN']}")
         ids.append(CAMERA_NAMES[name])
     return ids
 
@@ -243,7 +260,7 @@ def _states(msg, fields: tuple[str, ...], num: int, what: str) -> np.ndarray:
         if not values and name not in ("pos_x", "pos_y"):
             values = [0.0] * num  # velocities / accelerations may be unset
         if len(values) != num:
-            raise ValueError(f"{what}.{name} has {len(values)} values, expected {num}")
+            raise UserError(f"{what}.{name} has {len(values)} values, expected {num}")
         cols.append(values)
     return np.asarray(cols, dtype=np.float32).T
 
@@ -257,16 +274,16 @@ def parse_e2ed_frame(data: bytes, camera_names: Iterable[str] = ("FRONT",)) -> d
     try:
         frame.ParseFromString(data)
     except DecodeError as err:
-        raise ValueError(f"not a valid E2EDFrame proto: {err}") from err
+        raise UserError(f"not a valid E2EDFrame proto: {err}") from err
     names = list(camera_names)
     ids = _camera_ids(names)
     name = frame.frame.context.name
     if not name:
-        raise ValueError("E2EDFrame.frame.context.name (the frame id) is empty")
+        raise UserError("E2EDFrame.frame.context.name (the frame id) is empty")
     by_id = {img.name: img.image for img in frame.frame.images}
     missing = [n for n, i in zip(names, ids) if i not in by_id]
     if missing:
-        raise ValueError(f"frame {name!r} has no image for camera(s) {missing}; it has {[CAMERA_IDS.get(i, i) for i in by_id]}")
+        raise UserError(f"frame {name!r} has no image for camera(s) {missing}; it has {[CAMERA_IDS.get(i, i) for i in by_id]}")
     calib_by_id = {c.name: c for c in frame.frame.context.camera_calibrations}
     calibrations = []
     for cam_name, cam_id in zip(names, ids):
@@ -281,7 +298,7 @@ def parse_e2ed_frame(data: bytes, camera_names: Iterable[str] = ("FRONT",)) -> d
             }
         )
     if not frame.HasField("past_states"):
-        raise ValueError(f"frame {name!r} has no past_states")
+        raise UserError(f"frame {name!r} has no past_states")
     past = _states(
         frame.past_states, ("pos_x", "pos_y", "vel_x", "vel_y", "accel_x", "accel_y"), NUM_PAST, "past_states"
     )
@@ -432,9 +449,38 @@ def load_e2ed_dataset(
         # Read here (not through the datasets cache) so that `stats` reflects this read.
         rows = list(_generate(**kwargs, stats=stats))
         if not rows:
-            return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+            _raise_nothing_read(files, names, stats)
         return datasets.Dataset.from_list(rows, features=features)
+    if not _any_frame_readable(files, names):
+        _raise_nothing_read(files, names, None)
     return datasets.Dataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
+
+
+def _any_frame_readable(files: list[str], names: tuple[str, ...]) -> bool:
+    for path in files:
+        for _, data in iter_tfrecord(path, ReadStats()):
+            try:
+                parse_e2ed_frame(data, names)
+                return True
+            except ValueError:
+                continue
+    return False
+
+
+def _raise_nothing_read(files: list[str], names: tuple[str, ...], stats: ReadStats | None) -> None:
+    """No usable frame in `files`: say why (every frame lacking a requested camera is the common case)."""
+    if stats is None:
+        stats = ReadStats()
+        for _ in iter_e2ed_rows(files, names, stats):
+            break
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if stats.skipped and all("has no image for camera" in reason for _, _, reason in stats.problems):
+        first = stats.problems[0][2]
+        raise UserError(
+            f"no usable frame in {shown}: every frame lacks camera(s) {list(names)} ({first}); ask only for "
+            "cameras the files have (--camera_names / camera_names=...)"
+        )
+    raise UserError(f"no usable frame in {shown}: {stats.summary()}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -511,13 +557,13 @@ def write_submission(
 
     traj = np.asarray(trajectories, dtype=np.float32)
     if traj.ndim != 3 or traj.shape[1:] != (NUM_FUTURE, 2):
-        raise ValueError(f"trajectories must be (N, {NUM_FUTURE}, 2), got {traj.shape}")
+        raise UserError(f"trajectories must be (N, {NUM_FUTURE}, 2), got {traj.shape}")
     if len(frame_names) != len(traj):
-        raise ValueError(f"{len(frame_names)} frame names for {len(traj)} trajectories")
+        raise UserError(f"{len(frame_names)} frame names for {len(traj)} trajectories")
     if len(set(frame_names)) != len(frame_names):
-        raise ValueError("frame names must be unique in a submission")
+        raise UserError("frame names must be unique in a submission")
     if not np.isfinite(traj).all():
-        raise ValueError("trajectories contain NaN / inf")
+        raise UserError("trajectories contain NaN / inf")
     sub = sub_pb2.E2EDChallengeSubmission()
     sub.submission_type = sub_pb2.E2EDChallengeSubmission.E2ED_SUBMISSION
     sub.account_name = account_name

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError, UserFileNotFoundError
+
 REQUIRED_COLUMNS = ("past_states", "intent")
 
 
@@ -24,8 +26,13 @@ def load_waypoint_dataset(
     image_height: int = 128,
     camera_names: tuple[str, ...] = ("FRONT",),
     progress: bool = True,
+    stats=None,
 ):
-    """Load / generate the dataset described by `spec` (see the module docstring)."""
+    """Load / generate the dataset described by `spec` (see the module docstring).
+
+    With `stats` (a `waymo_e2e.ReadStats`), TFRecord input is read with every skipped record counted there
+    (`stats.summary()` is the read / skipped / why line); a read that yields no frame raises a `UserError`.
+    """
     import datasets
 
     if spec.startswith("synthetic:"):
@@ -34,7 +41,7 @@ def load_waypoint_dataset(
             count = int(parts[1])
             seed = int(parts[2]) if len(parts) > 2 else 0
         except (IndexError, ValueError) as err:
-            raise ValueError(f"synthetic data spec must be 'synthetic:N' or 'synthetic:N:SEED', got {spec!r}") from err
+            raise UserError(f"synthetic data spec must be 'synthetic:N' or 'synthetic:N:SEED', got {spec!r}") from err
         from .synthetic.driving import generate_waypoint_dataset
 
         return generate_waypoint_dataset(
@@ -46,21 +53,25 @@ def load_waypoint_dataset(
     elif _looks_like_tfrecords(spec):
         from .waymo_e2e import load_e2ed_dataset
 
-        ds = load_e2ed_dataset(spec, camera_names=tuple(camera_names))
+        ds = load_e2ed_dataset(spec, camera_names=tuple(camera_names), stats=stats)
     elif path.exists():
-        raise ValueError(
+        raise UserError(
             f"{spec!r} is not a waypoint dataset: expected WOD-E2E TFRecord file(s), a directory written by "
             "Dataset.save_to_disk or 'synthetic:N[:SEED]'"
         )
     else:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"waypoint data {spec!r} does not exist (nor is it 'synthetic:N[:SEED]' or a glob of TFRecord files)"
         )
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if "image" not in ds.column_names and "images" not in ds.column_names:
         missing.append("image")
     if missing:
-        raise ValueError(f"waypoint dataset {spec!r} lacks column(s) {missing}; it has {ds.column_names}")
+        raise UserError(f"waypoint dataset {spec!r} lacks column(s) {missing}; it has {ds.column_names}")
+    if len(ds) == 0:
+        raise UserError(f"waypoint data {spec!r} holds no rows")
+    if stats is not None and not stats.records and not stats.skipped:
+        stats.records = len(ds)
     return ds
 
 

@@ -39,6 +39,8 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError, UserFileNotFoundError, UserTypeError
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "HF_VLMDRIVE_FEATURE_CACHE"
@@ -71,18 +73,18 @@ def image_digest(image: Any) -> str:
         if data is None:
             path = image.get("path")
             if not path:
-                raise ValueError(f"image entry has neither bytes nor a path: keys {sorted(image)}")
+                raise UserError(f"image entry has neither bytes nor a path: keys {sorted(image)}")
             try:
                 data = Path(path).read_bytes()
             except OSError as err:
-                raise FileNotFoundError(f"image file {path} cannot be read for the feature cache: {err}") from err
+                raise UserFileNotFoundError(f"image file {path} cannot be read for the feature cache: {err}") from err
         h.update(b"bytes:")
         h.update(data)
     elif hasattr(image, "tobytes") and hasattr(image, "mode"):  # PIL
         h.update(f"pil:{image.mode}:{image.size}:".encode())
         h.update(image.tobytes())
     else:
-        raise TypeError(f"cannot hash an image of type {type(image).__name__}: pass bytes, a datasets image dict or PIL")
+        raise UserTypeError(f"cannot hash an image of type {type(image).__name__}: pass bytes, a datasets image dict or PIL")
     return h.hexdigest()
 
 
@@ -184,7 +186,7 @@ class FeatureCache:
             value = tensors["features"]
             stored_key = _read_metadata(data).get("key")
             if stored_key != key:
-                raise ValueError(f"entry holds key {stored_key!r}")
+                raise UserError(f"entry holds key {stored_key!r}")
         except Exception as err:  # noqa: BLE001  (any unreadable entry is a miss, never a crash)
             self.corrupt += 1
             self.misses += 1
@@ -205,9 +207,9 @@ class FeatureCache:
             end = max(t["data_offsets"][1] for name, t in header.items() if name != "__metadata__")
             stored_key = (header.get("__metadata__") or {}).get("key")
             if stored_key != key:
-                raise ValueError(f"entry holds key {stored_key!r}")
+                raise UserError(f"entry holds key {stored_key!r}")
             if path.stat().st_size != 8 + size + end:
-                raise ValueError(f"file has {path.stat().st_size} bytes, its header describes {8 + size + end}")
+                raise UserError(f"file has {path.stat().st_size} bytes, its header describes {8 + size + end}")
         except FileNotFoundError:
             return False
         except Exception as err:  # noqa: BLE001  (any unreadable entry is a miss, never a crash)
@@ -307,7 +309,7 @@ def fill_feature_cache(
                 with torch.no_grad():
                     out = encode(list(todo.values()))
                 if out.shape[0] != len(todo):
-                    raise ValueError(f"encode returned {out.shape[0]} rows for {len(todo)} images")
+                    raise UserError(f"encode returned {out.shape[0]} rows for {len(todo)} images")
                 for row, digest in zip(out, todo, strict=True):
                     cache.put(digest, row)
             counts["images"] += len(batch)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError, UserTypeError
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,13 +60,13 @@ class GeometryFeatureCache:
         log_every: int = 1000,
     ):
         if augmentation:
-            raise ValueError(
+            raise UserError(
                 "GeometryFeatureCache refuses augmented inputs: with random augmentation every preprocessed image "
                 "is new, so the cache would only grow and never hit. Turn augmentation off for the geometry "
                 "input (deterministic preprocessing) or disable the cache"
             )
         if memory_budget_mb < 0:
-            raise ValueError(f"memory_budget_mb must be >= 0, got {memory_budget_mb}")
+            raise UserError(f"memory_budget_mb must be >= 0, got {memory_budget_mb}")
         self.memory_budget_bytes = int(memory_budget_mb * 2**20)
         self.dtype = dtype
         self.log_every = log_every
@@ -190,7 +192,7 @@ class GeometryFeatureCache:
             self._spill_dir = None
 
     def __getstate__(self):
-        raise TypeError("GeometryFeatureCache lives in one process; create one per process (it is not picklable)")
+        raise UserTypeError("GeometryFeatureCache lives in one process; create one per process (it is not picklable)")
 
 
 __all__ = ["GeometryFeatureCache", "content_key"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from .cache import FeatureCache, fill_feature_cache
 
 logger = logging.getLogger(__name__)
@@ -31,12 +32,12 @@ def waypoint_feature_cache(model, image_processor, cache_dir: str | Path | None 
     `dtype`: storage dtype, "auto" (the tower's own), "float32", "float16" or "bfloat16".
     """
     if not model.vision_is_frozen:
-        raise ValueError(
+        raise UserError(
             "the feature cache needs a frozen vision tower, but this model's tower is trainable (LoRA or "
             "freeze_vision=False); train without the cache (use_feature_cache=False)"
         )
     if dtype not in STORAGE_DTYPES:
-        raise ValueError(f"feature cache dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
+        raise UserError(f"feature cache dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
     from ..models.waypoint_vlm.processing_waypoint_vlm import image_processor_of
 
     identity = model.feature_cache_identity(image_processor_of(image_processor))  # the same keys for either form
@@ -47,7 +48,7 @@ def image_column(dataset, multi_camera: bool) -> str:
     """The column the collator reads: `images` (one per camera) for a multi-camera model, else `image`."""
     name = "images" if multi_camera else "image"
     if name not in dataset.column_names:
-        raise ValueError(f"waypoint dataset has no `{name}` column (multi_camera={multi_camera}); it has {dataset.column_names}")
+        raise UserError(f"waypoint dataset has no `{name}` column (multi_camera={multi_camera}); it has {dataset.column_names}")
     return name
 
 

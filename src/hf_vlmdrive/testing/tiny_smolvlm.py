@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
+
 __all__ = ["SMOLVLM2_CHAT_TEMPLATE", "build_tiny_smolvlm", "train_tiny_tokenizer"]
 
 # SmolVLM2-Instruct's chat template (image/text parts of structured content, `<end_of_utterance>` after
@@ -105,7 +107,7 @@ def build_tiny_smolvlm(
     )
 
     if (image_size // patch_size) % scale_factor:
-        raise ValueError(
+        raise UserError(
             f"image_size/patch_size = {image_size // patch_size} must be divisible by scale_factor={scale_factor}"
         )
     image_seq_len = (image_size // patch_size) ** 2 // scale_factor**2

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..cli.parsing import ModelConfigArguments
+from ..errors import UserError
 from ..models.geovla.configuration_geovla import GeoVLAConfig
 
 
@@ -88,10 +89,10 @@ class GeoVLAScriptArguments(ModelConfigArguments):
     def __post_init__(self):
         super().__post_init__()
         if not self.dataset_root:
-            raise ValueError("dataset_root is required (a LeRobot dataset directory, or the parent of a mixture)")
+            raise UserError("dataset_root is required (a LeRobot dataset directory, or the parent of a mixture)")
         geometry = self.model_config.get("geometry_config")
         if geometry is not None and not isinstance(geometry, dict):
-            raise ValueError(f"model_config.geometry_config must be a mapping of GeoVLAGeometryConfig fields, got {geometry!r}")
+            raise UserError(f"model_config.geometry_config must be a mapping of GeoVLAGeometryConfig fields, got {geometry!r}")
 
     @property
     def action_chunk_size(self) -> int:

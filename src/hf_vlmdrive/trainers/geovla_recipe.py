@@ -13,7 +13,10 @@ from pathlib import Path
 
 from ..data.collators import GeoVLACollator
 from ..data.lerobot import LeRobotDataset, LeRobotMixture, load_mixture, make_synthetic_libero
+from ..errors import UserError
 from ..features.geometry_cache import GeometryFeatureCache
+from ..hub import check_model_source
+from ..interrupt import train_interruptibly
 from .geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
 from .geovla_trainer import GeoVLATrainer
 
@@ -66,13 +69,16 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
 
     set_seed(training_args.seed)
     if training_args.image_augmentation and training_args.geometry_cache_mb > 0:
-        raise ValueError(
+        raise UserError(
             "geometry_cache_mb > 0 with image_augmentation=True: the geometry cache needs deterministic "
             "preprocessing; turn one of them off"
         )
     dataset = build_dataset(script_args)
     num_views = len(dataset.camera_keys)
     vlm, geometry = script_args.vlm_name_or_path, script_args.geometry_name_or_path
+    for value, flag in ((vlm, "--vlm_name_or_path"), (geometry, "--geometry_name_or_path")):
+        if value != TINY:
+            check_model_source(value, flag)
     if TINY in (vlm, geometry):
         tiny_vlm, tiny_geo = _tiny_backbones(Path(training_args.output_dir) / "backbones", num_views)
         vlm = tiny_vlm if vlm == TINY else vlm
@@ -101,7 +107,7 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
                 trainable / 1e6, total / 1e6)
     trainer = GeoVLATrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             processing_class=processor)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_interruptibly(trainer, training_args.resume_from_checkpoint)
     trainer.save_model()
     if trainer.is_world_process_zero():
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]

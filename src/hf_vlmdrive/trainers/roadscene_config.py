@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UserError
+
 
 @dataclass
 class RoadSceneSFTArguments:
@@ -25,6 +27,8 @@ class RoadSceneSFTArguments:
         lora_target_modules (`str`, *optional*, defaults to `"q_proj,v_proj"`): comma-separated module names.
         load_in_4bit (`bool`, *optional*, defaults to `True`): QLoRA: bitsandbytes nf4 with double quant.
         max_train_samples (`int`, *optional*): keep only the first N training records.
+        skip_long_examples (`bool`, *optional*, defaults to `False`): drop and count examples whose prompt
+            (image tokens included) leaves no answer token within `max_length`; by default they are an error.
     """
 
     model_name_or_path: str = field(default="", metadata={"help": "Hub id or local model directory."})
@@ -41,14 +45,19 @@ class RoadSceneSFTArguments:
     lora_target_modules: str = field(default="q_proj,v_proj", metadata={"help": "Comma-separated LoRA targets."})
     load_in_4bit: bool = field(default=True, metadata={"help": "4-bit nf4 double-quant QLoRA (false: plain LoRA)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N records."})
+    skip_long_examples: bool = field(
+        default=False,
+        metadata={"help": "Drop (and count) examples whose prompt with its image tokens does not fit max_length, "
+                          "instead of refusing to train."},
+    )
 
     def __post_init__(self):
         if self.task not in ("auto", "sft", "caption", "bvpi"):
-            raise ValueError(f"task must be auto, sft, caption or bvpi, got {self.task!r}")
+            raise UserError(f"task must be auto, sft, caption or bvpi, got {self.task!r}")
         if self.lora_r <= 0:
-            raise ValueError(f"lora_r must be positive, got {self.lora_r}")
+            raise UserError(f"lora_r must be positive, got {self.lora_r}")
         if self.load_in_4bit and not self.use_peft:
-            raise ValueError("load_in_4bit=True needs use_peft=True (4-bit weights cannot be trained directly)")
+            raise UserError("load_in_4bit=True needs use_peft=True (4-bit weights cannot be trained directly)")
 
     @property
     def target_modules(self) -> list[str]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.collators import AssistantOnlyVLMCollator
+from ..errors import UserError
+from ..hub import check_model_source
+from ..interrupt import train_interruptibly
 from .roadscene_config import RoadSceneSFTArguments
 
 logger = logging.getLogger(__name__)
@@ -68,24 +70,8 @@ def build_model(args: RoadSceneSFTArguments, device_map: Any = None):
     )
     model = get_peft_model(model, lora)
     if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"no trainable parameters: lora_target_modules={args.target_modules} matched nothing")
+        raise UserError(f"no trainable parameters: lora_target_modules={args.target_modules} matched nothing")
     return model
-
-
-def _resolve_resume(resume: Any, output_dir: str) -> Any:
-    """`True`/`"last"` -> the newest `checkpoint-*` in `output_dir` (None when there is none)."""
-    if resume in (None, False, "", "false", "False", "no"):
-        return None
-    if resume in (True, "true", "True", "last"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-        if last is None:
-            logger.info("no checkpoint in %s: starting from scratch", output_dir)
-        return last
-    if not Path(resume).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint={resume!r} is not a checkpoint directory")
-    return resume
 
 
 def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
@@ -100,9 +86,9 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
     from ..data.roadscene import load_sft_dataset
 
     if not args.model_name_or_path:
-        raise ValueError("--model_name_or_path is required (a Hub id or a local model directory)")
+        raise UserError("--model_name_or_path is required (a Hub id or a local model directory)")
     if not args.train_file:
-        raise ValueError("--train_file is required")
+        raise UserError("--train_file is required")
     train_ds, report = load_sft_dataset(
         args.train_file, task=args.task, image_root=args.image_root, prompt=args.prompt,
         annotations_path=args.annotations_file,
@@ -117,8 +103,13 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
             annotations_path=args.annotations_file,
         )
         logger.info(eval_report.summary())
+    check_model_source(args.model_name_or_path, "--model_name_or_path")
     processor = load_processor(args.model_name_or_path)
     model = build_model(args)
+    collator = AssistantOnlyVLMCollator(processor, max_length=sft_config.max_length)
+    train_ds, num_too_long = _check_lengths(train_ds, collator, sft_config.max_length, args.skip_long_examples, "train")
+    if eval_ds is not None:
+        eval_ds, _ = _check_lengths(eval_ds, collator, sft_config.max_length, args.skip_long_examples, "eval")
     # Our collator consumes `messages` + `images` directly; TRL must not tokenize the dataset itself.
     sft_config.dataset_kwargs = {**(sft_config.dataset_kwargs or {}), "skip_prepare_dataset": True}
     sft_config.remove_unused_columns = False
@@ -128,17 +119,47 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=processor,
-        data_collator=AssistantOnlyVLMCollator(processor, max_length=sft_config.max_length),
+        data_collator=collator,
     )
-    resume = _resolve_resume(sft_config.resume_from_checkpoint, sft_config.output_dir)
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = train_interruptibly(trainer, sft_config.resume_from_checkpoint)
     trainer.save_model(sft_config.output_dir)
     processor.save_pretrained(sft_config.output_dir)
     metrics = dict(result.metrics)
     metrics["num_train_records"] = len(train_ds)
     metrics["num_skipped_records"] = report.num_skipped
+    metrics["num_too_long_examples"] = num_too_long
     trainer.sft_metrics = metrics
     return trainer
+
+
+def _check_lengths(dataset, collator, max_length: int | None, skip: bool, split: str):
+    """Refuse (or with `skip`, drop and count) examples whose prompt leaves no answer token within max_length."""
+    if not max_length:
+        return dataset, 0
+    too_long = []
+    for i in range(len(dataset)):
+        start, total = collator.prompt_length(dataset[i])
+        if start >= max_length:
+            too_long.append((i, dataset[i].get("id", i), start, total))
+    if not too_long:
+        return dataset, 0
+    i, ex_id, start, total = too_long[0]
+    if not skip:
+        raise UserError(
+            f"{split} example {ex_id} (row {i}): its prompt with image tokens is {start} tokens (the whole "
+            f"conversation {total}) but max_length={max_length}, so nothing of the answer would be trained on"
+            f"{f'; {len(too_long)} examples are too long' if len(too_long) > 1 else ''}; raise --max_length "
+            "or pass --skip_long_examples to drop them"
+        )
+    if len(too_long) == len(dataset):
+        raise UserError(
+            f"no example of the {split} data fits max_length={max_length}: all {len(too_long)} prompts are longer "
+            f"(the first, {ex_id}, has {start} tokens with its image tokens); raise --max_length"
+        )
+    logger.warning("%s: dropping %d example(s) whose prompt does not fit max_length=%d (first: %s, %d tokens)",
+                   split, len(too_long), max_length, ex_id, start)
+    drop = {j for j, *_ in too_long}
+    return dataset.select([j for j in range(len(dataset)) if j not in drop]), len(too_long)
 
 
 def run_sft(args: RoadSceneSFTArguments, sft_config) -> dict[str, Any]:

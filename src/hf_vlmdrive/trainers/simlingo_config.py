@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..cli.parsing import ModelConfigArguments
+from ..errors import UserError
 from ..models.simlingo.configuration_simlingo import SimLingoConfig
 
 
@@ -41,9 +42,9 @@ class SimLingoTrainingArguments(TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         if not 0.0 < self.pct_start < 1.0:
-            raise ValueError(f"SimLingoTrainingArguments.pct_start must be in (0, 1), got {self.pct_start!r}")
+            raise UserError(f"SimLingoTrainingArguments.pct_start must be in (0, 1), got {self.pct_start!r}")
         if self.vision_learning_rate is not None and self.vision_learning_rate < 0:
-            raise ValueError(
+            raise UserError(
                 f"SimLingoTrainingArguments.vision_learning_rate must be >= 0, got {self.vision_learning_rate!r}"
             )
 

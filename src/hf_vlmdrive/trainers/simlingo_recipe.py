@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserError
+from ..hub import check_model_source
+from ..interrupt import train_interruptibly
 from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
 from .simlingo_config import SimLingoEvalArguments, SimLingoScriptArguments
 from .simlingo_trainer import SimLingoTrainer
@@ -50,7 +53,7 @@ def build_model(args: SimLingoScriptArguments, num_cameras: int):
     text_overrides = kwargs.pop("text_config", None) or {}
     if args.vision_model_name_or_path:
         if "vision_config" in kwargs:
-            raise ValueError("model_config.vision_config describes a random tower; it cannot be combined with "
+            raise UserError("model_config.vision_config describes a random tower; it cannot be combined with "
                              f"vision_model_name_or_path={args.vision_model_name_or_path!r}")
         return SimLingoForWaypointPrediction.from_backbone(args.vision_model_name_or_path, lm_size=args.lm_size,
                                                            text_config_overrides=text_overrides, **kwargs)
@@ -241,7 +244,7 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
                 sum(p.numel() for p in model.parameters()) / 1e6)
     trainer = SimLingoTrainer(model=model, args=training_args, train_dataset=train_ds, data_collator=SimLingoCollator(),
                               processing_class=processor)
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = train_interruptibly(trainer, training_args.resume_from_checkpoint)
     trainer.save_model(str(out))
     processor.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -272,7 +275,8 @@ def run_eval(args: SimLingoEvalArguments) -> dict:
     """Evaluate a trained checkpoint on CARLA route folders."""
     from ..models.simlingo import SimLingoForWaypointPrediction
 
-    model = SimLingoForWaypointPrediction.from_pretrained(args.model_name_or_path)
+    model = SimLingoForWaypointPrediction.from_pretrained(check_model_source(args.model_name_or_path,
+                                                                            "--model_name_or_path"))
     cfg = model.config
     ds = _dataset(args.data_dir, args.cameras, cfg.num_frames, args.image_width, args.image_height, cfg.route_as,
                   args.route_image_size, cfg.num_speed_wps, cfg.num_route_points)

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoProcessor, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
+from ..errors import UserError
 from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache, with_undecoded_images
+from ..hub import check_model_source
+from ..interrupt import train_interruptibly
 from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
 from ..models.common.lora import normalize_lora_config
 from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
@@ -62,9 +64,9 @@ def _vision_config_dict(value) -> dict | None:
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as err:
-        raise ValueError(f"--vision_config must be a JSON object, got {value!r}: {err}") from err
+        raise UserError(f"--vision_config must be a JSON object, got {value!r}: {err}") from err
     if not isinstance(parsed, dict):
-        raise ValueError(f"--vision_config must be a JSON object, got {value!r}")
+        raise UserError(f"--vision_config must be a JSON object, got {value!r}")
     return parsed
 
 
@@ -86,7 +88,7 @@ def _model_config(script_args: WaypointScriptArguments, num_cameras: int) -> tup
     if isinstance(lora, dict) and not lora.get("r"):  # no rank, or rank 0: no LoRA
         extra = sorted(k for k, v in lora.items() if k not in ("r", "lora_dropout") and v is not None)
         if extra:
-            raise ValueError(f"model_config.lora {extra} need a LoRA rank: set model_config.lora.r > 0 "
+            raise UserError(f"model_config.lora {extra} need a LoRA rank: set model_config.lora.r > 0 "
                              "(e.g. --model_config.lora.r 16)")
         lora = None
     elif lora == 0:
@@ -124,23 +126,24 @@ def build_waypoint_model(script_args, num_cameras: int = 1):
                "model_config.vision_config": kwargs.get("vision_config")}
     chosen = [n for n, v in sources.items() if v]
     if len(chosen) != 1:
-        raise ValueError(
+        raise UserError(
             "give exactly one of --model_name_or_path (continue a waypoint model), --backbone (a pretrained "
             "VLM / vision model) or --model_config.vision_config (a tower built from a config); got "
             f"{chosen or 'none'}"
         )
     if script_args.model_name_or_path:
-        model = WaypointVLMModel.from_pretrained(script_args.model_name_or_path)
+        model = WaypointVLMModel.from_pretrained(check_model_source(script_args.model_name_or_path,
+                                                                    "--model_name_or_path"))
         # A saved model keeps its config.json: model_config may restate it, but not change it.
         changed = sorted(k for k, v in kwargs.items() if k != "num_cameras" and getattr(model.config, k, v) != v)
         if changed:
-            raise ValueError(
+            raise UserError(
                 f"model_config {changed} differ from the saved model's config ({script_args.model_name_or_path}: "
                 f"{ {k: getattr(model.config, k) for k in changed} }); a saved model keeps its config: drop them, "
                 "or start from --backbone / --model_config.vision_config"
             )
         if model.config.num_cameras != num_cameras:
-            raise ValueError(
+            raise UserError(
                 f"model {script_args.model_name_or_path} takes {model.config.num_cameras} camera(s), the data "
                 f"gives {num_cameras} (--camera_names)"
             )
@@ -148,6 +151,7 @@ def build_waypoint_model(script_args, num_cameras: int = 1):
             _add_lora_to_loaded(model, lora, script_args.model_name_or_path)
         processor = load_processor(script_args.model_name_or_path, model.config)
     elif script_args.backbone:
+        check_model_source(script_args.backbone, "--backbone")
         model = WaypointVLMModel.from_backbone(script_args.backbone, **kwargs, lora=lora)
         processor = WaypointVLMProcessor.from_config(model.config, source=script_args.backbone)
     else:
@@ -164,7 +168,7 @@ def _add_lora_to_loaded(model, lora: dict, source: str) -> None:
         return
     wanted = normalize_lora_config(lora, model.config.vision_config.model_type, field="--lora_* arguments")
     if wanted != model.config.lora:
-        raise ValueError(
+        raise UserError(
             f"model {source} already has LoRA {model.config.lora}, not the requested {wanted}; drop --lora_* "
             "to continue training its adapters, or merge them first (`merge_vision_lora()` + save_pretrained)"
         )
@@ -201,8 +205,14 @@ def train_waypoint(script_args, training_args, *legacy, callbacks: list | None =
     set_seed(training_args.seed)  # a tower built from a config gets the same weights (and cache entries) every run
     model, processor = build_waypoint_model(script_args, num_cameras=len(cameras))
     load = dict(image_width=data_args.image_width, image_height=data_args.image_height, camera_names=cameras)
-    train_ds = load_waypoint_dataset(data_args.train_data, **load)
-    eval_ds = load_waypoint_dataset(data_args.eval_data, **load) if data_args.eval_data else None
+    from ..data.waymo_e2e import ReadStats
+
+    train_stats, eval_stats = ReadStats(), ReadStats()
+    train_ds = load_waypoint_dataset(data_args.train_data, **load, stats=train_stats)
+    logger.info("train data %s: %s", data_args.train_data, train_stats.summary())
+    eval_ds = load_waypoint_dataset(data_args.eval_data, **load, stats=eval_stats) if data_args.eval_data else None
+    if eval_ds is not None:
+        logger.info("eval data %s: %s", data_args.eval_data, eval_stats.summary())
     if training_args.remove_unused_columns:
         logger.info("setting remove_unused_columns=False: the collator needs the image columns")
         training_args.remove_unused_columns = False
@@ -244,11 +254,7 @@ def train_waypoint(script_args, training_args, *legacy, callbacks: list | None =
         compute_metrics=make_compute_metrics(),
         callbacks=callbacks,
     )
-    resume = training_args.resume_from_checkpoint
-    if resume == "last":
-        resume = get_last_checkpoint(training_args.output_dir)
-        logger.info("resuming from %s", resume or "scratch (no checkpoint found)")
-    trainer.train(resume_from_checkpoint=resume)
+    train_interruptibly(trainer, training_args.resume_from_checkpoint)
     if cache is not None:
         logger.info(
             "feature cache: %d batches from cached features, %d from pixels (cache misses)",
@@ -288,7 +294,7 @@ def evaluate_waypoint(model, dataset, image_processor, batch_size: int = 32, pro
     Returns {"model": {...}, "constant_velocity": {...}, "num_samples": N, "predictions": (N, 20, 2)}.
     """
     if "future_waypoints" not in dataset.column_names:
-        raise ValueError("evaluation needs ground-truth `future_waypoints` (a test split has none)")
+        raise UserError("evaluation needs ground-truth `future_waypoints` (a test split has none)")
     preds = predict_waypoints(model, dataset, image_processor, batch_size=batch_size, progress=progress)
     gt = np.stack([np.asarray(x) for x in dataset["future_waypoints"]])
     past = np.stack([np.asarray(x) for x in dataset["past_states"]])

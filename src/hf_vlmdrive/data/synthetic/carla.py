@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import UserError
 from .driving import (
     CAMERA_YAWS,
     EGO_LENGTH,
@@ -114,7 +115,7 @@ def write_carla_route(
     route_dir = Path(route_dir)
     unknown = [c for c in camera_names if c not in CAMERA_DIRS]
     if unknown:
-        raise ValueError(f"camera_names must be among {sorted(CAMERA_DIRS)}, got {unknown}")
+        raise UserError(f"camera_names must be among {sorted(CAMERA_DIRS)}, got {unknown}")
     rng = np.random.default_rng(seed)
     duration = (num_frames - 1) / FRAME_HZ
     world = DrivingWorld.random(rng, t_start=-1.0, t_end=duration + 1.0, obstacle_probability=obstacle_probability)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ...errors import UserError
+
 # Waymo intent enum (E2EDFrame.intent).
 INTENT_UNKNOWN, INTENT_GO_STRAIGHT, INTENT_GO_LEFT, INTENT_GO_RIGHT = 0, 1, 2, 3
 INTENT_NAMES = {0: "UNKNOWN", 1: "GO_STRAIGHT", 2: "GO_LEFT", 3: "GO_RIGHT"}
@@ -390,7 +392,7 @@ def sample_waypoint_scene(
 ) -> WaypointSample:
     """Draw one world from `seed` and return the t = 0 sample (images for the named cameras)."""
     if any(name not in CAMERA_YAWS for name in camera_names):
-        raise ValueError(f"camera_names must be among {sorted(CAMERA_YAWS)}, got {list(camera_names)}")
+        raise UserError(f"camera_names must be among {sorted(CAMERA_YAWS)}, got {list(camera_names)}")
     rng = np.random.default_rng(seed)
     world = DrivingWorld.random(rng, obstacle_probability=obstacle_probability)
     cameras = {name: PinholeCamera(width, height, yaw_deg=CAMERA_YAWS[name], name=name) for name in camera_names}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PretrainedConfig
 
+from ...errors import UserError, UserTypeError
+
 # Number of non-patch tokens at the start of `last_hidden_state`, per vision model type.
 VISION_PREFIX_TOKENS = {
     "clip_vision_model": 1,
@@ -27,13 +29,13 @@ def resolve_vision_config(vision_config: dict | PretrainedConfig | None, default
     if isinstance(vision_config, PretrainedConfig):
         return vision_config
     if not isinstance(vision_config, dict):
-        raise TypeError(f"vision_config must be a dict or a PretrainedConfig, got {type(vision_config).__name__}")
+        raise UserTypeError(f"vision_config must be a dict or a PretrainedConfig, got {type(vision_config).__name__}")
     kwargs = dict(vision_config)
     model_type = kwargs.pop("model_type", default_type)
     try:
         return AutoConfig.for_model(model_type, **kwargs)
     except ValueError as err:
-        raise ValueError(
+        raise UserError(
             f"vision_config.model_type={model_type!r} is not a model type transformers knows; use a vision "
             f"tower type such as {sorted(VISION_PREFIX_TOKENS)}"
         ) from err

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from ...errors import UserError
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0, scale: float = 1000.0) -> torch.Tensor:
     """Sinusoidal embedding of (B,) times in [0, 1] (scaled by `scale`, as DiT does for integer steps)."""
@@ -58,7 +60,7 @@ class CrossAttention(nn.Module):
     def __init__(self, hidden_size: int, context_size: int, num_heads: int):
         super().__init__()
         if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
+            raise UserError(f"hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.q = nn.Linear(hidden_size, hidden_size)
         self.kv = nn.Linear(context_size, 2 * hidden_size)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from ...errors import UserError
+
 
 def sample_flow_time(
     batch_size: int,
@@ -40,7 +42,7 @@ def sample_flow_time(
 def flow_matching_inputs(actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy actions x_t and the target velocity for actions/noise (B, T, A) and times t (B,)."""
     if actions.shape != noise.shape:
-        raise ValueError(f"actions {tuple(actions.shape)} and noise {tuple(noise.shape)} must have the same shape")
+        raise UserError(f"actions {tuple(actions.shape)} and noise {tuple(noise.shape)} must have the same shape")
     tt = t.to(actions.dtype).view(-1, *([1] * (actions.ndim - 1)))  # (B, 1, 1)
     x_t = (1.0 - tt) * noise + tt * actions
     return x_t, actions - noise
@@ -62,7 +64,7 @@ def euler_integrate(
 ) -> torch.Tensor:
     """Integrate dx/dt = velocity_fn(x, t) from t=0 to t=1 with `num_steps` Euler steps; t has shape (B,)."""
     if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        raise UserError(f"num_steps must be >= 1, got {num_steps}")
     x = x0
     dt = 1.0 / num_steps
     for k in range(num_steps):

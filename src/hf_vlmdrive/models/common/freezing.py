@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from ...errors import UserError
 from .lora import is_lora_parameter_name
 
 
@@ -102,7 +103,7 @@ class FrozenVisionMixin(FreezingMixin):
     def unfreeze_vision_model(self) -> None:
         """Make the whole tower trainable (not allowed while it carries LoRA adapters)."""
         if any(is_lora_parameter_name(n) for n, _ in self.vision_model.named_parameters()):
-            raise ValueError(
+            raise UserError(
                 "the vision tower carries LoRA adapters, which train on a frozen tower; merge them first "
                 "(`merge_vision_lora()`) to fine-tune the whole tower"
             )

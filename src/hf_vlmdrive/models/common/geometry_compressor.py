@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import UserError
+
 COMPRESSOR_TYPES = ("pool", "per_layer", "qformer")
 
 
@@ -59,7 +61,7 @@ class QFormerCompressor(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, num_tokens: int, num_layers: int, num_heads: int = 8):
         super().__init__()
         if out_dim % num_heads:
-            raise ValueError(f"qformer: out_dim {out_dim} must be divisible by num_heads {num_heads}")
+            raise UserError(f"qformer: out_dim {out_dim} must be divisible by num_heads {num_heads}")
         self.num_tokens, self.num_layers = num_tokens, num_layers
         self.proj = nn.Linear(in_dim, out_dim)
         self.queries = nn.Parameter(torch.randn(num_tokens, out_dim) * 0.02)
@@ -83,7 +85,7 @@ def build_geometry_compressor(
         return PerLayerCompressor(in_dim, out_dim, num_tokens, num_layers)
     if kind == "qformer":
         return QFormerCompressor(in_dim, out_dim, num_tokens, num_layers, num_heads)
-    raise ValueError(f"geometry compressor type must be one of {COMPRESSOR_TYPES}, got {kind!r}")
+    raise UserError(f"geometry compressor type must be one of {COMPRESSOR_TYPES}, got {kind!r}")
 
 
 __all__ = [

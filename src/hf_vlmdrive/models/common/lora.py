@@ -21,6 +21,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ...errors import UserError
+
 # Adapter names used for the tower. PEFT names the parameters `<module>.lora_A.<adapter>.weight`.
 ADAPTER_NAME = "default"
 
@@ -58,37 +60,37 @@ def normalize_lora_config(lora, vision_model_type: str, field: str = "lora") -> 
     if isinstance(lora, numbers.Integral) and not isinstance(lora, bool):
         lora = {"r": int(lora)}
     if not isinstance(lora, dict):
-        raise ValueError(
+        raise UserError(
             f"{field} must be a dict such as {{'r': 16}} (or a rank, or None), got {type(lora).__name__}: {lora!r}"
         )
     unknown = sorted(set(lora) - set(LORA_KEYS))
     if unknown:
-        raise ValueError(f"{field} has unknown keys {unknown}; the keys are {list(LORA_KEYS)}")
+        raise UserError(f"{field} has unknown keys {unknown}; the keys are {list(LORA_KEYS)}")
     if "r" not in lora:
-        raise ValueError(f"{field}['r'] (the LoRA rank) is required, e.g. {{'r': 16}}")
+        raise UserError(f"{field}['r'] (the LoRA rank) is required, e.g. {{'r': 16}}")
     r = lora["r"]
     if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
-        raise ValueError(f"{field}['r'] must be a positive integer (the reference used 8, 16, 32), got {r!r}")
+        raise UserError(f"{field}['r'] must be a positive integer (the reference used 8, 16, 32), got {r!r}")
     alpha = lora.get("lora_alpha")
     alpha = 2 * int(r) if alpha is None else alpha
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
-        raise ValueError(f"{field}['lora_alpha'] must be a positive number (default 2 * r), got {alpha!r}")
+        raise UserError(f"{field}['lora_alpha'] must be a positive number (default 2 * r), got {alpha!r}")
     dropout = lora.get("lora_dropout", 0.05)
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{field}['lora_dropout'] must be a number in [0, 1), got {dropout!r}")
+        raise UserError(f"{field}['lora_dropout'] must be a number in [0, 1), got {dropout!r}")
     targets = lora.get("target_modules")
     if targets is None:
         targets = default_lora_targets(vision_model_type)
     if isinstance(targets, str) or not isinstance(targets, (list, tuple)) or not targets:
-        raise ValueError(
+        raise UserError(
             f"{field}['target_modules'] must be a non-empty list of module-name suffixes such as "
             f"['q_proj', 'v_proj'], got {targets!r}"
         )
     if not all(isinstance(t, str) and t.strip(".") for t in targets):
-        raise ValueError(f"{field}['target_modules'] must hold non-empty module names, got {list(targets)!r}")
+        raise UserError(f"{field}['target_modules'] must hold non-empty module names, got {list(targets)!r}")
     bias = lora.get("bias", "none")
     if bias != "none":
-        raise ValueError(
+        raise UserError(
             f"{field}['bias'] must be 'none', got {bias!r}: LoRA here trains adapters on a frozen tower, and "
             "PEFT's 'all' / 'lora_only' would make the tower's own biases trainable"
         )
@@ -167,14 +169,14 @@ def inject_lora(module: nn.Module, lora: dict, field: str = "lora") -> list[str]
     injection only the LoRA parameters require gradients.
     """
     if has_lora(module):
-        raise ValueError("the vision tower already carries LoRA adapters; merge or drop them before adding new ones")
+        raise UserError("the vision tower already carries LoRA adapters; merge or drop them before adding new ones")
     inert = set(_inert_linear_names(module))
     names = [n for n, _ in module.named_modules() if n and n not in inert]
     missing = [t for t in lora["target_modules"] if not any(_matches(n, t) for n in names)]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in module.named_modules() if isinstance(m, nn.Linear)})
         example = next((n for n, m in module.named_modules() if isinstance(m, nn.Linear)), None)
-        raise ValueError(
+        raise UserError(
             f"{field}['target_modules'] entries {missing} match no module of the vision tower "
             f"({type(module).__name__}); its Linear modules are named {linear} (e.g. {example!r}). "
             "Give module-name suffixes from that list."
@@ -220,7 +222,7 @@ def save_lora_adapter(
 
     peft = _require_peft()
     if not has_lora(module):
-        raise ValueError("the vision tower carries no LoRA adapter to save")
+        raise UserError("the vision tower carries no LoRA adapter to save")
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     _lora_config(lora, module, base_model_name_or_path=base_model_name_or_path).save_pretrained(str(out))

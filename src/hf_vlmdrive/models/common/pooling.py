@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import UserError
+
 
 class AttentionPool(nn.Module):
     """One learnable query attending over the tokens (multi-head), as in SigLIP's MAP head.
@@ -59,13 +61,13 @@ def pool_tokens(
     """
     if mode == "cls":
         if num_prefix_tokens < 1:
-            raise ValueError("pooling='cls' needs a vision tower with a class token")
+            raise UserError("pooling='cls' needs a vision tower with a class token")
         return tokens[:, 0]
     patches = tokens[:, num_prefix_tokens:]
     if mode == "mean":
         return patches.mean(dim=1)
     if mode == "attention":
         if attention_pool is None:
-            raise ValueError("pooling='attention' needs an AttentionPool module")
+            raise UserError("pooling='attention' needs an AttentionPool module")
         return attention_pool(patches)
-    raise ValueError(f"unknown pooling mode {mode!r}; expected 'mean', 'cls' or 'attention'")
+    raise UserError(f"unknown pooling mode {mode!r}; expected 'mean', 'cls' or 'attention'")

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
+from ...errors import UserError, UserFileNotFoundError
+
 # The light config helpers live in `config_utils` (configuration modules import them from there);
 # re-exported here for existing imports.
 from .config_utils import VISION_PREFIX_TOKENS as VISION_PREFIX_TOKENS
@@ -39,7 +41,7 @@ def vision_config_from_pretrained(name_or_path: str, **kwargs) -> PretrainedConf
             return resolve_vision_config(sub, default_type=sub.get("model_type", ""))
     if hasattr(config, "image_size") and hasattr(config, "hidden_size"):
         return config
-    raise ValueError(
+    raise UserError(
         f"{name_or_path!r} (model_type={config.model_type!r}) has no vision tower: expected a VLM config with "
         "a `vision_config`, or a vision model config"
     )
@@ -61,7 +63,7 @@ def _checkpoint_files(name_or_path: str, revision: str | None = None, token: str
         files = sorted(local.glob("*.safetensors"))
         if files:
             return files
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"no *.safetensors weights in {local}; save the source model with `save_pretrained` "
             "(safe_serialization is the default) or convert its .bin weights first"
         )
@@ -96,7 +98,7 @@ def load_vision_tower_weights(
         if type(module) is type(tower):
             tower.load_state_dict(module.state_dict())
             return f"module {name or '<root>'!r} of {type(source).__name__}"
-    raise ValueError(
+    raise UserError(
         f"{name_or_path!r} loads as {type(source).__name__}, which has no {type(tower).__name__} vision tower; "
         "is it the checkpoint the vision_config came from?"
     )
@@ -147,6 +149,6 @@ def _load_tower_tensors(
     result = tower.load_state_dict(state, strict=False)
     unexpected_missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
     if unexpected_missing:
-        raise ValueError(f"vision tower weights incomplete after loading: {unexpected_missing[:5]}")
+        raise UserError(f"vision tower weights incomplete after loading: {unexpected_missing[:5]}")
     logger.info("loaded %d vision-tower tensors from %s (prefix %r)", len(state), name_or_path, prefix)
     return prefix

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ...errors import UserError
 from ..common.config_utils import resolve_vision_config
 from ..common.geometry_compressor import COMPRESSOR_TYPES
 
@@ -14,7 +15,7 @@ def _positive(cls_name: str, obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{cls_name}.{name} must be a positive integer, got {value!r}")
+            raise UserError(f"{cls_name}.{name} must be a positive integer, got {value!r}")
 
 
 class GeoVLAGeometryConfig(PretrainedConfig):
@@ -63,7 +64,7 @@ class GeoVLAGeometryConfig(PretrainedConfig):
         super().__init__(**kwargs)
         _positive("GeoVLAGeometryConfig", self, "num_views", "num_layers", "num_heads", "output_size")
         if self.hidden_size % self.num_heads:
-            raise ValueError(
+            raise UserError(
                 f"GeoVLAGeometryConfig.num_heads={self.num_heads} must divide the backbone hidden size {self.hidden_size}"
             )
 
@@ -238,41 +239,41 @@ class GeoVLAConfig(PretrainedConfig):
 
     def _validate(self) -> None:
         if self.vlm_config.model_type != "qwen2_5_vl":
-            raise ValueError(f"GeoVLAConfig.vlm_config.model_type must be 'qwen2_5_vl', got {self.vlm_config.model_type!r}")
+            raise UserError(f"GeoVLAConfig.vlm_config.model_type must be 'qwen2_5_vl', got {self.vlm_config.model_type!r}")
         if self.compressor_type not in COMPRESSOR_TYPES:
-            raise ValueError(f"GeoVLAConfig.compressor_type must be one of {COMPRESSOR_TYPES}, got {self.compressor_type!r}")
+            raise UserError(f"GeoVLAConfig.compressor_type must be one of {COMPRESSOR_TYPES}, got {self.compressor_type!r}")
         if self.compressor_type == "qformer" and self.vlm_hidden_size % self.compressor_num_heads:
-            raise ValueError(
+            raise UserError(
                 f"GeoVLAConfig.compressor_num_heads={self.compressor_num_heads} must divide the VLM hidden size "
                 f"{self.vlm_hidden_size}"
             )
         if self.dit_hidden_size % self.dit_num_heads:
-            raise ValueError(
+            raise UserError(
                 f"GeoVLAConfig.dit_num_heads={self.dit_num_heads} must divide dit_hidden_size={self.dit_hidden_size}"
             )
         layer_map = self.dit_vlm_layer_map
         if len(layer_map) != self.dit_num_layers:
-            raise ValueError(
+            raise UserError(
                 f"GeoVLAConfig.dit_vlm_layer_map has {len(layer_map)} entries but dit_num_layers={self.dit_num_layers}; "
                 "give one VLM hidden-state index per DiT layer"
             )
         bad = [x for x in layer_map if not 0 <= x <= self.vlm_num_layers]
         if bad:
-            raise ValueError(
+            raise UserError(
                 f"GeoVLAConfig.dit_vlm_layer_map entries must be in [0, {self.vlm_num_layers}] (0 = embeddings, "
                 f"n = LM layer n of {self.vlm_num_layers}); got {bad}"
             )
         if self.normalization_mode not in NORMALIZATION_MODES:
-            raise ValueError(
+            raise UserError(
                 f"GeoVLAConfig.normalization_mode must be one of {NORMALIZATION_MODES}, got {self.normalization_mode!r}"
             )
         if not (self.flow_beta_alpha > 0 and self.flow_beta_beta > 0 and 0 < self.flow_time_scale <= 1):
-            raise ValueError(
+            raise UserError(
                 "GeoVLAConfig: flow_beta_alpha and flow_beta_beta must be > 0 and flow_time_scale in (0, 1], got "
                 f"{self.flow_beta_alpha}, {self.flow_beta_beta}, {self.flow_time_scale}"
             )
         if not 0.0 <= self.dit_dropout < 1.0:
-            raise ValueError(f"GeoVLAConfig.dit_dropout must be in [0, 1), got {self.dit_dropout!r}")
+            raise UserError(f"GeoVLAConfig.dit_dropout must be in [0, 1), got {self.dit_dropout!r}")
 
 
 __all__ = ["GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES"]

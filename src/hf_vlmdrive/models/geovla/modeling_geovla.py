@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...errors import UserError, UserKeyError
 from ..common.dit import DiTBlock, DiTFinalLayer, TimestepEmbedder
 from ..common.flow_matching import euler_integrate, flow_matching_inputs, flow_matching_loss, sample_flow_time
 from ..common.freezing import FreezingMixin
@@ -101,7 +102,7 @@ class GeoVLAGeometryEncoder(PreTrainedModel):
         """(B, V, 3, S, S) -> raw geometry tokens (B, V * P, output_size)."""
         cfg = self.config
         if pixel_values.ndim != 5 or pixel_values.shape[1] != cfg.num_views or pixel_values.shape[-1] != cfg.image_size:
-            raise ValueError(
+            raise UserError(
                 f"geometry pixel_values must have shape (batch, {cfg.num_views}, 3, {cfg.image_size}, "
                 f"{cfg.image_size}), got {tuple(pixel_values.shape)}"
             )
@@ -201,7 +202,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
     def attach_geometry_cache(self, cache) -> None:
         """Serve frozen geometry features from a [`GeometryFeatureCache`] (None detaches)."""
         if cache is not None and not self.geometry_is_frozen:
-            raise ValueError("a geometry feature cache needs a frozen geometry encoder (freeze_patterns)")
+            raise UserError("a geometry feature cache needs a frozen geometry encoder (freeze_patterns)")
         self.geometry_cache = cache
 
     # ------------------------------------------------------------------ construction
@@ -293,17 +294,17 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         kept: dict[str, dict[str, torch.Tensor]] = {}
         for key, width in ((cfg.state_key, cfg.state_dim), (cfg.action_key, cfg.action_dim)):
             if key not in stats:
-                raise KeyError(
+                raise UserKeyError(
                     f"{source}: no statistics for {key!r} (has {sorted(stats)}); the model normalises "
                     f"state_key={cfg.state_key!r} and action_key={cfg.action_key!r}: fix the keys or the config"
                 )
             entry = {}
             for s in needed:
                 if s not in stats[key]:
-                    raise KeyError(f"{source}: {key!r} lacks {s!r}, needed by normalization_mode={cfg.normalization_mode!r}")
+                    raise UserKeyError(f"{source}: {key!r} lacks {s!r}, needed by normalization_mode={cfg.normalization_mode!r}")
                 value = torch.as_tensor(np.asarray(stats[key][s], dtype=np.float32)).reshape(-1)
                 if value.numel() != width:
-                    raise ValueError(f"{source}: {key!r}.{s} has {value.numel()} values but the model expects {width}")
+                    raise UserError(f"{source}: {key!r}.{s} has {value.numel()} values but the model expects {width}")
                 entry[s] = value
             kept[key] = entry
         self.norm_stats = kept
@@ -366,18 +367,18 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
 
     def _geometry_input(self, geometry_pixel_values, geometry_features):
         if (geometry_pixel_values is None) == (geometry_features is None):
-            raise ValueError("pass exactly one of `geometry_pixel_values` (B, V, 3, S, S) and `geometry_features` (B, G, D_g)")
+            raise UserError("pass exactly one of `geometry_pixel_values` (B, V, 3, S, S) and `geometry_features` (B, G, D_g)")
         if geometry_features is not None:
             g = self.config.geometry_config
             if geometry_features.ndim != 3 or geometry_features.shape[-1] != g.output_size:
-                raise ValueError(f"`geometry_features` must have shape (batch, G, {g.output_size}), got {tuple(geometry_features.shape)}")
+                raise UserError(f"`geometry_features` must have shape (batch, G, {g.output_size}), got {tuple(geometry_features.shape)}")
             return geometry_features
         return self.encode_geometry(geometry_pixel_values)
 
     def _check_state(self, state: torch.Tensor | None, batch: int) -> torch.Tensor:
         if state is None or tuple(state.shape) != (batch, self.config.state_dim):
             got = None if state is None else tuple(state.shape)
-            raise ValueError(f"`state` must have shape (batch, state_dim) = ({batch}, {self.config.state_dim}), got {got}")
+            raise UserError(f"`state` must have shape (batch, state_dim) = ({batch}, {self.config.state_dim}), got {got}")
         return self.normalize(self.config.state_key, state.to(self.action_head.state_in.weight.dtype))
 
     # ------------------------------------------------------------------ forward / predict
@@ -414,12 +415,12 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         kwargs.pop("num_items_in_batch", None)
         kwargs.pop("mm_token_type_ids", None)
         if input_ids is None:
-            raise ValueError("`input_ids` are required (instruction + image tokens from the Qwen2.5-VL processor)")
+            raise UserError("`input_ids` are required (instruction + image tokens from the Qwen2.5-VL processor)")
         batch = input_ids.shape[0]
         expected = (batch, cfg.action_chunk_size, cfg.action_dim)
         if actions is None or tuple(actions.shape) != expected:
             got = None if actions is None else tuple(actions.shape)
-            raise ValueError(f"`actions` must have shape (batch, action_chunk_size, action_dim) = {expected}, got {got}")
+            raise UserError(f"`actions` must have shape (batch, action_chunk_size, action_dim) = {expected}, got {got}")
         state_n = self._check_state(state, batch)
         hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
         raw_geom = self._geometry_input(geometry_pixel_values, geometry_features)

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from transformers import Qwen2_5_VLProcessor
 from transformers.feature_extraction_utils import BatchFeature
 
+from ...errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_PROMPT = "What action should the robot take to {instruction}?"
@@ -78,7 +80,7 @@ class GeoVLAProcessor(Qwen2_5_VLProcessor):
         **kwargs,
     ):
         if "{instruction}" not in prompt:
-            raise ValueError(f"GeoVLAProcessor.prompt must contain '{{instruction}}', got {prompt!r}")
+            raise UserError(f"GeoVLAProcessor.prompt must contain '{{instruction}}', got {prompt!r}")
         self.geometry_image_size = int(geometry_image_size)
         self.geometry_image_mean = [float(x) for x in geometry_image_mean]
         self.geometry_image_std = [float(x) for x in geometry_image_std]
@@ -129,12 +131,12 @@ class GeoVLAProcessor(Qwen2_5_VLProcessor):
             actions: (B, T, A) raw action chunk (training only); action_is_pad: (B, T) (training only).
         """
         if len(images) != len(instructions):
-            raise ValueError(f"got {len(images)} image lists but {len(instructions)} instructions")
+            raise UserError(f"got {len(images)} image lists but {len(instructions)} instructions")
         arrays = [[np.asarray(im, dtype=np.uint8) for im in per] for per in images]
         for i, per in enumerate(arrays):
             bad = [tuple(a.shape) for a in per if a.ndim != 3 or a.shape[-1] != 3]
             if bad or not per:
-                raise ValueError(f"sample {i}: images must be a non-empty list of uint8 (H, W, 3) arrays, got shapes {bad}")
+                raise UserError(f"sample {i}: images must be a non-empty list of uint8 (H, W, 3) arrays, got shapes {bad}")
         texts = [self.format_prompt(len(per), instr) for per, instr in zip(arrays, instructions)]
         enc = super().__call__(text=texts, images=arrays, return_tensors="pt", padding=True)
         out = {k: enc[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ...errors import UserError, UserTypeError
 from ..common.config_utils import VISION_PREFIX_TOKENS, resolve_vision_config
 
 SPEED_WPS_MODES = ("2d", "1d")
@@ -28,7 +29,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 def lm_preset(name: str, **overrides) -> dict:
     """The `text_config` dict of a named language-model size (`"tiny"`, `"small"`, `"micro"`)."""
     if name not in LM_PRESETS:
-        raise ValueError(f"unknown language-model preset {name!r}; choose one of {sorted(LM_PRESETS)}")
+        raise UserError(f"unknown language-model preset {name!r}; choose one of {sorted(LM_PRESETS)}")
     return {"model_type": "llama", "vocab_size": 1, "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
             "max_position_embeddings": 2048, **LM_PRESETS[name], **overrides}
 
@@ -39,11 +40,11 @@ def _resolve_text_config(text_config: dict | PretrainedConfig | None) -> Pretrai
     if isinstance(text_config, PretrainedConfig):
         return text_config
     if not isinstance(text_config, dict):
-        raise TypeError(f"text_config must be a dict or a LlamaConfig, got {type(text_config).__name__}")
+        raise UserTypeError(f"text_config must be a dict or a LlamaConfig, got {type(text_config).__name__}")
     kwargs = dict(text_config)
     model_type = kwargs.pop("model_type", "llama")
     if model_type != "llama":
-        raise ValueError(f"SimLingoConfig.text_config.model_type must be 'llama', got {model_type!r}")
+        raise UserError(f"SimLingoConfig.text_config.model_type must be 'llama', got {model_type!r}")
     kwargs.setdefault("vocab_size", 1)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # no tokens: no special token ids
         kwargs.setdefault(key, None)
@@ -212,44 +213,44 @@ class SimLingoConfig(PretrainedConfig):
         def positive(name: str) -> None:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"SimLingoConfig.{name} must be a positive integer, got {value!r}")
+                raise UserError(f"SimLingoConfig.{name} must be a positive integer, got {value!r}")
 
         for name in ("feature_downsample", "num_cameras", "num_frames", "num_speed_inputs", "num_route_coords",
                      "encoder_hidden_size", "num_speed_wps", "num_route_points", "head_hidden_size"):
             positive(name)
         if self.speed_wps_mode not in SPEED_WPS_MODES:
-            raise ValueError(f"SimLingoConfig.speed_wps_mode must be one of {SPEED_WPS_MODES}, got {self.speed_wps_mode!r}")
+            raise UserError(f"SimLingoConfig.speed_wps_mode must be one of {SPEED_WPS_MODES}, got {self.speed_wps_mode!r}")
         if self.route_as not in ROUTE_INPUTS:
-            raise ValueError(f"SimLingoConfig.route_as must be one of {ROUTE_INPUTS}, got {self.route_as!r}")
+            raise UserError(f"SimLingoConfig.route_as must be one of {ROUTE_INPUTS}, got {self.route_as!r}")
         pin = self.image_grid_pinpoint
         if len(pin) != 2 or any(int(p) < 1 or int(p) % self.tile_size for p in pin):
-            raise ValueError(
+            raise UserError(
                 f"SimLingoConfig.image_grid_pinpoint must be [height, width], each a multiple of the tower's "
                 f"image_size {self.tile_size}, got {pin!r}"
             )
         grid = self.tile_size // self.vision_config.patch_size
         if grid % self.feature_downsample:
-            raise ValueError(
+            raise UserError(
                 f"SimLingoConfig.feature_downsample={self.feature_downsample} must divide the tile's patch grid "
                 f"side {grid} (image_size {self.tile_size} / patch_size {self.vision_config.patch_size})"
             )
         layers = self.vision_config.num_hidden_layers
         if not -layers - 1 <= self.vision_feature_layer <= layers:
-            raise ValueError(
+            raise UserError(
                 f"SimLingoConfig.vision_feature_layer={self.vision_feature_layer} is outside the tower's "
                 f"{layers} layers (hidden states -{layers + 1}..{layers})"
             )
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or any(s <= 0 for s in self.image_std):
-            raise ValueError(
+            raise UserError(
                 f"SimLingoConfig.image_mean / image_std must be 3 values (std > 0), got {self.image_mean!r} / "
                 f"{self.image_std!r}"
             )
         for name in ("max_speed", "coord_range"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"SimLingoConfig.{name} must be > 0, got {getattr(self, name)!r}")
+                raise UserError(f"SimLingoConfig.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("speed_wps_loss_weight", "route_loss_weight"):
             if getattr(self, name) < 0:
-                raise ValueError(f"SimLingoConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+                raise UserError(f"SimLingoConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 __all__ = ["SimLingoConfig", "LM_PRESETS", "lm_preset"]

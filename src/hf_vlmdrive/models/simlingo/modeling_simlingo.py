@@ -39,6 +39,7 @@ from transformers import LlamaModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...errors import UserError
 from ..common.freezing import FrozenVisionMixin
 from ..common.init import init_module, keep_own_init
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
@@ -81,7 +82,7 @@ def masked_waypoint_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.T
     an exact 0 that still carries the graph.
     """
     if pred.shape != target.shape:
-        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
+        raise UserError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} shapes differ")
     per_point = (pred - target).pow(2).sum(-1)  # (B, T)
     if mask is None:
         mask = torch.ones_like(per_point, dtype=torch.bool)
@@ -89,7 +90,7 @@ def masked_waypoint_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.T
     if mask.ndim == 1:
         mask = mask[:, None].expand_as(per_point)
     if mask.shape != per_point.shape:
-        raise ValueError(f"mask must have shape (B,) or {tuple(per_point.shape)}, got {tuple(mask.shape)}")
+        raise UserError(f"mask must have shape (B,) or {tuple(per_point.shape)}, got {tuple(mask.shape)}")
     weight = mask.to(per_point.dtype)
     count = weight.sum(-1)  # (B,)
     per_sample = (per_point * weight).sum(-1) / count.clamp(min=1.0)
@@ -315,34 +316,34 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         cfg = self.config
         if pixel_values is None or pixel_values.ndim != 6 or pixel_values.shape[3] != 3:
             got = None if pixel_values is None else tuple(pixel_values.shape)
-            raise ValueError(f"`pixel_values` must be uint8 images of shape (B, T, N, 3, H, W), got {got}")
+            raise UserError(f"`pixel_values` must be uint8 images of shape (B, T, N, 3, H, W), got {got}")
         b, t, n = pixel_values.shape[:3]
         if t > cfg.num_frames or n > cfg.num_cameras:
-            raise ValueError(
+            raise UserError(
                 f"`pixel_values` has T={t} frames and N={n} cameras but the model was configured with "
                 f"num_frames={cfg.num_frames}, num_cameras={cfg.num_cameras}"
             )
         if speed is None or tuple(speed.shape) != (b, cfg.num_speed_inputs):
             got = None if speed is None else tuple(speed.shape)
-            raise ValueError(f"`speed` must have shape (B, {cfg.num_speed_inputs}) in m/s, got {got}")
+            raise UserError(f"`speed` must have shape (B, {cfg.num_speed_inputs}) in m/s, got {got}")
         if cfg.route_as == "target_point":
             if target_point is None or tuple(target_point.shape) != (b, 2):
                 got = None if target_point is None else tuple(target_point.shape)
-                raise ValueError(f"route_as='target_point' needs `target_point` of shape ({b}, 2), got {got}")
+                raise UserError(f"route_as='target_point' needs `target_point` of shape ({b}, 2), got {got}")
         elif cfg.route_as == "coords":
             want = (b, cfg.num_route_coords, 2)
             if route_coords is None or tuple(route_coords.shape) != want:
                 got = None if route_coords is None else tuple(route_coords.shape)
-                raise ValueError(f"route_as='coords' needs `route_coords` of shape {want}, got {got}")
+                raise UserError(f"route_as='coords' needs `route_coords` of shape {want}, got {got}")
         elif route_image is None or route_image.ndim != 4 or tuple(route_image.shape[:2]) != (b, 3):
             got = None if route_image is None else tuple(route_image.shape)
-            raise ValueError(f"route_as='image' needs a uint8 `route_image` of shape ({b}, 3, RH, RW), got {got}")
+            raise UserError(f"route_as='image' needs a uint8 `route_image` of shape ({b}, 3, RH, RW), got {got}")
         # Intrinsics / extrinsics are accepted and shape-checked; SimLingo-base does not use them (camera
         # identity is carried by the learnable camera embedding).
         if intrinsics is not None and tuple(intrinsics.shape) != (b, n, 3, 3):
-            raise ValueError(f"`intrinsics` must have shape ({b}, {n}, 3, 3), got {tuple(intrinsics.shape)}")
+            raise UserError(f"`intrinsics` must have shape ({b}, {n}, 3, 3), got {tuple(intrinsics.shape)}")
         if extrinsics is not None and tuple(extrinsics.shape) != (b, n, 4, 4):
-            raise ValueError(f"`extrinsics` must have shape ({b}, {n}, 4, 4), got {tuple(extrinsics.shape)}")
+            raise UserError(f"`extrinsics` must have shape ({b}, {n}, 4, 4), got {tuple(extrinsics.shape)}")
         return b
 
     def forward(

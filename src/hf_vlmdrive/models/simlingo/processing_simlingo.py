@@ -23,6 +23,8 @@ import numpy as np
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
+from ...errors import UserError
+
 
 def frame_to_uint8_chw(image: Any, size: tuple[int, int] | None = None) -> np.ndarray:
     """One camera frame (PIL image or uint8 (H, W, 3)) -> RGB uint8 (3, H, W), bilinear-resized to `size` (W, H)."""
@@ -69,7 +71,7 @@ class SimLingoProcessor(BaseImageProcessor):
                  route_image_size: Sequence[int] = (64, 64), route_meters_ahead: float = 40.0, **kwargs):
         super().__init__(**kwargs)
         if route_as not in ("target_point", "coords", "image"):
-            raise ValueError(f"SimLingoProcessor.route_as must be target_point, coords or image, got {route_as!r}")
+            raise UserError(f"SimLingoProcessor.route_as must be target_point, coords or image, got {route_as!r}")
         self.image_size = list(image_size) if image_size is not None else None
         self.route_as = route_as
         self.route_image_size = list(route_image_size)
@@ -95,23 +97,23 @@ class SimLingoProcessor(BaseImageProcessor):
             arrays = [np.stack([frame_to_uint8_chw(cam, size) for cam in frame]) for frame in frames]
             shapes = {a.shape for a in arrays}
             if len(shapes) != 1:
-                raise ValueError(f"sample {i}: every frame needs the same cameras and image size, got {sorted(shapes)}")
+                raise UserError(f"sample {i}: every frame needs the same cameras and image size, got {sorted(shapes)}")
             batch.append(np.stack(arrays))  # (T, N, 3, H, W)
         shapes = {b.shape for b in batch}
         if len(shapes) != 1:
-            raise ValueError(f"every sample needs the same (T, N, 3, H, W); got {sorted(shapes)} (set image_size)")
+            raise UserError(f"every sample needs the same (T, N, 3, H, W); got {sorted(shapes)} (set image_size)")
         out: dict[str, Any] = {"pixel_values": torch.from_numpy(np.stack(batch))}
         out["speed"] = torch.as_tensor(np.asarray(speed, dtype=np.float32).reshape(len(batch), -1)[:, :1])
         if self.route_as in ("target_point", "coords"):
             if target_point is None:
-                raise ValueError(f"route_as={self.route_as!r} needs target_point (B, 2) in the ego frame, metres")
+                raise UserError(f"route_as={self.route_as!r} needs target_point (B, 2) in the ego frame, metres")
             tp = np.asarray(target_point, dtype=np.float32).reshape(len(batch), 2)
             out["target_point"] = torch.from_numpy(tp)
             nxt = tp if target_point_next is None else np.asarray(target_point_next, dtype=np.float32).reshape(-1, 2)
             out["route_coords"] = torch.from_numpy(np.stack([tp, nxt], axis=1))  # (B, 2, 2)
         else:
             if route is None:
-                raise ValueError("route_as='image' needs `route`: per sample, (K, 2) ego-frame route points")
+                raise UserError("route_as='image' needs `route`: per sample, (K, 2) ego-frame route points")
             out["route_image"] = torch.from_numpy(np.stack([
                 render_route_image(r, tuple(self.route_image_size), self.route_meters_ahead) for r in route
             ]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from ...errors import UserError
 from ..common.config_utils import VISION_PREFIX_TOKENS, resolve_vision_config
 from ..common.lora import normalize_lora_config
 
@@ -153,37 +154,37 @@ class WaypointVLMConfig(PretrainedConfig):
         def positive(name: str) -> None:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"WaypointVLMConfig.{name} must be a positive integer, got {value!r}")
+                raise UserError(f"WaypointVLMConfig.{name} must be a positive integer, got {value!r}")
 
         for name in ("num_cameras", "num_past_states", "past_state_dim", "num_intents", "num_waypoints", "waypoint_dim"):
             positive(name)
         if self.pooling not in POOLING_MODES:
-            raise ValueError(f"WaypointVLMConfig.pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+            raise UserError(f"WaypointVLMConfig.pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.pooling == "cls" and self.num_prefix_tokens < 1:
             with_cls = sorted(k for k, v in VISION_PREFIX_TOKENS.items() if v)
-            raise ValueError(
+            raise UserError(
                 f"WaypointVLMConfig.pooling='cls' needs a vision tower with a class token ({with_cls}); "
                 f"vision_config.model_type is {self.vision_config.model_type!r}: use 'mean' or 'attention'"
             )
         if self.pooling == "attention" and self.vision_hidden_size % self.attention_pool_heads:
-            raise ValueError(
+            raise UserError(
                 f"WaypointVLMConfig.attention_pool_heads={self.attention_pool_heads} must divide the vision "
                 f"hidden size {self.vision_hidden_size}"
             )
         if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"WaypointVLMConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+            raise UserError(f"WaypointVLMConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if not 0.0 <= self.head_dropout < 1.0:
-            raise ValueError(f"WaypointVLMConfig.head_dropout must be in [0, 1), got {self.head_dropout!r}")
+            raise UserError(f"WaypointVLMConfig.head_dropout must be in [0, 1), got {self.head_dropout!r}")
         if not self.head_hidden_sizes or any(int(h) < 1 for h in self.head_hidden_sizes):
-            raise ValueError(
+            raise UserError(
                 f"WaypointVLMConfig.head_hidden_sizes must be a non-empty list of positive widths, "
                 f"got {self.head_hidden_sizes!r}"
             )
         for name in ("past_state_scale", "waypoint_scale", "huber_delta"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"WaypointVLMConfig.{name} must be > 0, got {getattr(self, name)!r}")
+                raise UserError(f"WaypointVLMConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.lora is not None and not self.freeze_vision:
-            raise ValueError(
+            raise UserError(
                 "WaypointVLMConfig.lora trains adapters on a frozen vision tower, so freeze_vision must be True "
                 f"(got freeze_vision=False with lora={self.lora}); use either LoRA or full fine-tuning"
             )

@@ -36,6 +36,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...errors import UserError
 from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
 from ..common.init import init_module
@@ -121,13 +122,13 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         train / eval mode. A target that matches no module raises a ValueError listing the tower's Linear modules.
         """
         if self.has_vision_lora:
-            raise ValueError(
+            raise UserError(
                 f"the vision tower already has LoRA adapters (config.lora={self.config.lora}); call "
                 "`merge_vision_lora()` first to add new ones on top of the merged weights"
             )
         normalized = normalize_lora_config(lora, self.config.vision_config.model_type, field="WaypointVLMConfig.lora")
         if normalized is None:
-            raise ValueError("enable_vision_lora needs LoRA settings, e.g. {'r': 16}; got None")
+            raise UserError("enable_vision_lora needs LoRA settings, e.g. {'r': 16}; got None")
         targeted = self._inject_vision_lora(normalized)
         self.config.lora = normalized
         self.freeze_vision_model()
@@ -140,7 +141,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         with the adapted behaviour: use it for inference, to export, or to use the frozen-feature cache again.
         """
         if not self.has_vision_lora:
-            raise ValueError("the vision tower has no LoRA adapters to merge (config.lora is None)")
+            raise UserError("the vision tower has no LoRA adapters to merge (config.lora is None)")
         merged = merge_lora(self.vision_model)
         self.config.lora = None
         self.freeze_vision_model()
@@ -153,7 +154,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         `config.backbone_name_or_path`. `save_pretrained` already stores the adapters inside the full model.
         """
         if not self.has_vision_lora:
-            raise ValueError("the vision tower has no LoRA adapter to save (config.lora is None)")
+            raise UserError("the vision tower has no LoRA adapter to save (config.lora is None)")
         return save_lora_adapter(
             self.vision_model, self.config.lora, save_directory, base_model_name_or_path=self.config.backbone_name_or_path
         )
@@ -199,7 +200,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         given = [n for n, v in (("pixel_values", pixel_values), ("image_features", image_features),
                                 ("vision_hidden_states", vision_hidden_states)) if v is not None]
         if len(given) != 1:
-            raise ValueError(
+            raise UserError(
                 "pass exactly one of `pixel_values`, `image_features` and `vision_hidden_states`, got "
                 f"{given or 'none'}"
             )
@@ -214,7 +215,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
                 expected = f"(batch, {cfg.num_cameras}, 3, {size}, {size})"
                 ok = pixel_values.ndim == 5 and tuple(pixel_values.shape[1:]) == (cfg.num_cameras, 3, size, size)
             if not ok:
-                raise ValueError(
+                raise UserError(
                     f"`pixel_values` must have shape {expected} (num_cameras={cfg.num_cameras}, the tower's "
                     f"image_size={size}), got {tuple(pixel_values.shape)}; preprocess images with the model's "
                     "image processor"
@@ -223,14 +224,14 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         elif image_features is not None:
             width = cfg.num_cameras * cfg.vision_hidden_size
             if image_features.ndim != 2 or image_features.shape[1] != width:
-                raise ValueError(
+                raise UserError(
                     f"`image_features` must have shape (batch, {width}), got {tuple(image_features.shape)}"
                 )
             batch = image_features.shape[0]
         else:
             shape = tuple(vision_hidden_states.shape)
             if len(shape) != 4 or shape[1] != cfg.num_cameras or shape[3] != cfg.vision_hidden_size:
-                raise ValueError(
+                raise UserError(
                     f"`vision_hidden_states` must have shape (batch, {cfg.num_cameras}, tokens, "
                     f"{cfg.vision_hidden_size}) (the tower's last_hidden_state per camera), got {shape}"
                 )
@@ -238,18 +239,18 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         expected_past = (batch, cfg.num_past_states, cfg.past_state_dim)
         if past_states is None or tuple(past_states.shape) != expected_past:
             got = None if past_states is None else tuple(past_states.shape)
-            raise ValueError(
+            raise UserError(
                 f"`past_states` must have shape (batch, {cfg.num_past_states}, {cfg.past_state_dim}) = "
                 f"{expected_past} (pos x,y; vel x,y; accel x,y per past step), got {got}"
             )
         if intent is None or tuple(intent.shape) != (batch,):
             got = None if intent is None else tuple(intent.shape)
-            raise ValueError(f"`intent` must have shape (batch,) = ({batch},), got {got}")
+            raise UserError(f"`intent` must have shape (batch,) = ({batch},), got {got}")
         if intent.dtype.is_floating_point:
-            raise ValueError(f"`intent` must be an integer tensor, got dtype {intent.dtype}")
+            raise UserError(f"`intent` must be an integer tensor, got dtype {intent.dtype}")
         low, high = cfg.intent_offset, cfg.intent_offset + cfg.num_intents - 1
         if intent.numel() and (int(intent.min()) < low or int(intent.max()) > high):
-            raise ValueError(
+            raise UserError(
                 f"`intent` values must be in [{low}, {high}] (num_intents={cfg.num_intents}, "
                 f"intent_offset={cfg.intent_offset}), got values in [{int(intent.min())}, {int(intent.max())}]"
             )
@@ -363,7 +364,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         if labels is not None:
             expected = (batch, cfg.num_waypoints, cfg.waypoint_dim)
             if tuple(labels.shape) != expected:
-                raise ValueError(f"`labels` must have shape {expected}, got {tuple(labels.shape)}")
+                raise UserError(f"`labels` must have shape {expected}, got {tuple(labels.shape)}")
             loss = self.waypoint_loss(waypoints, labels.to(waypoints.dtype), labels_mask)
         return WaypointVLMOutput(
             loss=loss, waypoints=waypoints, image_features=features if output_image_features else None

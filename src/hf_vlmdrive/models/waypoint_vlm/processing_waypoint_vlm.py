@@ -24,6 +24,7 @@ from transformers import AutoImageProcessor, SiglipImageProcessor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from ...errors import UserError
 from .configuration_waypoint_vlm import WaypointVLMConfig
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class WaypointVLMProcessor(ProcessorMixin):
 
     def __init__(self, image_processor=None, num_cameras: int = 1, **kwargs):
         if image_processor is None:
-            raise ValueError("WaypointVLMProcessor needs an image_processor (see `build_image_processor`)")
+            raise UserError("WaypointVLMProcessor needs an image_processor (see `build_image_processor`)")
         self.num_cameras = int(num_cameras)
         super().__init__(image_processor, **kwargs)
 
@@ -120,7 +121,7 @@ class WaypointVLMProcessor(ProcessorMixin):
             else:
                 counts = {len(per) for per in images}
                 if counts != {self.num_cameras}:
-                    raise ValueError(
+                    raise UserError(
                         f"images must hold {self.num_cameras} camera image(s) per sample (num_cameras), got "
                         f"{sorted(counts)}"
                     )

@@ -368,10 +368,14 @@ def test_cli_arguments(cli):
     args = build_parser().parse_args(["--policy", "random", "--policy-seed", "4"])
     policy, name = make_policy(args)
     assert isinstance(policy, RandomPolicy) and policy.seed == 4 and "RandomPolicy" in name
-    with pytest.raises(SystemExit, match="exactly one"):
+    from hf_vlmdrive.errors import UserError
+
+    with pytest.raises(UserError, match="exactly one"):
         make_policy(build_parser().parse_args(["--policy", "zero", "--model", "d"]))
-    with pytest.raises(SystemExit, match="exactly one"):
+    with pytest.raises(UserError, match="exactly one"):
         make_policy(build_parser().parse_args([]))
+    # Through the command line: one line, exit code 2.
+    assert cli("eval", "libero", "--policy", "zero", "--model", "d") == 2
 
 
 # ------------------------------------------------------------------------------------------------ real simulator
@@ -436,7 +440,9 @@ def test_cli_server_policy_through_the_websocket_server(tmp_path):
         assert res["num_episodes"] == 2 and res["num_successes"] == 1
         assert all(e["error"] is None and e["inferences"] >= 1 for e in res["episodes"])
         assert server.requests_served >= 3
-    with pytest.raises(SystemExit, match="cannot connect"):
+    from hf_vlmdrive.errors import UserError
+
+    with pytest.raises(UserError, match="cannot connect"):
         make_policy(build_parser().parse_args(["--server", f"127.0.0.1:{server.port}"]))
 
 
@@ -464,3 +470,27 @@ def test_real_libero_episode_with_tiny_geovla(tmp_path):
     (ep,) = res["episodes"]
     assert ep["error"] is None, ep.get("traceback")
     assert ep["steps"] == 10 and ep["inferences"] == 2
+
+
+@pytest.mark.slow
+@needs_libero
+def test_real_libero_episode_through_the_server_and_the_openpi_client(tmp_path):
+    """The seed's evaluation loop: a policy server on a port, the LIBERO simulation as its websocket client
+    (openpi's own WebsocketClientPolicy), one short episode bounded by max_steps."""
+    tiny = pytest.importorskip("hf_vlmdrive.testing.tiny_geovla")
+    serving = pytest.importorskip("hf_vlmdrive.serving")
+    server_mod = pytest.importorskip("hf_vlmdrive.serving.server")
+    openpi = pytest.importorskip("openpi_client.websocket_client_policy")
+    tiny.save_tiny_geovla(tmp_path / "model")
+    policy = serving.load_policy(tmp_path / "model", device="cpu")
+    with server_mod.PolicyServer(policy, port=0) as server:
+        client = openpi.WebsocketClientPolicy(host="127.0.0.1", port=server.port)
+        assert client.get_server_metadata()["action_chunk_size"] == 8
+        res = evaluate_libero(client, LiberoEvalConfig(suite="libero_spatial", max_tasks=1, episodes_per_task=1,
+                                                       max_steps=10, camera_size=128,
+                                                       results_path=str(tmp_path / "r.json")), progress=False)
+        served = server.requests_served
+    (ep,) = res["episodes"]
+    assert ep["error"] is None, ep.get("traceback")
+    assert ep["steps"] == 10 and ep["inferences"] == 2 and served >= 2
+    assert "libero_spatial" in res["protocol"] and json.loads((tmp_path / "r.json").read_text())["complete"]

@@ -16,6 +16,8 @@ import json
 import logging
 import sys
 
+from ..errors import MissingExtraError, UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -82,7 +84,7 @@ def _split_server(server: str) -> tuple[str, int | None]:
         return server, None
     host, _, port = server.rpartition(":")
     if not host or not port.isdigit():
-        raise SystemExit(f"hf-vlmdrive eval libero: --server must be HOST:PORT or ws://HOST:PORT, got {server!r}")
+        raise UserError(f"--server must be HOST:PORT or ws://HOST:PORT, got {server!r}")
     return host, int(port)
 
 
@@ -127,7 +129,7 @@ def _server_policy(args):
     try:
         return ReconnectingPolicy(connect), name
     except (OSError, TimeoutError, RuntimeError) as err:
-        raise SystemExit(f"hf-vlmdrive eval libero: cannot connect to the policy server {args.server}: "
+        raise UserError(f"cannot connect to the policy server {args.server}: "
                          f"{type(err).__name__}: {err}") from err
 
 
@@ -152,14 +154,14 @@ def _server_client(args):
         else:
             return (lambda: WebsocketClientPolicy(host=host, port=port, api_key=args.api_key),
                     f"openpi_client.WebsocketClientPolicy({args.server})")
-    raise SystemExit("hf-vlmdrive eval libero: no websocket client available: " + "; ".join(errors))
+    raise UserError("no websocket client available: " + "; ".join(errors))
 
 
 def make_policy(args):
     """(policy, description) for the parsed arguments."""
     chosen = [name for name in ("model", "server", "policy") if getattr(args, name)]
     if len(chosen) != 1:
-        raise SystemExit("hf-vlmdrive eval libero: give exactly one of --model DIR, --server HOST:PORT, "
+        raise UserError("give exactly one of --model DIR, --server HOST:PORT, "
                          f"--policy zero|random (got {chosen or 'none'})")
     from ..sim.libero import RandomPolicy, ZeroPolicy
 
@@ -174,7 +176,7 @@ def make_policy(args):
     try:
         from ..serving import load_policy
     except ImportError as err:
-        raise SystemExit(f"hf-vlmdrive eval libero: --model needs hf_vlmdrive.serving.load_policy ({err})") from err
+        raise MissingExtraError(f"--model needs hf_vlmdrive.serving.load_policy ({err})") from err
     policy = load_policy(args.model, device=args.device, num_steps=args.num_steps, dtype=args.dtype,
                          seed=args.policy_seed)
     return policy, f"load_policy({args.model!r}, seed={args.policy_seed})"

@@ -510,6 +510,8 @@ def load_sft_dataset(
         records = make_chat_records(anns, task="bvpi", prompt=prompt, image_root=root)
     else:
         raise UserError(f"task must be auto, sft, caption or bvpi, got {task!r}")
+    if not records:
+        raise UserError(f"no usable example in {path}: {report.summary()}")
     return to_sft_dataset(records), report
 
 

@@ -240,6 +240,8 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
                                  cfg.num_speed_wps, cfg.num_route_points)
     train_ds, eval_ds = make(train_dir), make(eval_dir)
     processor = build_processor(cfg, script_args.image_width, script_args.image_height, script_args.route_image_size)
+    for split, ds, root in (("train", train_ds, train_dir), ("held-out", eval_ds, eval_dir)):
+        logger.info("%s data %s: read %d frame(s), skipped %s", split, root, len(ds), dict(ds.skipped) or 0)
     logger.info("SimLingo: %d training frames, %d held-out frames; %.1f M parameters", len(train_ds), len(eval_ds),
                 sum(p.numel() for p in model.parameters()) / 1e6)
     trainer = SimLingoTrainer(model=model, args=training_args, train_dataset=train_ds, data_collator=SimLingoCollator(),

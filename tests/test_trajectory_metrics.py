@@ -90,3 +90,33 @@ def test_evaluate_metric_loads_by_path_offline_and_matches_function():
     assert out == trajectory_metrics(pred, gt)
     with pytest.raises(ValueError, match="unknown metric"):
         load_metric("does_not_exist")
+
+
+def test_l2_at_2hz_comparable_with_papers():
+    pred, gt = linear_error_case()  # point i (t = (i+1)/4 s) off by i+1 m
+    m = trajectory_metrics(pred, gt)
+    # 2 Hz points: t = 0.5, 1.0, 1.5, ... s = 4 Hz indices 1, 3, 5, ... -> errors 2, 4, 6, ...
+    # ST-P3 / VAD at 2 Hz: 1 s -> mean(2, 4) = 3; 2 s -> mean(2, 4, 6, 8) = 5; 3 s -> mean(2..12 even) = 7
+    assert (m["l2@1s_stp3_2hz"], m["l2@2s_stp3_2hz"], m["l2@3s_stp3_2hz"]) == pytest.approx((3.0, 5.0, 7.0))
+    assert m["l2_avg_stp3_2hz"] == pytest.approx(5.0)
+    # UniAD "at t" is the same point at both rates
+    assert (m["l2@1s_uniad_2hz"], m["l2@2s_uniad_2hz"], m["l2@3s_uniad_2hz"]) == pytest.approx((4.0, 8.0, 12.0))
+    assert m["l2_avg_uniad_2hz"] == pytest.approx(m["l2_avg_uniad"])
+    assert m["l2@1s_stp3"] == pytest.approx(2.5)  # the 4 Hz keys are kept
+    assert "2 Hz" in m["protocol"] and "comparable" in m["protocol"] and "masked" in m["protocol"]
+    # data already at 2 Hz: the 2 Hz figures equal the native ones
+    m2 = trajectory_metrics(pred[:, 1::2], gt[:, 1::2], frequency_hz=2.0)
+    assert m2["l2@3s_stp3_2hz"] == pytest.approx(m2["l2@3s_stp3"]) == pytest.approx(7.0)
+    # a rate that is not a multiple of 2 Hz: no 2 Hz keys
+    assert "l2_avg_stp3_2hz" not in trajectory_metrics(pred[:, :15], gt[:, :15], frequency_hz=5.0, horizons_s=(3.0,))
+
+
+def test_l2_2hz_with_masks():
+    pred, gt = linear_error_case()
+    mask = np.ones((2, 20), dtype=bool)
+    pred, gt = np.concatenate([pred, pred]), np.concatenate([gt, gt])
+    mask[1, 3] = False  # the 1 s point of sample 2 (2 Hz index 1)
+    m = trajectory_metrics(pred, gt, masks=mask)
+    # sample 1: mean(2, 4) = 3; sample 2: only the 0.5 s point is valid up to 1 s -> 2; mean 2.5
+    assert m["l2@1s_stp3_2hz"] == pytest.approx(2.5)
+    assert m["l2@1s_uniad_2hz"] == pytest.approx(4.0)  # sample 2 is left out "at 1 s"

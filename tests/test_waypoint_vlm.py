@@ -210,7 +210,7 @@ def test_from_backbone_errors_on_a_checkpoint_without_the_tower(tmp_path):
         (dict(past_states=torch.randn(2, 16, 4)), "`past_states` must have shape"),
         (dict(past_states=None), "`past_states` must have shape"),
         (dict(intent=torch.tensor([1, 7])), r"`intent` values must be in \[1, 3\]"),
-        (dict(intent=torch.tensor([0, 1])), r"`intent` values must be in \[1, 3\]"),
+        (dict(intent=torch.tensor([-1, 1])), r"`intent` values must be in \[1, 3\] or 0 \(UNKNOWN\)"),
         (dict(intent=torch.tensor([1.0, 2.0])), "`intent` must be an integer tensor"),
         (dict(intent=torch.tensor([1])), r"`intent` must have shape \(batch,\)"),
     ],
@@ -220,6 +220,67 @@ def test_bad_inputs_give_clear_errors(change, match):
     x = {**inputs(), **change}
     with pytest.raises(ValueError, match=match):
         model(**x)
+
+
+def test_unknown_intent_zero_default_is_an_all_zero_onehot():
+    torch.manual_seed(0)
+    model = WaypointVLMModel(tiny_config()).eval()
+    assert model.config.unknown_intent == "zeros" and model.config.head_input_size == 32 + 96 + 3
+    x = inputs(batch=4)
+    x["intent"] = torch.tensor([0, 1, 2, 3])  # a WOD-E2E frame with intent UNKNOWN first
+    onehot = model.intent_onehot(x["intent"], torch.float32)
+    assert onehot.tolist() == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    with torch.no_grad():
+        out = model(**x).waypoints
+        # UNKNOWN = the head fed a zero intent block; known intents unchanged by the UNKNOWN row
+        feats = model.encode_images(x["pixel_values"])
+        past = x["past_states"].reshape(4, -1)
+        manual = model.head(torch.cat([feats, past, onehot], -1)).reshape(4, 20, 2)
+        known = model(**{**x, "pixel_values": x["pixel_values"][1:], "past_states": x["past_states"][1:],
+                         "intent": x["intent"][1:]}).waypoints
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, manual)
+    torch.testing.assert_close(out[1:], known)
+
+
+def test_unknown_intent_error_and_own_slot():
+    x = {**inputs(), "intent": torch.tensor([0, 2])}
+    with pytest.raises(ValueError, match=r"`intent` values must be in \[1, 3\] \(num_intents"):
+        WaypointVLMModel(tiny_config(unknown_intent="error"))(**x)
+    model = WaypointVLMModel(tiny_config(unknown_intent="own_slot")).eval()
+    assert model.config.head_input_size == 32 + 96 + 4
+    assert model.intent_onehot(torch.tensor([0, 1, 3]), torch.float32).tolist() == [
+        [0, 0, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0]]
+    assert model(**x).waypoints.shape == (2, 20, 2)
+    with pytest.raises(ValueError, match="unknown_intent"):
+        tiny_config(unknown_intent="drop")
+    with pytest.raises(ValueError, match="own_slot"):
+        tiny_config(unknown_intent="own_slot", num_intents=4, intent_offset=0)
+    # UNKNOWN as a regular class (num_intents=4, intent_offset=0): the option has no effect
+    four = WaypointVLMModel(tiny_config(num_intents=4, intent_offset=0))
+    assert four.intent_onehot(torch.tensor([0, 3]), torch.float32).tolist() == [[1, 0, 0, 0], [0, 0, 0, 1]]
+
+
+def test_saved_config_without_unknown_intent_loads_identically(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    model = WaypointVLMModel(tiny_config()).eval()
+    model.save_pretrained(tmp_path)
+    cfg_path = tmp_path / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    saved.pop("unknown_intent", None)  # a config saved before the option existed
+    cfg_path.write_text(json.dumps(saved))
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    assert again.config.unknown_intent == "zeros" and again.config.head_input_size == model.config.head_input_size
+    x = {**inputs(), "intent": torch.tensor([1, 3])}
+    with torch.no_grad():
+        torch.testing.assert_close(again(**x).waypoints, model(**x).waypoints)
+        # the intent block for 1..3 is the plain one-hot, as before the option existed
+        onehot = torch.nn.functional.one_hot(x["intent"] - 1, 3).float()
+        feats = model.encode_images(x["pixel_values"])
+        manual = model.head(torch.cat([feats, x["past_states"].reshape(2, -1), onehot], -1)).reshape(2, 20, 2)
+        torch.testing.assert_close(model(**x).waypoints, manual)
 
 
 def test_wrong_label_shape_and_camera_count():

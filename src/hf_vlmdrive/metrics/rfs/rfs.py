@@ -1,4 +1,9 @@
-"""Waymo Rater Feedback Score (RFS) of the WOD-E2E challenge (SPEC 3.3)."""
+"""Waymo Rater Feedback Score (RFS) of the WOD-E2E challenge (SPEC 3.3).
+
+Reference: `get_rater_feedback_score` in
+github:waymo-research/waymo-open-dataset `src/waymo_open_dataset/metrics/python/rater_feedback_utils.py`
+(commit 99a4cb3f, default arguments). `frame_scores` equals its `rater_feedback_score` output.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +15,44 @@ _DESCRIPTION = """
 Rater Feedback Score: predicted trajectories are scored against up to three rater trajectories, each
 scored 0-10 by human raters (score < 0 or missing = invalid rater trajectory, ignored).
 
-Reading of the official metric implemented here (20 points at 4 Hz, point k at t = (k + 1) / 4 s):
-1. Trust regions at t = 3 s (point 12) and t = 5 s (point 20), around the rater trajectory's point,
-   in the rater trajectory's own frame at that time (longitudinal = its heading, from the previous
-   point; lateral = perpendicular). Base thresholds 1.0 m (3 s) and 1.8 m (5 s), multiplied by 1.0
-   laterally and 4.0 longitudinally, and by the speed scale clip(0.5 + 0.5 * (v - 1.4) / 9.6, 0.5, 1)
-   of the ego's initial speed v (m/s; |velocity| of the last past state).
-2. Normalised distance at a time t: max(|lateral| / lateral threshold, |longitudinal| / longitudinal
-   threshold); the excess is max(0, normalised distance - 1). The 3 s and 5 s results are combined by
-   taking the larger excess: a prediction is inside the trust region only if it is inside at both times.
-3. Score against one rater trajectory of score s: s when the excess is 0 (inside), otherwise
-   max(4, s * 0.1 ** excess) - the score decays by a factor 0.1 per unit of normalised excess
-   distance, floored at 4 (a rater trajectory scored below 4 keeps its own score as the floor).
-4. The score of a prediction is its score against the best-matching valid rater trajectory (the one
-   giving the highest score).
-5. The score of a frame is the probability-weighted mean of its predictions' scores (probabilities
-   normalised to sum to 1; uniform when not given). Frames without any valid rater trajectory get NaN
-   and are left out of the mean; their number is returned.
-Malformed predictions (NaN / inf) score the floor (min(4, rater score)) against every rater: a miss.
+Definition = Waymo's official `get_rater_feedback_score` (waymo-open-dataset,
+src/waymo_open_dataset/metrics/python/rater_feedback_utils.py) with its default arguments
+(frequency 4 Hz, 5 s = 20 points, point k at t = (k + 1) / 4 s; lateral / longitudinal multipliers
+1.0 / 4.0; decay 0.1; minimum score outside the trust region 4.0; at most 3 rater trajectories):
+1. Directions: the rater trajectory is prefixed with the origin; the longitudinal direction at point t
+   is the displacement from point t - 1 to t (from the origin for t = 0); a zero displacement takes
+   the previous point's direction ((1, 0) at t = 0). Lateral = longitudinal rotated 90 deg left.
+2. Thresholds at t = 3 s (point 12) and t = 5 s (point 20): base 1.0 m and 1.8 m, times 1.0 laterally
+   and 4.0 longitudinally, times the speed scale clip(0.5 + 0.5 * (v - 1.4) / (11 - 1.4), 0.5, 1) of
+   the ego's initial speed v (m/s).
+3. Normalised distance d[p, i, h] of prediction i to rater trajectory p at horizon h:
+   max(|lateral| / lateral threshold, |longitudinal| / longitudinal threshold).
+4. Per-horizon score: max over rater trajectories p of score[p] * 0.1 ** max(d[p, i, h] - 1, 0) (the
+   best rater is chosen separately at 3 s and at 5 s); the prediction's score is the mean of its 3 s
+   and 5 s scores.
+5. A prediction is inside the trust region when d[p, i, h] <= 1 at both horizons for one and the same
+   rater trajectory p. A prediction that is not inside scores max(4, score); inside, no floor (a rater
+   trajectory scored below 4 can then give less than 4).
+6. The frame score is sum_i probability[i] * score[i], with the probabilities as given (not
+   renormalised); uniform 1 / I when none are given (the official requires them).
+What this implementation does beyond the official (documented, not in the reference):
+- frames without any valid rater trajectory get NaN and are left out of the mean (the official raises);
+  their number is returned as `num_frames_without_raters`;
+- more than three valid rater trajectories: the first three valid ones are used (as the official's
+  truncation to 3);
+- predictions longer than 20 points are cut to 20 (the official raises); shorter ones are rejected;
+- a non-finite prediction is a miss: 4.0, the score of a prediction infinitely far away (the official
+  returns NaN); a rater trajectory with non-finite points is treated as invalid;
+- shape errors and non-finite or negative probabilities raise ValueError.
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: (B, I, 20, 2) or (B, 20, 2) predicted waypoints (x forward, y left, metres).
-    rater_trajectories: (B, R, 20, 2) rater-specified trajectories (R <= 3, zero padded).
+    rater_trajectories: (B, R, 20, 2) rater-specified trajectories (zero padded).
     rater_scores: (B, R) rater scores in [0, 10]; -1 (any negative) marks an invalid / absent one.
     initial_speed: (B,) ego speed at t = 0 in m/s, or pass `past_states` (B, 16, 6) instead.
-    probabilities: optional (B, I) per-prediction probabilities.
+    probabilities: optional (B, I) per-prediction probabilities, used as given.
 Returns:
     {"rfs": mean frame score, "rfs_min", "num_frames" (scored), "num_frames_without_raters",
      "protocol"}.
@@ -57,45 +73,43 @@ _CITATION = """
 }
 """
 
+NUM_POINTS = 20  # 5 s at 4 Hz
 HORIZON_INDICES = (11, 19)  # 3 s and 5 s at 4 Hz
 BASE_THRESHOLDS = (1.0, 1.8)
 LATERAL_SCALE, LONGITUDINAL_SCALE = 1.0, 4.0
 DECAY_BASE, SCORE_FLOOR = 0.1, 4.0
+MAX_RATERS = 3
 
 
 def speed_scale(speed: np.ndarray) -> np.ndarray:
-    """clip(0.5 + 0.5 * (v - 1.4) / 9.6, 0.5, 1)."""
-    return np.clip(0.5 + 0.5 * (np.asarray(speed, dtype=np.float64) - 1.4) / 9.6, 0.5, 1.0)
+    """clip(0.5 + 0.5 * (v - 1.4) / (11 - 1.4), 0.5, 1)."""
+    return np.clip(0.5 + 0.5 * (np.asarray(speed, dtype=np.float64) - 1.4) / (11 - 1.4), 0.5, 1.0)
 
 
-def _headings(rater: np.ndarray, index: int) -> np.ndarray:
-    """Unit heading (..., 2) of rater trajectories (..., T, 2) at `index` (last non-degenerate segment)."""
-    path = np.concatenate([np.zeros(rater.shape[:-2] + (1, 2)), rater], axis=-2)  # prepend t = 0
-    heading = np.zeros(rater.shape[:-2] + (2,))
-    heading[..., 0] = 1.0
-    found = np.zeros(rater.shape[:-2], dtype=bool)
-    for k in range(index + 1, 0, -1):  # segments ending at index, index-1, ...
-        seg = path[..., k, :] - path[..., k - 1, :]
-        norm = np.linalg.norm(seg, axis=-1)
-        use = (~found) & (norm > 1e-6)
-        heading[use] = seg[use] / norm[use, None]
-        found |= use
-    return heading
+def _longitudinal_directions(raters: np.ndarray) -> np.ndarray:
+    """Unit longitudinal directions (..., T, 2) of rater trajectories (..., T, 2), the official rule."""
+    path = np.concatenate([np.zeros(raters.shape[:-2] + (1, 2)), raters], axis=-2)  # prepend the origin
+    directions = path[..., 1:, :] - path[..., :-1, :]
+    magnitude = np.linalg.norm(directions, axis=-1)
+    directions[..., 0, :] = np.where((magnitude[..., 0] == 0)[..., None], [1.0, 0.0], directions[..., 0, :])
+    for t in range(1, directions.shape[-2]):
+        directions[..., t, :] = np.where((magnitude[..., t] == 0)[..., None], directions[..., t - 1, :],
+                                         directions[..., t, :])
+    return directions / np.linalg.norm(directions, axis=-1, keepdims=True)
 
 
-def normalised_excess(predictions: np.ndarray, raters: np.ndarray, initial_speed: np.ndarray) -> np.ndarray:
-    """Excess (B, I, R) of each prediction over each rater's trust region, the larger of 3 s and 5 s."""
-    scale = speed_scale(initial_speed)[:, None, None]  # (B, 1, 1)
-    excess = np.zeros(predictions.shape[:2] + raters.shape[1:2])
+def normalised_distances(predictions: np.ndarray, raters: np.ndarray, initial_speed: np.ndarray) -> np.ndarray:
+    """Normalised distance (B, I, R, 2) of each prediction to each rater trajectory at 3 s and 5 s."""
+    scale = speed_scale(initial_speed).reshape(-1, 1, 1)  # (B, 1, 1)
+    lng = _longitudinal_directions(raters)  # (B, R, T, 2)
+    lat = np.stack([-lng[..., 1], lng[..., 0]], axis=-1)
+    out = []
     for index, base in zip(HORIZON_INDICES, BASE_THRESHOLDS):
-        heading = _headings(raters, index)  # (B, R, 2)
-        normal = np.stack([-heading[..., 1], heading[..., 0]], axis=-1)
         diff = predictions[:, :, None, index, :] - raters[:, None, :, index, :]  # (B, I, R, 2)
-        lon = np.abs((diff * heading[:, None]).sum(-1))
-        lat = np.abs((diff * normal[:, None]).sum(-1))
-        dist = np.maximum(lat / (base * LATERAL_SCALE * scale), lon / (base * LONGITUDINAL_SCALE * scale))
-        excess = np.maximum(excess, np.maximum(dist - 1.0, 0.0))
-    return excess
+        lon_d = np.abs((diff * lng[:, None, :, index]).sum(-1))
+        lat_d = np.abs((diff * lat[:, None, :, index]).sum(-1))
+        out.append(np.maximum(lon_d / (base * LONGITUDINAL_SCALE * scale), lat_d / (base * LATERAL_SCALE * scale)))
+    return np.stack(out, axis=-1)
 
 
 def rater_feedback_score(
@@ -112,12 +126,13 @@ def rater_feedback_score(
         preds = preds[:, None]
     raters = np.asarray(rater_trajectories, dtype=np.float64)
     scores = np.asarray(rater_scores, dtype=np.float64)
-    if preds.ndim != 4 or preds.shape[-1] != 2 or preds.shape[2] < max(HORIZON_INDICES) + 1:
+    if preds.ndim != 4 or preds.shape[-1] != 2 or preds.shape[2] < NUM_POINTS:
         raise ValueError(f"predictions must be (B, I, 20, 2) or (B, 20, 2), got {np.shape(predictions)}")
     if raters.ndim != 4 or raters.shape[0] != preds.shape[0] or raters.shape[2:] != preds.shape[2:]:
         raise ValueError(f"rater_trajectories must be (B, R, {preds.shape[2]}, 2), got {raters.shape}")
     if scores.shape != raters.shape[:2]:
         raise ValueError(f"rater_scores must be (B, R) = {raters.shape[:2]}, got {scores.shape}")
+    preds, raters = preds[:, :, :NUM_POINTS], raters[:, :, :NUM_POINTS]
     if initial_speed is None:
         if past_states is None:
             raise ValueError("give initial_speed (B,) or past_states (B, 16, 6)")
@@ -125,25 +140,29 @@ def rater_feedback_score(
         initial_speed = np.linalg.norm(past[:, -1, 2:4], axis=-1)
     speed = np.asarray(initial_speed, dtype=np.float64).reshape(-1)
     b, i = preds.shape[:2]
+    if speed.size == 1:
+        speed = np.repeat(speed, b)
+    if speed.shape != (b,):
+        raise ValueError(f"initial_speed must be (B,) = ({b},), got {np.shape(initial_speed)}")
     if probabilities is None:
         probs = np.full((b, i), 1.0 / i)
     else:
         probs = np.asarray(probabilities, dtype=np.float64).reshape(b, i)
         if (probs < 0).any() or not np.isfinite(probs).all():
             raise ValueError("probabilities must be finite and >= 0")
-        total = probs.sum(-1, keepdims=True)
-        probs = np.where(total > 0, probs / np.where(total > 0, total, 1.0), 1.0 / i)
-    valid = (scores >= 0) & np.isfinite(raters).all(axis=(-1, -2))  # (B, R)
+    valid = np.isfinite(scores) & (scores >= 0) & np.isfinite(raters).all(axis=(-1, -2))  # (B, R)
+    valid &= np.cumsum(valid, axis=1) <= MAX_RATERS  # the first three valid raters, as the official
     finite = np.isfinite(preds).all(axis=(-1, -2))  # (B, I)
     safe_preds = np.where(finite[..., None, None], preds, 0.0)
     safe_raters = np.where(valid[..., None, None], raters, 0.0)
-    excess = normalised_excess(safe_preds, safe_raters, speed)  # (B, I, R)
-    s = scores[:, None, :]
-    floor = np.minimum(SCORE_FLOOR, s)
-    per_rater = np.where(excess <= 0.0, s, np.maximum(floor, s * DECAY_BASE**excess))
-    per_rater = np.where(finite[..., None], per_rater, floor)  # a malformed prediction is a miss
-    per_rater = np.where(valid[:, None, :], per_rater, -np.inf)
-    per_pred = per_rater.max(-1)  # best-matching rater, (B, I)
+    dist = normalised_distances(safe_preds, safe_raters, speed)  # (B, I, R, 2)
+    dist = np.where(finite[:, :, None, None], dist, np.inf)  # a malformed prediction is infinitely far
+    inside = (np.all(dist <= 1.0, axis=-1) & valid[:, None, :]).any(-1)  # (B, I)
+    safe_scores = np.where(valid, scores, 0.0)
+    per_horizon = safe_scores[:, None, :, None] * DECAY_BASE ** np.maximum(dist - 1.0, 0.0)  # (B, I, R, 2)
+    per_horizon = np.where(valid[:, None, :, None], per_horizon, -np.inf).max(axis=2)  # best rater per horizon
+    per_pred = per_horizon.mean(-1)  # (B, I)
+    per_pred = np.where(inside, per_pred, np.maximum(SCORE_FLOOR, per_pred))
     has_rater = valid.any(-1)
     frame = np.where(has_rater, (np.where(has_rater[:, None], per_pred, 0.0) * probs).sum(-1), np.nan)
     scored = frame[has_rater]
@@ -153,9 +172,11 @@ def rater_feedback_score(
         "num_frames": int(scored.size),
         "num_frames_without_raters": int((~has_rater).sum()),
         "frame_scores": frame,
-        "protocol": "WOD-E2E rater feedback score: trust regions 1.0 m @3 s / 1.8 m @5 s, lateral x1 / "
-        "longitudinal x4, speed scale clip(0.5+0.5(v-1.4)/9.6, 0.5, 1), decay 0.1**excess, floor 4, "
-        "max over valid raters, probability-weighted per frame, mean over frames with raters",
+        "protocol": "WOD-E2E rater feedback score = official get_rater_feedback_score (waymo-open-dataset "
+        "rater_feedback_utils.py, defaults): trust regions 1.0 m @3 s / 1.8 m @5 s, lateral x1 / longitudinal "
+        "x4, speed scale clip(0.5+0.5(v-1.4)/9.6, 0.5, 1), per horizon best rater score x 0.1**excess, mean "
+        "of 3 s and 5 s, floor 4 outside every rater's trust region, probabilities as given; mean over "
+        "frames with valid raters",
     }
 
 
@@ -195,4 +216,4 @@ class Rfs(evaluate.Metric):
         return out
 
 
-__all__ = ["Rfs", "normalised_excess", "rater_feedback_score", "speed_scale"]
+__all__ = ["Rfs", "normalised_distances", "rater_feedback_score", "speed_scale"]

@@ -17,9 +17,17 @@ points sampled at `frequency_hz` starting one step after the present (WOD-E2E: 2
   `l2@{h}s_stp3` = ST-P3 / VAD convention, the mean L2 over all points up to h ("average up to t");
   `l2@{h}s_uniad` = UniAD convention, the L2 of the single point at h ("at t"); plus `l2_avg_stp3` and
   `l2_avg_uniad`, the mean over the horizons (the "Avg." column of those papers).
-  Both use every point at the data's own rate (the papers used 2 Hz nuScenes samples).
-- Optional `masks` (N, T) drop invalid future points; a sample with no valid point at a horizon is left
-  out of that horizon's average (its count is returned as `num_samples@{h}s`).
+  Both use every point at the data's own rate.
+- The same L2 on the points subsampled to 2 Hz (t = 0.5, 1.0, 1.5, ... s), the rate of the nuScenes
+  samples the published tables (ST-P3, VAD, UniAD) are computed on: `l2@{h}s_stp3_2hz`,
+  `l2@{h}s_uniad_2hz`, `l2_avg_stp3_2hz`, `l2_avg_uniad_2hz`. These are the figures comparable with
+  papers. "At t" is the same point at both rates (`_uniad_2hz` == `_uniad`); "average up to t" differs
+  (at 2 Hz, 2 points up to 1 s instead of 4). Computed when `frequency_hz` is a multiple of 2 Hz.
+- Optional `masks` (N, T) drop invalid future points: "average up to t" (ADE, `_stp3`) is the mean
+  over the valid points up to t; "at t" (FDE@h, `_uniad`) leaves out a sample whose point at t is
+  invalid; a sample with no valid point at a horizon is left out of that horizon's average (the count
+  of samples valid at h is returned as `num_samples@{h}s`). Masked points are never counted as zero
+  error. `fde` uses each sample's last valid point.
 
 Returned keys also include `num_samples` and `protocol` (a string stating the conventions).
 """
@@ -117,10 +125,29 @@ def trajectory_metrics(
     if l2_horizons_s:
         out["l2_avg_stp3"] = float(np.mean(stp3))
         out["l2_avg_uniad"] = float(np.mean(uniad))
+    step = frequency_hz / 2.0  # points per 0.5 s
+    has_2hz = bool(l2_horizons_s) and step >= 1 and abs(step - round(step)) < 1e-9
+    if has_2hz:
+        step = int(round(step))
+        keep = np.arange(step - 1, t, step)  # the points at 0.5, 1.0, 1.5, ... s
+        d2, m2 = dist[:, keep], mask[:, keep]
+        stp3_2hz, uniad_2hz = [], []
+        for h in l2_horizons_s:
+            i = _horizon_index(h, 2.0, len(keep))
+            out[f"l2@{h:g}s_stp3_2hz"] = mean_of(_masked_mean(d2[:, : i + 1], m2[:, : i + 1]))
+            out[f"l2@{h:g}s_uniad_2hz"] = mean_of(np.where(m2[:, i], d2[:, i], np.nan))
+            stp3_2hz.append(out[f"l2@{h:g}s_stp3_2hz"])
+            uniad_2hz.append(out[f"l2@{h:g}s_uniad_2hz"])
+        out["l2_avg_stp3_2hz"] = float(np.mean(stp3_2hz))
+        out["l2_avg_uniad_2hz"] = float(np.mean(uniad_2hz))
     out["num_samples"] = int(n)
     out["protocol"] = (
         f"L2 metres over {t} points at {frequency_hz:g} Hz; l2@*_stp3 = mean up to t (ST-P3/VAD), "
         "l2@*_uniad = at t (UniAD)"
+        + ("; l2@*_2hz = the same on the points subsampled to 2 Hz (0.5 s steps), the figures comparable "
+           "with published nuScenes tables" if has_2hz else "")
+        + "; masked points are left out (mean over the valid points up to t; a sample invalid at t is "
+        "left out of 'at t'), never counted as zero error"
     )
     return out
 

@@ -10,6 +10,8 @@ from ..common.lora import normalize_lora_config
 
 POOLING_MODES = ("mean", "cls", "attention")
 LOSS_TYPES = ("mse", "l1", "huber")
+UNKNOWN_INTENT_MODES = ("zeros", "error", "own_slot")
+UNKNOWN_INTENT = 0  # the WOD-E2E intent enum's UNKNOWN
 
 
 class WaypointVLMConfig(PretrainedConfig):
@@ -44,6 +46,15 @@ class WaypointVLMConfig(PretrainedConfig):
             Subtracted from the raw intent value before the one-hot. With the Waymo enum (UNKNOWN=0,
             GO_STRAIGHT=1, GO_LEFT=2, GO_RIGHT=3) the default maps GO_STRAIGHT..GO_RIGHT to 0..2; use
             `num_intents=4, intent_offset=0` to keep UNKNOWN as its own class.
+        unknown_intent (`str`, *optional*, defaults to `"zeros"`):
+            What the intent UNKNOWN (raw value 0, WOD-E2E's `UNKNOWN`) becomes when it is outside the
+            one-hot range [intent_offset, intent_offset + num_intents - 1] (as with the defaults):
+            `"zeros"` (default): an all-zero intent one-hot (no intent information; the head input width
+            and the outputs for the other intents are unchanged, so every saved model takes it);
+            `"error"`: reject it, as before this option existed; `"own_slot"`: one extra one-hot slot
+            (index num_intents) for UNKNOWN, so the head input grows by one (a new model; needs
+            intent_offset >= 1). With 0 inside the range (e.g. `intent_offset=0`) it is a regular class
+            and this option has no effect. Other out-of-range values always raise.
         head_hidden_sizes (`list[int]`, *optional*, defaults to `[512, 512]`):
             Widths of the head's hidden layers (each Linear -> LayerNorm -> GELU -> Dropout).
         head_dropout (`float`, *optional*, defaults to 0.1):
@@ -90,6 +101,7 @@ class WaypointVLMConfig(PretrainedConfig):
         past_state_dim: int = 6,
         num_intents: int = 3,
         intent_offset: int = 1,
+        unknown_intent: str = "zeros",
         head_hidden_sizes: list[int] | None = None,
         head_dropout: float = 0.1,
         num_waypoints: int = 20,
@@ -112,6 +124,7 @@ class WaypointVLMConfig(PretrainedConfig):
         self.past_state_dim = past_state_dim
         self.num_intents = num_intents
         self.intent_offset = intent_offset
+        self.unknown_intent = unknown_intent
         self.head_hidden_sizes = list(head_hidden_sizes) if head_hidden_sizes is not None else [512, 512]
         self.head_dropout = head_dropout
         self.num_waypoints = num_waypoints
@@ -146,9 +159,21 @@ class WaypointVLMConfig(PretrainedConfig):
         return VISION_PREFIX_TOKENS.get(self.vision_config.model_type, 0)
 
     @property
+    def unknown_intent_in_range(self) -> bool:
+        """Whether the raw value UNKNOWN (0) is a regular one-hot class (inside the intent range)."""
+        return self.intent_offset <= UNKNOWN_INTENT <= self.intent_offset + self.num_intents - 1
+
+    @property
+    def intent_onehot_size(self) -> int:
+        """Width of the intent one-hot: num_intents, plus one with `unknown_intent="own_slot"`."""
+        extra = self.unknown_intent == "own_slot" and not self.unknown_intent_in_range
+        return self.num_intents + int(extra)
+
+    @property
     def head_input_size(self) -> int:
         """Width of [pooled features of every camera, flattened past states, intent one-hot]."""
-        return self.num_cameras * self.vision_hidden_size + self.num_past_states * self.past_state_dim + self.num_intents
+        return (self.num_cameras * self.vision_hidden_size + self.num_past_states * self.past_state_dim
+                + self.intent_onehot_size)
 
     def _validate(self) -> None:
         def positive(name: str) -> None:
@@ -170,6 +195,15 @@ class WaypointVLMConfig(PretrainedConfig):
             raise UserError(
                 f"WaypointVLMConfig.attention_pool_heads={self.attention_pool_heads} must divide the vision "
                 f"hidden size {self.vision_hidden_size}"
+            )
+        if self.unknown_intent not in UNKNOWN_INTENT_MODES:
+            raise UserError(
+                f"WaypointVLMConfig.unknown_intent must be one of {UNKNOWN_INTENT_MODES}, got {self.unknown_intent!r}"
+            )
+        if self.unknown_intent == "own_slot" and self.unknown_intent_in_range:
+            raise UserError(
+                "WaypointVLMConfig.unknown_intent='own_slot' needs UNKNOWN (0) outside the intent range "
+                f"(intent_offset >= 1), got intent_offset={self.intent_offset}: 0 is already a class"
             )
         if self.loss_type not in LOSS_TYPES:
             raise UserError(f"WaypointVLMConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")

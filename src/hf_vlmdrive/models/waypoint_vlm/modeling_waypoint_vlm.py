@@ -43,7 +43,7 @@ from ..common.init import init_module
 from ..common.lora import has_lora, inject_lora, merge_lora, normalize_lora_config, save_lora_adapter
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
-from .configuration_waypoint_vlm import WaypointVLMConfig
+from .configuration_waypoint_vlm import UNKNOWN_INTENT, WaypointVLMConfig
 
 
 @dataclass
@@ -249,12 +249,30 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
         if intent.dtype.is_floating_point:
             raise UserError(f"`intent` must be an integer tensor, got dtype {intent.dtype}")
         low, high = cfg.intent_offset, cfg.intent_offset + cfg.num_intents - 1
-        if intent.numel() and (int(intent.min()) < low or int(intent.max()) > high):
+        bad = (intent < low) | (intent > high)
+        if cfg.unknown_intent != "error":
+            bad &= intent != UNKNOWN_INTENT
+        if intent.numel() and bool(bad.any()):
+            unknown = "" if cfg.unknown_intent == "error" else f" or {UNKNOWN_INTENT} (UNKNOWN)"
             raise UserError(
-                f"`intent` values must be in [{low}, {high}] (num_intents={cfg.num_intents}, "
-                f"intent_offset={cfg.intent_offset}), got values in [{int(intent.min())}, {int(intent.max())}]"
+                f"`intent` values must be in [{low}, {high}]{unknown} (num_intents={cfg.num_intents}, "
+                f"intent_offset={cfg.intent_offset}, unknown_intent={cfg.unknown_intent!r}), got values in "
+                f"[{int(intent.min())}, {int(intent.max())}]"
             )
         return batch
+
+    def intent_onehot(self, intent: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B,) raw intents -> (B, intent_onehot_size) one-hot; UNKNOWN per `config.unknown_intent`."""
+        cfg = self.config
+        index = intent.long() - cfg.intent_offset
+        unknown = (intent == UNKNOWN_INTENT) & ((index < 0) | (index >= cfg.num_intents))
+        width = cfg.intent_onehot_size
+        if cfg.unknown_intent == "own_slot":
+            index = torch.where(unknown, torch.full_like(index, cfg.num_intents), index)
+        onehot = F.one_hot(index.clamp(0, width - 1), width).to(dtype)
+        if cfg.unknown_intent == "zeros":
+            onehot = onehot * (~unknown).to(dtype)[:, None]  # an all-zero one-hot: no intent information
+        return onehot
 
     def _tower_tokens(self, flat: torch.Tensor) -> torch.Tensor:
         """Tower output tokens of (M, 3, S, S) images -> (M, L, D), in the head's dtype."""
@@ -356,7 +374,7 @@ class WaypointVLMModel(FrozenVisionMixin, WaypointVLMPreTrainedModel):
             features = image_features
         features = features.to(self.head.net[0].weight.dtype)
         past = (past_states.to(features.dtype) / cfg.past_state_scale).reshape(batch, -1)  # (B, 96)
-        onehot = F.one_hot(intent.long() - cfg.intent_offset, cfg.num_intents).to(features.dtype)
+        onehot = self.intent_onehot(intent, features.dtype)
         out = self.head(torch.cat([features, past, onehot], dim=-1))
         waypoints = (out * cfg.waypoint_scale).reshape(batch, cfg.num_waypoints, cfg.waypoint_dim)
 

@@ -157,7 +157,7 @@ class TestSimLingoFamily(FamilyContract):
 
     def build_config(self, **overrides):
         kwargs = {"vision_config": SIMLINGO_VISION, "text_config": SIMLINGO_TEXT, "head_hidden_size": 16,
-                  "encoder_hidden_size": 16, **overrides}
+                  "encoder_hidden_size": 16, "projector_hidden_size": 32, **overrides}
         return SimLingoConfig(**kwargs)
 
     def build_inputs(self, model, batch_size=2):

@@ -111,7 +111,7 @@ def test_simlingo_processor_matches_the_reader_and_round_trips(tmp_path):
 
     root = tmp_path / "carla"
     write_carla_dataset(root, 1, seed=0, frames_per_route=6, width=96, height=48)
-    ds = CarlaRouteDataset(root, image_size=(48, 24))
+    ds = CarlaRouteDataset(root, image_size=(48, 24), skip_first_frames=0, require_full_future=False)
     processor = SimLingoProcessor(image_size=[48, 24], route_as="target_point")
     processor.save_pretrained(tmp_path / "proc")
     loaded = AutoProcessor.from_pretrained(tmp_path / "proc")

@@ -6,18 +6,22 @@ Layout: route folders `Town*_Rep*_<n>/` (searched recursively under the root) wi
 What a sample holds (numpy; stacked into tensors by [`SimLingoCollator`]):
 
 - `pixel_values` uint8 (T, N, 3, H, W): frames i-T+1..i (clamped at the route's start) of N cameras;
-- `speed` float32 (1,), m/s; `target_point` (2,) and `route_coords` (2, 2) = [target_point,
-  target_point_next], ego frame; `route_image` uint8 (3, RH, RW) BEV drawing of the route (when asked);
+- `speed` float32 (1,), m/s; `target_point` (2,), `target_point_next` (2,) and `route_coords` (2, 2) =
+  [target_point, target_point_next], ego frame; `route_image` uint8 (3, RH, RW) BEV drawing of the route (when asked);
 - `intrinsics` (N, 3, 3) from the camera FOV and image size, `extrinsics` (N, 4, 4) camera-to-ego;
 - `speed_wps_labels` (10, 2): future frames' ego_matrix translations in the current ego frame,
   R0^T (p - t0), x,y only, one per frame (4 Hz, 2.5 s); `speed_wps_mask` (10,): False where the future
   frame is past the route's end or its measurements are unreadable (the point is masked, not crashed);
 - `route_labels` (20, 2): the measurement's route (up to 40 points 1 m apart) resampled to 20 equally
-  spaced points (`route_spacing` m apart, from the route's first point; extended linearly past its end),
-  `route_mask` (20,);
+  spaced points (`route_spacing` m apart, from the ego origin, clamped at the route's end: the released
+  code; `route_resampling="extrapolate"`: SPEC's variant), `route_mask` (20,);
 - `command` int (CARLA 1..6).
 
-Routes are filtered by their `results.json.gz` (score_composed below `min_score` or a failed status);
+Samples: the released code's rule (the first 10 frames and frames without a complete future are not
+samples; `skip_first_frames=0, require_full_future=False` keeps every frame).
+Routes are filtered by their `results.json.gz` (the released rule: score_composed 100, or score_route > 94
+with only min-speed / outside-lane infractions; `route_filter="min_score"`: score_composed below `min_score`
+or a failed status);
 a missing or corrupt `results.json.gz`, and missing or corrupt measurement files, are skipped with a
 warning and counted in `dataset.skipped` (a `collections.Counter`).
 """
@@ -69,12 +73,32 @@ def waypoints_from_poses(ego_matrix_now: np.ndarray, future_matrices: np.ndarray
     return ((p - t0) @ rot)[:, :2]  # rows of R0^T (p - t0)
 
 
-def equal_spacing_route(points: np.ndarray, num_points: int = 20, spacing: float = 1.0) -> np.ndarray:
-    """Resample a polyline (P, 2) to `num_points` points `spacing` metres apart along it, from its first
-    point; past its end the last segment is extended linearly (a single point is extended straight ahead)."""
+ROUTE_RESAMPLINGS = ("reference", "extrapolate")
+ROUTE_FILTERS = ("reference", "min_score")
+
+
+def equal_spacing_route(points: np.ndarray, num_points: int = 20, spacing: float = 1.0,
+                        mode: str = "reference") -> np.ndarray:
+    """Resample an ego-frame polyline (P, 2) to `num_points` points `spacing` metres apart along it.
+
+    `mode="reference"` (the released simlingo_base, dataset_base.py:454-466): the ego origin (0, 0) is
+    prepended, arc lengths are the cumulative distances (plus 1e-4 per point, to keep them increasing) and
+    the points are `np.interp`olated at 0, spacing, 2*spacing, ...: the first point is the origin and past
+    the route's end the last point is repeated (clamped).
+    `mode="extrapolate"` (SPEC 1.2's variant): from the route's first point; past its end the last segment
+    is extended linearly (a single point is extended straight ahead)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(pts) == 0:
         raise UserError("route has no points")
+    if mode not in ROUTE_RESAMPLINGS:
+        raise UserError(f"route resampling mode must be one of {ROUTE_RESAMPLINGS}, got {mode!r}")
+    wanted = spacing * np.arange(num_points)
+    if mode == "reference":
+        route = np.concatenate([np.zeros((1, 2)), pts])
+        shift = np.roll(route, 1, axis=0)
+        shift[0] = shift[1]
+        dists = np.cumsum(np.linalg.norm(route - shift, axis=1)) + np.arange(len(route)) * 1e-4
+        return np.stack([np.interp(wanted, dists, route[:, 0]), np.interp(wanted, dists, route[:, 1])], axis=-1)
     keep = np.concatenate([[True], np.linalg.norm(np.diff(pts, axis=0), axis=-1) > 1e-6])
     pts = pts[keep]
     if len(pts) == 1:
@@ -82,10 +106,18 @@ def equal_spacing_route(points: np.ndarray, num_points: int = 20, spacing: float
     seg = np.diff(pts, axis=0)
     seg_len = np.linalg.norm(seg, axis=-1)
     arc = np.concatenate([[0.0], np.cumsum(seg_len)])
-    wanted = spacing * np.arange(num_points)
     idx = np.clip(np.searchsorted(arc, wanted, side="right") - 1, 0, len(seg) - 1)
     direction = seg[idx] / seg_len[idx, None]
     return pts[idx] + direction * (wanted - arc[idx])[:, None]
+
+
+def shift_points(points: np.ndarray, y_translation: float, yaw_deg: float) -> np.ndarray:
+    """Ego-frame points (K, 2) seen from the shifted camera of PDM-Lite's augmentation: R(yaw)^T (p - (0, y))
+    (the released dataset_base.py:592-609 `augment_route` / `augment_target_point`, get_waypoints:711-721)."""
+    yaw = np.deg2rad(yaw_deg)
+    rot = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return (rot.T @ (pts - np.array([[0.0, y_translation]])).T).T
 
 
 def camera_intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
@@ -121,9 +153,27 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         num_speed_wps: future frames turned into speed waypoints (4 Hz).
         num_route_points, route_spacing: the resampled route.
         route_image_size: `(RH, RW)` of `route_image`; `None` leaves `route_image` out.
-        min_score: routes whose results.json.gz has `scores.score_composed` below it are skipped
-            (the reference keeps only perfect routes, 100); `None` disables the filter (and the need for
-            results.json.gz).
+        route_filter: `"reference"` (the released simlingo_base, dataset_base.py:176-185): a route is kept
+            when `score_composed` >= 100, or when `score_route` > 94 and its only infractions are
+            `min_speed_infractions` / `outside_route_lanes`; `"min_score"` (SPEC 1.2's variant): kept when
+            `score_composed` >= `min_score` and its status is not "Failed...".
+        min_score: the threshold of `route_filter="min_score"`; `None` disables the filter (either kind; and
+            the need for results.json.gz).
+        skip_first_frames: the first frames of every route give no sample (the reference: 10,
+            `skip_first_n_frames`).
+        require_full_future: keep only frames with the reference's complete future: frame c (current) of a
+            route with F frames (jpgs of the first camera) is a sample when c <= F - num_speed_wps - 4
+            (dataset_base.py:198, `range(skip_first_n_frames, num_seq - pred_len - hist_len - 1)` with
+            pred_len = num_speed_wps + 1 and the current frame seq + hist_len - 1). `False` (SPEC's variant)
+            keeps every frame and masks the missing future points.
+        route_resampling: `"reference"` or `"extrapolate"`, see [`equal_spacing_route`].
+        shift_augmentation_prob: probability of the released shifted-camera augmentation
+            (`img_shift_augmentation`, carla_data.py:48-81; the reference trains with 0.5): the frame is read
+            from `rgb_augmented/` and the waypoints, route and target points are moved into that camera's
+            frame with the measurement's `augmentation_translation` (m, y) and `augmentation_rotation`
+            (degrees), see [`shift_points`]. Only with `cameras=("rgb",)`; frames without an augmented render
+            or those keys are read unshifted. 0 (default) turns it off (evaluation; data without renders).
+        seed: seed of the augmentation's random draws (per sample index, so workers agree).
         require_results: with the filter on, skip route folders without a results.json.gz (counted);
             `False` keeps them.
         camera_fov: horizontal field of view of the cameras, degrees (PDM-Lite: 110).
@@ -142,7 +192,30 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         min_score: float | None = 100.0,
         require_results: bool = True,
         camera_fov: float = 110.0,
+        route_filter: str = "reference",
+        skip_first_frames: int = 10,
+        require_full_future: bool = True,
+        route_resampling: str = "reference",
+        shift_augmentation_prob: float = 0.0,
+        seed: int = 0,
     ):
+        if not 0.0 <= shift_augmentation_prob <= 1.0:
+            raise UserError(f"shift_augmentation_prob must be in [0, 1], got {shift_augmentation_prob}")
+        if shift_augmentation_prob > 0 and tuple(cameras) != ("rgb",):
+            raise UserError(f"the shifted-camera augmentation needs cameras=('rgb',), got {tuple(cameras)}")
+        self.shift_augmentation_prob = shift_augmentation_prob
+        self.seed = seed
+        self._draws = 0
+        if route_filter not in ROUTE_FILTERS:
+            raise UserError(f"route_filter must be one of {ROUTE_FILTERS}, got {route_filter!r}")
+        if route_resampling not in ROUTE_RESAMPLINGS:
+            raise UserError(f"route_resampling must be one of {ROUTE_RESAMPLINGS}, got {route_resampling!r}")
+        if skip_first_frames < 0:
+            raise UserError(f"skip_first_frames must be >= 0, got {skip_first_frames}")
+        self.route_filter = route_filter
+        self.skip_first_frames = skip_first_frames
+        self.require_full_future = require_full_future
+        self.route_resampling = route_resampling
         bad = [c for c in cameras if c not in CAMERA_FOLDERS]
         if bad:
             raise UserError(f"cameras must be among {CAMERA_FOLDERS}, got {bad}")
@@ -159,6 +232,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         self.require_results = require_results
         self.camera_fov = camera_fov
         self.skipped: Counter[str] = Counter()
+        self.excluded: Counter[str] = Counter()  # frames the sampling rule leaves out (not problems)
         roots = root if isinstance(root, (list, tuple)) else [root]
         route_dirs: list[Path] = []
         for r in roots:
@@ -177,13 +251,24 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
             route = self._load_route(path)
             if route is None:
                 continue
-            for i in range(len(route.frames)):
-                self.index.append((len(self.routes), i))
+            num_seq = len(list((path / self.cameras[0]).glob("*.jpg")))
+            for i, frame in enumerate(route.frames):
+                number = int(frame)
+                if number < self.skip_first_frames:
+                    self.excluded["frame_in_first_frames"] += 1
+                elif self.require_full_future and number > num_seq - self.num_speed_wps - 4:
+                    self.excluded["frame_without_full_future"] += 1
+                else:
+                    self.index.append((len(self.routes), i))
             self.routes.append(route)
         if self.skipped:
             logger.warning("CARLA reader skipped: %s", dict(self.skipped))
+        if self.excluded:
+            logger.info("CARLA reader: frames that are not samples: %s", dict(self.excluded))
         if not self.index:
-            raise UserError(f"no usable frames under {[str(r) for r in roots]} (skipped: {dict(self.skipped)})")
+            raise UserError(f"no usable frames under {[str(r) for r in roots]} (skipped: {dict(self.skipped)}; not "
+                            f"samples: {dict(self.excluded)}; skip_first_frames={skip_first_frames}, "
+                            f"require_full_future={require_full_future})")
 
     # ------------------------------------------------------------------ scanning
     def _route_passes(self, path: Path) -> bool:
@@ -202,11 +287,18 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
                 record = record["_checkpoint"]["records"][0]
             score = float(record["scores"]["score_composed"])
             status = str(record.get("status", "Completed"))
+            if self.route_filter == "reference":
+                keep = score >= 100.0 or (
+                    float(record["scores"]["score_route"]) > 94.0
+                    and int(record["num_infractions"]) == len(record["infractions"]["min_speed_infractions"])
+                    + len(record["infractions"]["outside_route_lanes"]))
+            else:
+                keep = score >= self.min_score and not status.startswith("Failed")
         except (ValueError, KeyError, IndexError, TypeError) as err:
             logger.warning("skipping route %s: corrupt results.json.gz (%s)", path, err)
             self.skipped["route_corrupt_results"] += 1
             return False
-        if score < self.min_score or status.startswith("Failed"):
+        if not keep:
             self.skipped["route_filtered_by_results"] += 1
             return False
         return True
@@ -255,20 +347,36 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
         except OSError as err:
             raise UserError(f"cannot decode image {path}: {err}; delete or re-render that frame") from err
 
+    def _shift_of(self, route: _Route, frame: str, m: dict, i: int) -> tuple[float, float] | None:
+        """(y translation m, yaw deg) of the shifted camera for this draw, or None (the normal camera)."""
+        if self.shift_augmentation_prob <= 0:
+            return None
+        self._draws += 1
+        rng = np.random.default_rng([self.seed, i, self._draws])
+        if rng.random() >= self.shift_augmentation_prob:
+            return None
+        if "augmentation_translation" not in m or "augmentation_rotation" not in m:
+            return None
+        if not (route.path / "rgb_augmented" / f"{frame}.jpg").is_file():
+            return None
+        return float(m["augmentation_translation"]), float(m["augmentation_rotation"])
+
     def __getitem__(self, i: int) -> dict:
         route_i, frame_i = self.index[i]
         route = self.routes[route_i]
         frame = route.frames[frame_i]
         m = route.measurements[frame]
         number = int(frame)
+        shift = self._shift_of(route, frame, m, i)
         # Past frames by frame number (4 Hz); clamped to the earliest readable frame.
         history = []
         for k in range(self.num_frames - 1, -1, -1):
             past = f"{max(number - k, 0):0{len(frame)}d}"
             history.append(past if past in route.measurements and all(
                 (route.path / cam / f"{past}.jpg").is_file() for cam in self.cameras) else frame)
+        folders = ("rgb_augmented",) if shift is not None else self.cameras
         pixel_values = np.stack(
-            [np.stack([self._image(route.path / cam / f"{f}.jpg") for cam in self.cameras]) for f in history]
+            [np.stack([self._image(route.path / cam / f"{f}.jpg") for cam in folders]) for f in history]
         )  # (T, N, 3, H, W)
         height, width = pixel_values.shape[-2:]
 
@@ -283,18 +391,26 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
             wps_mask[k - 1] = True
 
         route_pts = np.asarray(m["route"], dtype=np.float64).reshape(-1, 2)
+        tp = np.asarray(m["target_point"], dtype=np.float32).reshape(2)
+        tp_next = np.asarray(m.get("target_point_next", m["target_point"]), dtype=np.float32).reshape(2)
+        if shift is not None:
+            wps = np.where(wps_mask[:, None], shift_points(wps, *shift), 0.0).astype(np.float32)
+            if len(route_pts):
+                route_pts = shift_points(route_pts, *shift)
+            tp = shift_points(tp, *shift)[0].astype(np.float32)
+            tp_next = shift_points(tp_next, *shift)[0].astype(np.float32)
         if len(route_pts):
-            route_labels = equal_spacing_route(route_pts, self.num_route_points, self.route_spacing)
+            route_labels = equal_spacing_route(route_pts, self.num_route_points, self.route_spacing,
+                                               self.route_resampling)
             route_mask = np.ones(self.num_route_points, dtype=bool)
         else:
             route_labels = np.zeros((self.num_route_points, 2))
             route_mask = np.zeros(self.num_route_points, dtype=bool)
-        tp = np.asarray(m["target_point"], dtype=np.float32).reshape(2)
-        tp_next = np.asarray(m.get("target_point_next", m["target_point"]), dtype=np.float32).reshape(2)
         sample = {
             "pixel_values": pixel_values,
             "speed": np.array([float(m["speed"])], dtype=np.float32),
             "target_point": tp,
+            "target_point_next": tp_next,
             "route_coords": np.stack([tp, tp_next]),
             "intrinsics": np.stack([camera_intrinsics(width, height, self.camera_fov)] * len(self.cameras)).astype(
                 np.float32),
@@ -304,6 +420,7 @@ class CarlaRouteDataset(torch.utils.data.Dataset):
             "route_labels": route_labels.astype(np.float32),
             "route_mask": route_mask,
             "command": int(m["command"]),
+            "shifted": shift is not None,
             "route_name": route.path.name,
             "frame": frame,
         }
@@ -322,5 +439,6 @@ __all__ = [
     "equal_spacing_route",
     "read_json_gz",
     "render_route_image",
+    "shift_points",
     "waypoints_from_poses",
 ]

@@ -158,7 +158,7 @@ class SimLingoCollator:
     """Stack [`CarlaRouteDataset`] samples into a SimLingo batch.
 
     Input keys (per sample, numpy): `pixel_values` (T,N,3,H,W) uint8, `speed` (1,), `target_point` (2,),
-    `route_coords` (K,2), optional `route_image` (3,RH,RW) uint8, `intrinsics` (N,3,3), `extrinsics`
+    `target_point_next` (2,), `route_coords` (K,2), optional `route_image` (3,RH,RW) uint8, `intrinsics` (N,3,3), `extrinsics`
     (N,4,4), `speed_wps_labels` (10,2), `speed_wps_mask` (10,), `route_labels` (20,2), `route_mask` (20,),
     plus `command`, `route_name`, `frame` (dropped unless `keep_meta`). The samples were preprocessed by the
     dataset with [`SimLingoProcessor`]'s functions (the same ones the processor applies to raw inputs).
@@ -170,8 +170,8 @@ class SimLingoCollator:
 
     keep_meta: bool = False
     tensor_keys: tuple[str, ...] = field(default=(
-        "pixel_values", "speed", "target_point", "route_coords", "route_image", "intrinsics", "extrinsics",
-        "speed_wps_labels", "speed_wps_mask", "route_labels", "route_mask",
+        "pixel_values", "speed", "target_point", "target_point_next", "route_coords", "route_image", "intrinsics",
+        "extrinsics", "speed_wps_labels", "speed_wps_mask", "route_labels", "route_mask",
     ))
 
     def __call__(self, samples: list[dict]) -> dict:

@@ -18,7 +18,7 @@ class SimLingoTrainingArguments(TrainingArguments):
 
     `learning_rate` is the peak learning rate of everything but the vision tower; `vision_learning_rate`
     that of the tower (defaults to `learning_rate`). Weight decay applies to weight matrices only (no
-    norms, biases, embeddings or learnable queries). `lr_scheduler_type` is ignored: the schedule is
+    norms, biases, embeddings or learnable queries, nor the route head unless `decay_route_head`). `lr_scheduler_type` is ignored: the schedule is
     always OneCycleLR (cosine annealing) with `pct_start` warm-up, stepped once per optimiser step.
     """
 
@@ -31,8 +31,14 @@ class SimLingoTrainingArguments(TrainingArguments):
     div_factor: float = field(default=25.0, metadata={"help": "OneCycleLR: initial lr = peak / div_factor."})
     final_div_factor: float = field(default=1e4, metadata={"help": "OneCycleLR: final lr = initial / this."})
     cycle_momentum: bool = field(
+        default=True,
+        metadata={"help": "Let OneCycleLR cycle AdamW's beta1 (0.95 -> 0.85 -> 0.95; torch's default, the released "
+                          "simlingo_base); off keeps betas (0.9, 0.999)."},
+    )
+    decay_route_head: bool = field(
         default=False,
-        metadata={"help": "Let OneCycleLR cycle AdamW's beta1 (0.85-0.95); off keeps betas (0.9, 0.999)."},
+        metadata={"help": "Weight-decay the route head's weight matrices (SPEC 1.2's variant); the released "
+                          "simlingo_base exempts the whole route head."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every column for the collator."})
     # SimLingo trains with torch's plain (for-each) AdamW; transformers 5 defaults to the fused kernel, which
@@ -76,10 +82,25 @@ class SimLingoScriptArguments(ModelConfigArguments):
     )
     synthetic_train_routes: int = field(default=24, metadata={"help": "Synthetic training routes to write."})
     synthetic_eval_routes: int = field(default=6, metadata={"help": "Synthetic held-out routes to write."})
-    synthetic_frames_per_route: int = field(default=24, metadata={"help": "Frames (4 Hz) per synthetic route."})
+    synthetic_frames_per_route: int = field(default=40, metadata={"help": "Frames (4 Hz) per synthetic route."})
     image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
     image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
     cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders (rgb,rgb_left,rgb_right)."})
+    skip_first_frames: int = field(
+        default=10, metadata={"help": "First frames of every route that give no sample (the released code: 10)."})
+    require_full_future: bool = field(
+        default=True, metadata={"help": "Only frames with a complete future (the released code); false keeps every "
+                                        "frame and masks the missing future points."})
+    route_filter: str = field(
+        default="reference", metadata={"help": "results.json.gz filter: reference (score 100, or score_route > 94 "
+                                               "with only min-speed / outside-lane infractions) or min_score (100)."})
+    route_resampling: str = field(
+        default="reference", metadata={"help": "Route labels: reference (from the ego origin, clamped at the end) or "
+                                               "extrapolate (from the first route point, extended linearly)."})
+    shift_augmentation_prob: float = field(
+        default=0.5, metadata={"help": "Training frames read from rgb_augmented/ with the labels moved into that "
+                                       "camera's frame (the released img_shift_augmentation, 0.5); frames without "
+                                       "an augmented render are read as they are; 0 turns it off; rgb camera only."})
     vision_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "LLaVA-NeXT Hub id / dir whose vision tower to use (e.g. "
@@ -106,6 +127,17 @@ class SimLingoEvalArguments:
     image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
     image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
     cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders."})
+    skip_first_frames: int = field(
+        default=10, metadata={"help": "First frames of every route that give no sample (the released code: 10)."})
+    require_full_future: bool = field(
+        default=True, metadata={"help": "Only frames with a complete future (the released code); false keeps every "
+                                        "frame and masks the missing future points."})
+    route_filter: str = field(
+        default="reference", metadata={"help": "results.json.gz filter: reference (score 100, or score_route > 94 "
+                                               "with only min-speed / outside-lane infractions) or min_score (100)."})
+    route_resampling: str = field(
+        default="reference", metadata={"help": "Route labels: reference (from the ego origin, clamped at the end) or "
+                                               "extrapolate (from the first route point, extended linearly)."})
     route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
     batch_size: int = field(default=16, metadata={"help": "Evaluation batch size."})
     num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})

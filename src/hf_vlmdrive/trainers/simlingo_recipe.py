@@ -24,7 +24,11 @@ logger = logging.getLogger(__name__)
 SPEED_WPS_HZ = 4.0  # one speed waypoint per saved CARLA frame
 
 
-def _dataset(root, cameras, num_frames, width, height, route_as, route_image_size, num_wps, num_route):
+READER_ARGS = ("skip_first_frames", "require_full_future", "route_filter", "route_resampling")
+
+
+def _dataset(root, cameras, num_frames, width, height, route_as, route_image_size, num_wps, num_route, args=None,
+             shift_augmentation_prob=0.0, seed=0):
     from ..data.carla import CarlaRouteDataset
 
     return CarlaRouteDataset(
@@ -35,6 +39,9 @@ def _dataset(root, cameras, num_frames, width, height, route_as, route_image_siz
         num_speed_wps=num_wps,
         num_route_points=num_route,
         route_image_size=(route_image_size, route_image_size) if route_as == "image" else None,
+        shift_augmentation_prob=shift_augmentation_prob if cameras.strip() == "rgb" else 0.0,
+        seed=seed,
+        **{k: getattr(args, k) for k in READER_ARGS if hasattr(args, k)},
     )
 
 
@@ -79,7 +86,8 @@ def evaluate_and_report(model, dataset, output_dir: str | Path | None, batch_siz
 
 
 # ---------------------------------------------------------------------- evaluation
-MODEL_INPUTS = ("pixel_values", "speed", "target_point", "route_coords", "route_image", "intrinsics", "extrinsics")
+MODEL_INPUTS = ("pixel_values", "speed", "target_point", "target_point_next", "route_coords", "route_image",
+                "intrinsics", "extrinsics")
 
 
 @torch.no_grad()
@@ -235,10 +243,11 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
                                 frames_per_route=script_args.synthetic_frames_per_route, **size)
     model = build_model(script_args, num_cameras=len(camera_dirs))
     cfg = model.config
-    make = lambda root: _dataset(root, script_args.cameras, cfg.num_frames, script_args.image_width,  # noqa: E731
-                                 script_args.image_height, cfg.route_as, script_args.route_image_size,
-                                 cfg.num_speed_wps, cfg.num_route_points)
-    train_ds, eval_ds = make(train_dir), make(eval_dir)
+    make = lambda root, shift=0.0: _dataset(  # noqa: E731
+        root, script_args.cameras, cfg.num_frames, script_args.image_width, script_args.image_height, cfg.route_as,
+        script_args.route_image_size, cfg.num_speed_wps, cfg.num_route_points, script_args, shift,
+        training_args.seed)
+    train_ds, eval_ds = make(train_dir, script_args.shift_augmentation_prob), make(eval_dir)
     processor = build_processor(cfg, script_args.image_width, script_args.image_height, script_args.route_image_size)
     for split, ds, root in (("train", train_ds, train_dir), ("held-out", eval_ds, eval_dir)):
         logger.info("%s data %s: read %d frame(s), skipped %s", split, root, len(ds), dict(ds.skipped) or 0)
@@ -281,7 +290,7 @@ def run_eval(args: SimLingoEvalArguments) -> dict:
                                                                             "--model_name_or_path"))
     cfg = model.config
     ds = _dataset(args.data_dir, args.cameras, cfg.num_frames, args.image_width, args.image_height, cfg.route_as,
-                  args.route_image_size, cfg.num_speed_wps, cfg.num_route_points)
+                  args.route_image_size, cfg.num_speed_wps, cfg.num_route_points, args)
     return evaluate_and_report(model, ds, args.output_dir, args.batch_size, args.num_plot_samples)
 
 

@@ -3,11 +3,14 @@ a constant-velocity baseline.
 
 `Trainer` stays the loop; only `create_optimizer` / `create_scheduler` are overridden:
 
-- four AdamW groups (the library's one builder, `trainers/param_groups.py`): {vision tower, rest} x
+- AdamW groups (the library's one builder, `trainers/param_groups.py`): {vision tower, route head, rest} x
   {decay, no decay}; the tower's groups use `vision_learning_rate`, the others `learning_rate`; weight decay
   (0.1) only on weight matrices, not on norms, biases, embeddings (camera / temporal / position / patch) or
-  learnable queries;
-- OneCycleLR over the run's optimiser steps, `pct_start` (5 %) warm-up, stepped by Trainer each step.
+  learnable queries, and not on the whole route head (the released code's `black_list_weight_names` holds
+  "route_head": simlingo_base_training/models/utils.py:25-41; `decay_route_head=True` is SPEC's variant);
+- OneCycleLR over the run's optimiser steps, `pct_start` (5 %) warm-up, stepped by Trainer each step, with
+  torch's default momentum cycling (AdamW beta1 0.95 -> 0.85 -> 0.95; models/driving.py:290-292 leaves
+  `cycle_momentum` at its default `True`); `cycle_momentum=False` keeps betas (0.9, 0.999).
 """
 
 from __future__ import annotations
@@ -20,16 +23,23 @@ from .param_groups import ParameterGroupsMixin, ParamGroupRule, build_parameter_
 
 
 def simlingo_parameter_groups(
-    model: nn.Module, learning_rate: float, vision_learning_rate: float | None = None, weight_decay: float = 0.1
+    model: nn.Module, learning_rate: float, vision_learning_rate: float | None = None, weight_decay: float = 0.1,
+    decay_route_head: bool = False,
 ) -> list[dict]:
     """AdamW parameter groups of SimLingo-base (trainable parameters only; empty groups dropped): `vision`,
-    `vision_no_decay`, `base`, `base_no_decay`, built by the library's one builder (`trainers/param_groups.py`)."""
-    return build_parameter_groups(model, simlingo_group_rules(vision_learning_rate), learning_rate, weight_decay)
+    `vision_no_decay`, `route_head`, `route_head_no_decay` (both without weight decay unless
+    `decay_route_head`), `base`, `base_no_decay`, built by the library's one builder (`trainers/param_groups.py`)."""
+    return build_parameter_groups(model, simlingo_group_rules(vision_learning_rate, decay_route_head), learning_rate,
+                                  weight_decay)
 
 
-def simlingo_group_rules(vision_learning_rate: float | None) -> list[ParamGroupRule]:
-    """The vision tower at `vision_learning_rate` (default: the base learning rate)."""
-    return [ParamGroupRule("vision", ("vision_model.*", "*.vision_model.*"), lr=vision_learning_rate)]
+def simlingo_group_rules(vision_learning_rate: float | None, decay_route_head: bool = False) -> list[ParamGroupRule]:
+    """The vision tower at `vision_learning_rate` (default: the base learning rate); the route head without
+    weight decay (the released code; `decay_route_head=True`: SPEC's variant, it decays like the rest)."""
+    rules = [ParamGroupRule("vision", ("vision_model.*", "*.vision_model.*"), lr=vision_learning_rate)]
+    if not decay_route_head:
+        rules.append(ParamGroupRule("route_head", ("route_head.*", "*.route_head.*"), weight_decay=0.0))
+    return rules
 
 
 class SimLingoTrainer(ParameterGroupsMixin, Trainer):
@@ -40,7 +50,8 @@ class SimLingoTrainer(ParameterGroupsMixin, Trainer):
     """
 
     def parameter_group_rules(self) -> list[ParamGroupRule]:
-        return simlingo_group_rules(getattr(self.args, "vision_learning_rate", None))
+        return simlingo_group_rules(getattr(self.args, "vision_learning_rate", None),
+                                    getattr(self.args, "decay_route_head", False))
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:
@@ -57,7 +68,7 @@ class SimLingoTrainer(ParameterGroupsMixin, Trainer):
                 pct_start=pct_start,
                 div_factor=getattr(args, "div_factor", 25.0),
                 final_div_factor=getattr(args, "final_div_factor", 1e4),
-                cycle_momentum=getattr(args, "cycle_momentum", False),
+                cycle_momentum=getattr(args, "cycle_momentum", True),
                 anneal_strategy="cos",
             )
             self._created_lr_scheduler = True

@@ -1,21 +1,23 @@
-"""SimLingo-base driving transformer (SPEC 1.2): trajectory prediction only, no language.
+"""SimLingo-base driving transformer: trajectory prediction only, no language. Defaults follow the
+released github:RenzKa/simlingo `simlingo_base_training` (config simlingo_base_1.yaml); SPEC 1.2's
+readings are config options (see docs/simlingo.md).
 
 ```
- pixel_values (B,T,N,3,H,W) uint8        speed (B,S) m/s        route: target_point (B,2) | coords (B,K,2)
-        | /255, resize to pinpoint [336,672], |  /max_speed          |      | /coord range      | route_image
-        | normalise (tower mean/std)          |                      |      |                   | (B,3,RH,RW)
-        | cut into R x C tiles of 336         Linear(1,256)>ReLU>    Linear(2,256)>ReLU>Linear(256,H)  ResNet18
-  vision tower (CLIP of LLaVA-NeXT), layer -2 Linear(256,H)                 |                     (x/128-1)
-        | patch grid 24x24 per tile           | (B,S,H)                     | (B,1|K,H)           | (B,h*w,H)
-  avg-pool /2 -> 12x12, tiles side by side    |                             +----------+----------+
-        | (B*T*N, 12*24, D)                   |                                        |
-  Linear(D, H, bias=False) + camera emb[n] + temporal emb[t]                           |
+ pixel_values (B,T,N,3,H,W) uint8        speed (B,S) m/s     route: target_point + target_point_next (B,2)
+        | cut the bottom 4.8/16            |  /max_speed          |   | coords (B,K,2)      | route_image
+        | aspect-keeping bicubic resize,   |                      |   | /coord range        | (B,3,RH,RW)
+        | zero pad to pinpoint [336,672],  Linear(1,256)>ReLU>    Linear(2,256)>ReLU>Linear(256,H)  ResNet18
+        | normalise, 336 px tiles          Linear(256,H)                 |                    (x/128-1), fc
+  vision tower (CLIP of LLaVA-NeXT), layer -2 | (B,S,H)                  | (B,2|1|K,H)        | (B,1,H)
+  multi_modal_projector (D>P>P), tiles side by side, unpad_image,        +----------+---------+
+  avg-pool /2, + image_newline per row: 8 x (24+1) = 200 tokens for 1024x512           |
+  Linear(P, H) + camera emb[n] + temporal emb[t]                                       |
         | (B, T*N*L, H)                       |                                        |
         +------------- concat [vision, speed, route, 20 route queries, 10 speed queries] (B, L_all, H)
                                          |
                      Llama (inputs_embeds, no token embeddings), causal
                                          | hidden states at the query positions
-            route head (H>2m>m>2, SiLU)       speed head (H>m>2|1, SiLU)
+            route head (H>m>2, SiLU)          speed head (H>m>2|1, SiLU), last Linear without bias
                   | deltas, cumsum                | deltas, cumsum
             route (B,20,2)                  speed_wps (B,10,2)  ("1d": distances (B,10) placed on the route)
 ```
@@ -134,21 +136,111 @@ class MLPEncoder(nn.Module):
         return self.net(x)
 
 
-class RouteImageEncoder(nn.Module):
-    """ResNet18 (torchvision, trained from scratch) over a BEV route image; one token per output cell."""
+def _resnet18_state_dict(weights: str) -> tuple[dict | None, str]:
+    """torchvision ResNet18 tensors from `weights` ("imagenet" or a local file) and where they came from.
 
-    def __init__(self, hidden: int):
+    "imagenet": torchvision's `ResNet18_Weights.IMAGENET1K_V1` from torch hub's cache, downloaded only
+    when the run is not offline (`HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE`); unreachable -> (None, reason).
+    """
+    import os
+
+    if weights == "imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        enum = ResNet18_Weights.IMAGENET1K_V1
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+        offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes")
+                      for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+        if not cached.is_file() and offline:
+            return None, f"random init (torchvision {enum} is not cached at {cached} and the run is offline)"
+        try:
+            return enum.get_state_dict(progress=False), f"torchvision {enum}"
+        except Exception as err:  # noqa: BLE001 - no network: fall back to a random init, said in the log
+            return None, f"random init (torchvision {enum} unreachable: {err})"
+    path = Path(weights)
+    if not path.is_file():
+        raise UserError(f"route_image_weights={weights!r} is neither 'imagenet' nor an existing weights file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return state, f"file {path}"
+
+
+class RouteImageEncoder(nn.Module):
+    """ResNet18 (torchvision) over a BEV route image (uint8, scaled x / 128 - 1 as in the reference).
+
+    `pooled=True` (the released simlingo_base, models/driving.py:21-29): the whole ResNet18 with
+    `fc -> Linear(512, H)`, one token. `pooled=False` (SPEC 1.2's variant): the feature map before the
+    average pool, one token per cell through `Linear(512, H)`. `weights`: "imagenet", a local state-dict
+    file of torchvision's resnet18 (its `fc.*` are not used), or `None` (random); `weights_source` says
+    which was used.
+    """
+
+    def __init__(self, hidden: int, pooled: bool = True, weights: str | None = None):
         super().__init__()
         from torchvision.models import resnet18
 
         net = resnet18(weights=None)
-        self.backbone = nn.Sequential(*list(net.children())[:-2])  # drop avgpool + fc: (B, 512, h, w)
-        self.proj = nn.Linear(512, hidden)
+        self.pooled = pooled
+        if pooled:
+            net.fc = nn.Linear(net.fc.in_features, hidden)
+            self.backbone = net
+        else:
+            self.backbone = nn.Sequential(*list(net.children())[:-2])  # drop avgpool + fc: (B, 512, h, w)
+            self.proj = nn.Linear(512, hidden)
+        self.weights_source = "random init"
+        on_meta = any(p.is_meta for p in self.backbone.parameters())  # from_pretrained: the checkpoint fills it
+        if weights is not None and not on_meta:
+            state, self.weights_source = _resnet18_state_dict(weights)
+            if state is not None:
+                state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+                if not pooled:  # Sequential(conv1, bn1, relu, maxpool, layer1..4) numbering
+                    names = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+                    state = {names[k.split(".", 1)[0]] + "." + k.split(".", 1)[1]: v for k, v in state.items()}
+                missing, unexpected = self.backbone.load_state_dict(state, strict=False)
+                if unexpected or [k for k in missing if not k.startswith("fc.")]:
+                    raise UserError(f"route_image_weights={weights!r} is not a torchvision resnet18 state dict "
+                                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            logger.info("SimLingo route-image ResNet18: %s", self.weights_source)
+            if state is None:
+                logger.warning("SimLingo route-image ResNet18: %s", self.weights_source)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.float() / 128.0 - 1.0  # the reference's input scaling of uint8 images
+        if self.pooled:
+            return self.backbone(x).unsqueeze(-2)  # (B, 1, H)
         features = self.backbone(x)  # (B, 512, h, w)
         return self.proj(features.flatten(2).transpose(1, 2))  # (B, h*w, H)
+
+
+class MultiModalProjector(nn.Module):
+    """LLaVA-NeXT's `multi_modal_projector` (same parameter names): Linear(D, P) -> act -> Linear(P, P)."""
+
+    def __init__(self, in_features: int, hidden: int, act: str = "gelu", bias: bool = True):
+        super().__init__()
+        from transformers.activations import ACT2FN
+
+        self.linear_1 = nn.Linear(in_features, hidden, bias=bias)
+        self.act = ACT2FN[act]
+        self.linear_2 = nn.Linear(hidden, hidden, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+def llava_next_resize_pad(x: torch.Tensor, pinpoint: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """LLaVA-NeXT's anyres preprocessing of float 0..255 frames (M, 3, h, w): bicubic resize to `size`
+    (aspect kept, `get_patch_output_size`), rounded to uint8 values, zero-padded to `pinpoint`, centred
+    (`_get_padding_size`: the odd pixel goes right / bottom)."""
+    new_h, new_w = size
+    if tuple(x.shape[-2:]) != (new_h, new_w):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+        x = x.round().clamp(0.0, 255.0)
+    top, left = (pinpoint[0] - new_h) // 2, (pinpoint[1] - new_w) // 2
+    return F.pad(x, (left, pinpoint[1] - new_w - left, top, pinpoint[0] - new_h - top))
 
 
 class SimLingoPreTrainedModel(PreTrainedModel):
@@ -168,6 +260,8 @@ class SimLingoPreTrainedModel(PreTrainedModel):
         if isinstance(module, SimLingoForWaypointPrediction):
             for name in ("route_queries", "speed_queries", "camera_embedding", "temporal_embedding"):
                 init.normal_(getattr(module, name), std=0.02)  # SimLingo: 0.02 * randn
+            if module.image_newline is not None:  # LLaVA-NeXT: randn / sqrt(P)
+                init.normal_(module.image_newline, std=module.config.projector_hidden_size ** -0.5)
 
 
 class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
@@ -178,12 +272,23 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         super().__init__(config)
         hidden = config.hidden_size
         self.vision_model = build_vision_tower(config.vision_config)
-        self.vision_projection = nn.Linear(config.vision_config.hidden_size, hidden, bias=False)
+        if config.vision_adapter == "llava_next":
+            p = config.projector_hidden_size
+            self.multi_modal_projector = MultiModalProjector(config.vision_config.hidden_size, p,
+                                                             config.projector_hidden_act)
+            self.image_newline = nn.Parameter(torch.randn(p) * p ** -0.5)
+            # llavanext.py:30: nn.Linear(vision_config.intermediate_size (= 4096 = P), embed_dim), with bias.
+            self.vision_projection = nn.Linear(p, hidden)
+        else:  # SPEC 1.2's variant
+            self.multi_modal_projector = None
+            self.image_newline = None
+            self.vision_projection = nn.Linear(config.vision_config.hidden_size, hidden, bias=False)
         self.camera_embedding = nn.Parameter(0.02 * torch.randn(config.num_cameras, hidden))
         self.temporal_embedding = nn.Parameter(0.02 * torch.randn(config.num_frames, hidden))
         self.speed_encoder = MLPEncoder(1, config.encoder_hidden_size, hidden)
         if config.route_as == "image":
-            self.route_encoder = RouteImageEncoder(hidden)
+            self.route_encoder = RouteImageEncoder(hidden, pooled=config.route_image_tokens == "pooled",
+                                                   weights=config.route_image_weights)
         else:
             self.route_encoder = MLPEncoder(2, config.encoder_hidden_size, hidden)
         self.language_model = LlamaModel(config.text_config)
@@ -193,12 +298,24 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         self.speed_queries = nn.Parameter(0.02 * torch.randn(config.num_speed_wps, hidden))
         mlp = config.head_hidden_size
         speed_out = 2 if config.speed_wps_mode == "2d" else 1
-        self.speed_head = nn.Sequential(nn.Linear(hidden, mlp), nn.SiLU(), nn.Linear(mlp, speed_out))
-        self.route_head = nn.Sequential(
-            nn.Linear(hidden, 2 * mlp), nn.SiLU(), nn.Linear(2 * mlp, mlp), nn.SiLU(), nn.Linear(mlp, 2)
-        )
+        bias = config.head_bias
+        # simlingo_base_training/models/adaptors/adaptors.py:105-107,122-124: both heads are
+        # Linear(H, 256) -> SiLU -> Linear(256, d, bias=False).
+        self.speed_head = nn.Sequential(nn.Linear(hidden, mlp), nn.SiLU(), nn.Linear(mlp, speed_out, bias=bias))
+        if config.route_head_layers == 2:
+            self.route_head = nn.Sequential(nn.Linear(hidden, mlp), nn.SiLU(), nn.Linear(mlp, 2, bias=bias))
+        else:  # SPEC 1.2's variant
+            self.route_head = nn.Sequential(
+                nn.Linear(hidden, 2 * mlp), nn.SiLU(), nn.Linear(2 * mlp, mlp), nn.SiLU(), nn.Linear(mlp, 2, bias=bias)
+            )
         if config.route_as == "image":
             keep_own_init(self.route_encoder.backbone)
+        if config.init_style == "torch_default":
+            # The released code never re-initialises its adaptors: PyTorch's constructor init stays.
+            for module in (self.vision_projection, self.speed_encoder, self.route_encoder, self.speed_head,
+                           self.route_head, self.multi_modal_projector):
+                if module is not None:
+                    keep_own_init(module)
         self.post_init()
         self.apply_freezing()
 
@@ -221,7 +338,8 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
     ) -> SimLingoForWaypointPrediction:
         """Assemble SimLingo-base around the vision tower of a pretrained LLaVA-NeXT checkpoint.
 
-        Only the tower's tensors are read (the Mistral LM and the multimodal projector are dropped); the
+        The tower's tensors are read, and with `vision_adapter="llava_next"` (default) also LLaVA-NeXT's
+        `multi_modal_projector` and `image_newline` (the Mistral LM is dropped); the
         Llama of preset `lm_size` ("tiny" = 12 layers, 8 heads, hidden 512, intermediate 2048), the
         adaptors and the heads are freshly initialised. The tower's image mean/std are taken from the
         checkpoint's `preprocessor_config.json` when it has one, and LLaVA's `vision_feature_layer` is
@@ -234,6 +352,15 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         source = AutoConfig.from_pretrained(name_or_path, revision=revision, token=token)
         layer = getattr(source, "vision_feature_layer", -2)
         config_kwargs.setdefault("vision_feature_layer", layer if isinstance(layer, int) else layer[-1])
+        adapter = config_kwargs.get("vision_adapter", "llava_next")
+        if adapter == "llava_next":
+            text = getattr(source, "text_config", None)
+            if text is None or not hasattr(source, "projector_hidden_act"):
+                raise UserError(f"{name_or_path!r} has no LLaVA-NeXT multi_modal_projector; use vision_adapter='linear'")
+            if not getattr(source, "multimodal_projector_bias", True):
+                raise UserError(f"{name_or_path!r}'s projector has no biases; SimLingo's keeps LLaVA-NeXT's (with biases)")
+            config_kwargs.setdefault("projector_hidden_size", text.hidden_size)
+            config_kwargs.setdefault("projector_hidden_act", source.projector_hidden_act)
         mean_std = _read_mean_std(name_or_path, revision=revision, token=token)
         if mean_std is not None:
             config_kwargs.setdefault("image_mean", mean_std[0])
@@ -246,6 +373,8 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         )
         model = cls(config)
         load_vision_tower_weights(model.vision_model, name_or_path, revision=revision, token=token)
+        if config.vision_adapter == "llava_next":
+            _load_llava_next_adapter(model, name_or_path, revision=revision, token=token)
         if dtype is not None:
             model.to(dtype)
         model.apply_freezing()
@@ -264,10 +393,16 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         """uint8 (B, T, N, 3, H, W) -> vision tokens (B, T*N*L, hidden) with camera + temporal embeddings."""
         cfg = self.config
         b, t, n = pixel_values.shape[:3]
-        x = pixel_values.reshape(b * t * n, *pixel_values.shape[3:]).float() / 255.0  # (BTN, 3, H, W)
+        x = pixel_values.reshape(b * t * n, *pixel_values.shape[3:]).float()  # (BTN, 3, H, W), 0..255
+        x = x[:, :, : cfg.cropped_height(x.shape[-2])]  # the reference's bottom cut (4.8/16)
+        height, width = x.shape[-2:]
         pin_h, pin_w = cfg.image_grid_pinpoint
-        if tuple(x.shape[-2:]) != (pin_h, pin_w):
-            x = F.interpolate(x, size=(pin_h, pin_w), mode="bilinear", align_corners=False, antialias=True)
+        if cfg.vision_adapter == "llava_next":
+            x = llava_next_resize_pad(x, (pin_h, pin_w), cfg.resized_size(height, width)) / 255.0
+        else:
+            x = x / 255.0
+            if tuple(x.shape[-2:]) != (pin_h, pin_w):
+                x = F.interpolate(x, size=(pin_h, pin_w), mode="bilinear", align_corners=False, antialias=True)
         # Mean/std from the config at call time: non-persistent buffers are not restored by from_pretrained.
         mean = torch.tensor(cfg.image_mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         std = torch.tensor(cfg.image_std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -285,6 +420,11 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
             out = self.vision_model(pixel_values=tiles, output_hidden_states=True)
         feats = out.hidden_states[cfg.vision_feature_layer][:, cfg.num_prefix_tokens :]  # (M, g*g, D)
         g = s // cfg.vision_config.patch_size
+        if cfg.vision_adapter == "llava_next":
+            tokens = self._llava_next_tokens(feats, rows, cols, g, height, width)
+            tokens = tokens.reshape(b, t, n, tokens.shape[1], -1)
+            tokens = tokens + self.temporal_embedding[:t, None, None, :] + self.camera_embedding[None, :n, None, :]
+            return tokens.reshape(b, t * n * tokens.shape[3], -1)
         d = feats.shape[-1]
         feats = feats.transpose(1, 2).reshape(-1, d, g, g)  # (M, D, g, g)
         feats = F.avg_pool2d(feats, cfg.feature_downsample)  # (M, D, g', g')
@@ -296,23 +436,49 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         tokens = tokens + self.temporal_embedding[:t, None, None, :] + self.camera_embedding[None, :n, None, :]
         return tokens.reshape(b, t * n * tokens.shape[3], -1)  # (B, T*N*L, hidden)
 
+    def _llava_next_tokens(self, feats, rows, cols, g, height, width) -> torch.Tensor:
+        """llavanext_model.py:87-148: projector, tiles side by side, unpad_image, avg-pool, image_newline per
+        row, then `vision_projection` -> (BTN, L, hidden)."""
+        from transformers.models.llava_next.modeling_llava_next import unpad_image
+
+        cfg = self.config
+        feats = self.multi_modal_projector(feats)  # (M, g*g, P)
+        p = feats.shape[-1]
+        # (BTN, rows, cols, g, g, P) -> (BTN, P, rows*g, cols*g), as view(nph, npw, h, w, -1).permute(4, 0, 2, 1, 3).
+        feats = feats.reshape(-1, rows, cols, g, g, p).permute(0, 5, 1, 3, 2, 4).reshape(-1, p, rows * g, cols * g)
+        feats = torch.stack([unpad_image(f, (height, width)) for f in feats])  # (BTN, P, r, c)
+        feats = F.avg_pool2d(feats, cfg.feature_downsample)
+        newline = self.image_newline.to(feats.dtype)[None, :, None, None].expand(*feats.shape[:3], 1)
+        feats = torch.cat([feats, newline], dim=-1)  # (BTN, P, r, c + 1)
+        return self.vision_projection(feats.flatten(2).transpose(1, 2))  # (BTN, r*(c+1), hidden)
+
     def encode_speed(self, speed: torch.Tensor) -> torch.Tensor:
         """(B, S) m/s -> (B, S, hidden)."""
         norm = speed.to(self.vision_projection.weight.dtype) / self.config.max_speed
         return self.speed_encoder(norm[..., None])
 
-    def encode_route(self, target_point=None, route_coords=None, route_image=None) -> torch.Tensor:
+    def encode_route(self, target_point=None, route_coords=None, route_image=None, target_point_next=None) -> torch.Tensor:
         """The route input of the configured kind -> (B, K, hidden)."""
         cfg = self.config
         dtype = self.vision_projection.weight.dtype
         if cfg.route_as == "image":
             return self.route_encoder(route_image).to(dtype)
-        coords = target_point[:, None, :] if cfg.route_as == "target_point" else route_coords
+        if cfg.route_as == "target_point":
+            # simlingo_base_training/dataloader/dataset_base.py:400-402: map_route = [target_point,
+            # next_target_point], two tokens through one WaypointInputAdaptor (models/driving.py:101-110).
+            if cfg.num_target_points == 2:
+                nxt = target_point if target_point_next is None else target_point_next
+                coords = torch.stack([target_point, nxt.to(target_point.device)], dim=1)
+            else:
+                coords = target_point[:, None, :]
+        else:
+            coords = route_coords
         norm = (coords.to(dtype) + cfg.coord_range) / (2 * cfg.coord_range)
         return self.route_encoder(norm)
 
     # ------------------------------------------------------------------ forward
-    def _check_inputs(self, pixel_values, speed, target_point, route_coords, route_image, intrinsics, extrinsics):
+    def _check_inputs(self, pixel_values, speed, target_point, route_coords, route_image, intrinsics, extrinsics,
+                      target_point_next=None):
         cfg = self.config
         if pixel_values is None or pixel_values.ndim != 6 or pixel_values.shape[3] != 3:
             got = None if pixel_values is None else tuple(pixel_values.shape)
@@ -330,6 +496,8 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
             if target_point is None or tuple(target_point.shape) != (b, 2):
                 got = None if target_point is None else tuple(target_point.shape)
                 raise UserError(f"route_as='target_point' needs `target_point` of shape ({b}, 2), got {got}")
+            if target_point_next is not None and tuple(target_point_next.shape) != (b, 2):
+                raise UserError(f"`target_point_next` must have shape ({b}, 2), got {tuple(target_point_next.shape)}")
         elif cfg.route_as == "coords":
             want = (b, cfg.num_route_coords, 2)
             if route_coords is None or tuple(route_coords.shape) != want:
@@ -360,6 +528,7 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
         speed_wps_mask: torch.Tensor | None = None,
         route_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        target_point_next: torch.Tensor | None = None,
         **kwargs,
     ) -> SimLingoOutput:
         r"""
@@ -368,6 +537,9 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
                 resized to `image_grid_pinpoint` and normalised inside the model).
             speed (`torch.FloatTensor` of shape `(B, S)`): ego speed(s), m/s.
             target_point (`torch.FloatTensor` of shape `(B, 2)`): ego-frame target point (route_as="target_point").
+            target_point_next (`torch.FloatTensor` of shape `(B, 2)`, *optional*): the target point after it, the
+                second route token with `num_target_points=2` (when absent, `target_point` is repeated, as
+                [`SimLingoProcessor`] does).
             route_coords (`torch.FloatTensor` of shape `(B, K, 2)`): ego-frame route points (route_as="coords").
             route_image (`torch.ByteTensor` of shape `(B, 3, RH, RW)`): BEV route image (route_as="image").
             intrinsics (`torch.FloatTensor` of shape `(B, N, 3, 3)`, *optional*): checked, unused.
@@ -379,11 +551,12 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
                 samples / valid points (missing future frames at the end of a route are False).
         """
         cfg = self.config
-        b = self._check_inputs(pixel_values, speed, target_point, route_coords, route_image, intrinsics, extrinsics)
+        b = self._check_inputs(pixel_values, speed, target_point, route_coords, route_image, intrinsics, extrinsics,
+                               target_point_next)
         parts = [
             self.encode_images(pixel_values),
             self.encode_speed(speed),
-            self.encode_route(target_point, route_coords, route_image),
+            self.encode_route(target_point, route_coords, route_image, target_point_next),
             self.route_queries[None].expand(b, -1, -1),
             self.speed_queries[None].expand(b, -1, -1),
         ]
@@ -424,6 +597,33 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
             route_loss=route_loss,
             speed_distances=distances,
         )
+
+
+def _load_llava_next_adapter(model, name_or_path: str, revision=None, token=None) -> None:
+    """Copy LLaVA-NeXT's `multi_modal_projector` and `image_newline` from a checkpoint's safetensors."""
+    from safetensors import safe_open
+
+    from ..common.vision import _checkpoint_files
+
+    wanted = {f"multi_modal_projector.{k}": v for k, v in model.multi_modal_projector.state_dict().items()}
+    wanted["image_newline"] = model.image_newline
+    found: dict[str, torch.Tensor] = {}
+    for f in _checkpoint_files(name_or_path, revision=revision, token=token):
+        with safe_open(str(f), framework="pt") as handle:
+            for key in handle.keys():
+                for name in wanted:
+                    if key == name or key.endswith("." + name):
+                        found[name] = handle.get_tensor(key)
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise UserError(f"{name_or_path!r} lacks LLaVA-NeXT adapter tensors {missing}; use vision_adapter='linear'")
+    with torch.no_grad():
+        for name, target in wanted.items():
+            if tuple(found[name].shape) != tuple(target.shape):
+                raise UserError(f"{name_or_path!r}: {name} has shape {tuple(found[name].shape)}, expected "
+                                f"{tuple(target.shape)}")
+            target.copy_(found[name].to(target.dtype))
+    logger.info("loaded LLaVA-NeXT multi_modal_projector and image_newline from %s", name_or_path)
 
 
 def _read_mean_std(name_or_path: str, revision=None, token=None) -> tuple[list[float], list[float]] | None:

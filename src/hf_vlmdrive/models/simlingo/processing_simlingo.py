@@ -4,11 +4,12 @@
  images: T frames x N cameras (PIL | uint8 (H, W, 3)) --> RGB, bilinear resize to image_size (W, H)
                                                           --> pixel_values uint8 (B, T, N, 3, H, W)
  speed (m/s) --------------------------------------------> speed float32 (B, 1)
- target_point, target_point_next (ego frame, metres) ----> target_point (B, 2), route_coords (B, 2, 2)
+ target_point, target_point_next (ego frame, metres) ----> target_point, target_point_next (B, 2),
+                                                            route_coords (B, 2, 2)
  route points (ego frame, metres) -----------------------> route_image uint8 (B, 3, RH, RW)   (route_as="image")
 ```
 
-Normalisation (/255, the tower's mean / std), the pinpoint resize and the tiling happen inside the model
+The bottom cut, normalisation (/255, the tower's mean / std), the pinpoint resize and the tiling happen inside the model
 (they depend on its config); this processor does what the CARLA reader does to a stored frame, so a
 simulator client or the policy server gives the model exactly what training gave it. `CarlaRouteDataset`
 uses the same functions (`frame_to_uint8_chw`, `render_route_image`).
@@ -65,7 +66,7 @@ class SimLingoProcessor(BaseImageProcessor):
         route_meters_ahead (`float`, *optional*, defaults to 40.0): metres the route image covers ahead.
     """
 
-    model_input_names = ["pixel_values", "speed", "target_point", "route_coords", "route_image"]
+    model_input_names = ["pixel_values", "speed", "target_point", "target_point_next", "route_coords", "route_image"]
 
     def __init__(self, image_size: Sequence[int] | None = None, route_as: str = "target_point",
                  route_image_size: Sequence[int] = (64, 64), route_meters_ahead: float = 40.0, **kwargs):
@@ -85,7 +86,8 @@ class SimLingoProcessor(BaseImageProcessor):
                 a single frame per sample may be given as the list of its N camera images.
             speed: (B,) or (B, 1) ego speed, m/s.
             target_point: (B, 2) ego-frame target point (route_as target_point / coords).
-            target_point_next: (B, 2), optional (defaults to target_point; route_as="coords").
+            target_point_next: (B, 2), optional (defaults to target_point): the second target-point token
+                (route_as="target_point") and the second coordinate (route_as="coords").
             route: per sample, (K, 2) ego-frame route points (route_as="image").
         """
         import torch
@@ -110,6 +112,7 @@ class SimLingoProcessor(BaseImageProcessor):
             tp = np.asarray(target_point, dtype=np.float32).reshape(len(batch), 2)
             out["target_point"] = torch.from_numpy(tp)
             nxt = tp if target_point_next is None else np.asarray(target_point_next, dtype=np.float32).reshape(-1, 2)
+            out["target_point_next"] = torch.from_numpy(np.ascontiguousarray(nxt))
             out["route_coords"] = torch.from_numpy(np.stack([tp, nxt], axis=1))  # (B, 2, 2)
         else:
             if route is None:

@@ -239,16 +239,17 @@ class AssistantOnlyVLMCollator:
     processor: Any
     max_length: int | None = None
 
-    def prompt_length(self, example: dict[str, Any]) -> tuple[int, int]:
-        """(tokens before the first assistant answer, tokens of the whole conversation), image tokens included."""
+    def prompt_length(self, example: dict[str, Any], whole: bool = False) -> int:
+        """Tokens before the first assistant answer (of the whole conversation with `whole`), image tokens
+        included."""
         messages = _clean_messages(example["messages"])
         imgs = [load_chat_image(im) for im in (example.get("images") or [])]
+        if whole:
+            return self._length(self._render(messages), imgs)[0]
         first = next((k for k, m in enumerate(messages) if m["role"] == "assistant"), None)
         if first is None:
             raise UserError(f"example {example.get('id', '?')} has no assistant turn to train on")
-        start, _ = self._length(self._render(messages[:first], add_generation_prompt=True), imgs)
-        total, _ = self._length(self._render(messages), imgs)
-        return start, total
+        return self._length(self._render(messages[:first], add_generation_prompt=True), imgs)[0]
 
     def _render(self, messages, add_generation_prompt=False) -> str:
         return self.processor.apply_chat_template(

@@ -401,14 +401,15 @@ def _to_example(row: dict, multi: bool, with_future: bool) -> dict:
     return out
 
 
-def _peek_has_future(files: list[str], names: tuple[str, ...]) -> bool:
+def _peek_has_future(files: list[str], names: tuple[str, ...]) -> bool | None:
+    """Whether the first usable frame has future states; None when no frame is usable."""
     for path in files:
         for _, data in iter_tfrecord(path, ReadStats()):
             try:
                 return parse_e2ed_frame(data, names)["future_waypoints"] is not None
             except ValueError:
                 continue
-    return False
+    return None
 
 
 def _generate(files: list[str], camera_names: tuple[str, ...], with_future: bool, fingerprint: str, stats=None):
@@ -438,6 +439,8 @@ def load_e2ed_dataset(
     _camera_ids(names)
     files = resolve_tfrecord_paths(paths)
     with_future = _peek_has_future(files, names)
+    if with_future is None:
+        _raise_nothing_read(files, names, stats)
     features = e2ed_features(names, with_future)
     fingerprint = "|".join(f"{os.path.abspath(f)}:{os.path.getsize(f)}:{os.stat(f).st_mtime_ns}" for f in files)
     kwargs = {"files": files, "camera_names": names, "with_future": with_future, "fingerprint": fingerprint}
@@ -447,32 +450,15 @@ def load_e2ed_dataset(
         )
     if stats is not None:
         # Read here (not through the datasets cache) so that `stats` reflects this read.
-        rows = list(_generate(**kwargs, stats=stats))
-        if not rows:
-            _raise_nothing_read(files, names, stats)
-        return datasets.Dataset.from_list(rows, features=features)
-    if not _any_frame_readable(files, names):
-        _raise_nothing_read(files, names, None)
+        return datasets.Dataset.from_list(list(_generate(**kwargs, stats=stats)), features=features)
     return datasets.Dataset.from_generator(_generate, features=features, gen_kwargs=kwargs)
-
-
-def _any_frame_readable(files: list[str], names: tuple[str, ...]) -> bool:
-    for path in files:
-        for _, data in iter_tfrecord(path, ReadStats()):
-            try:
-                parse_e2ed_frame(data, names)
-                return True
-            except ValueError:
-                continue
-    return False
 
 
 def _raise_nothing_read(files: list[str], names: tuple[str, ...], stats: ReadStats | None) -> None:
     """No usable frame in `files`: say why (every frame lacking a requested camera is the common case)."""
-    if stats is None:
-        stats = ReadStats()
-        for _ in iter_e2ed_rows(files, names, stats):
-            break
+    stats = stats if stats is not None else ReadStats()
+    for _ in iter_e2ed_rows(files, names, stats):  # yields nothing: it only counts the skipped records
+        break
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     if stats.skipped and all("has no image for camera" in reason for _, _, reason in stats.problems):
         first = stats.problems[0][2]

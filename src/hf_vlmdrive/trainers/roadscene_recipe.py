@@ -136,15 +136,16 @@ def _check_lengths(dataset, collator, max_length: int | None, skip: bool, split:
     """Refuse (or with `skip`, drop and count) examples whose prompt leaves no answer token within max_length."""
     if not max_length:
         return dataset, 0
-    too_long = []
-    for i in range(len(dataset)):
-        start, total = collator.prompt_length(dataset[i])
+    too_long = []  # (row, example id, prompt tokens)
+    for i, example in enumerate(dataset):
+        start = collator.prompt_length(example)
         if start >= max_length:
-            too_long.append((i, dataset[i].get("id", i), start, total))
+            too_long.append((i, example.get("id", i), start))
     if not too_long:
         return dataset, 0
-    i, ex_id, start, total = too_long[0]
+    i, ex_id, start = too_long[0]
     if not skip:
+        total = collator.prompt_length(dataset[i], whole=True)
         raise UserError(
             f"{split} example {ex_id} (row {i}): its prompt with image tokens is {start} tokens (the whole "
             f"conversation {total}) but max_length={max_length}, so nothing of the answer would be trained on"

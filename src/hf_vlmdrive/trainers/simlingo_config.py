@@ -65,7 +65,27 @@ SIMLINGO_DEPRECATED_FLAGS = {
 
 
 @dataclass
-class SimLingoScriptArguments(ModelConfigArguments):
+class CarlaReaderArguments:
+    """How CARLA route folders are read (`CarlaRouteDataset`): shared by training and evaluation."""
+
+    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
+    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
+    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders (rgb,rgb_left,rgb_right)."})
+    skip_first_frames: int = field(
+        default=10, metadata={"help": "First frames of every route that give no sample (the released code: 10)."})
+    require_full_future: bool = field(
+        default=True, metadata={"help": "Only frames with a complete future (the released code); false keeps every "
+                                        "frame and masks the missing future points."})
+    route_filter: str = field(
+        default="reference", metadata={"help": "results.json.gz filter: reference (score 100, or score_route > 94 "
+                                               "with only min-speed / outside-lane infractions) or min_score (100)."})
+    route_resampling: str = field(
+        default="reference", metadata={"help": "Route labels: reference (from the ego origin, clamped at the end) or "
+                                               "extrapolate (from the first route point, extended linearly)."})
+
+
+@dataclass
+class SimLingoScriptArguments(ModelConfigArguments, CarlaReaderArguments):
     """Data and model arguments of the SimLingo-base recipe (training hyper-parameters are in
     [`SimLingoTrainingArguments`]).
 
@@ -83,20 +103,6 @@ class SimLingoScriptArguments(ModelConfigArguments):
     synthetic_train_routes: int = field(default=24, metadata={"help": "Synthetic training routes to write."})
     synthetic_eval_routes: int = field(default=6, metadata={"help": "Synthetic held-out routes to write."})
     synthetic_frames_per_route: int = field(default=40, metadata={"help": "Frames (4 Hz) per synthetic route."})
-    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
-    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
-    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders (rgb,rgb_left,rgb_right)."})
-    skip_first_frames: int = field(
-        default=10, metadata={"help": "First frames of every route that give no sample (the released code: 10)."})
-    require_full_future: bool = field(
-        default=True, metadata={"help": "Only frames with a complete future (the released code); false keeps every "
-                                        "frame and masks the missing future points."})
-    route_filter: str = field(
-        default="reference", metadata={"help": "results.json.gz filter: reference (score 100, or score_route > 94 "
-                                               "with only min-speed / outside-lane infractions) or min_score (100)."})
-    route_resampling: str = field(
-        default="reference", metadata={"help": "Route labels: reference (from the ego origin, clamped at the end) or "
-                                               "extrapolate (from the first route point, extended linearly)."})
     shift_augmentation_prob: float = field(
         default=0.5, metadata={"help": "Training frames read from rgb_augmented/ with the labels moved into that "
                                        "camera's frame (the released img_shift_augmentation, 0.5); frames without "
@@ -109,38 +115,24 @@ class SimLingoScriptArguments(ModelConfigArguments):
     lm_size: str = field(default="micro", metadata={"help": "Llama preset: tiny (reference, ~50M), small, micro."})
     route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
 
+    eval_batch_size: int = field(default=16, metadata={"help": "Batch size of the held-out evaluation."})
+    num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
+
     model_config_class = SimLingoConfig
     deprecated_model_flags = SIMLINGO_DEPRECATED_FLAGS
     data_derived_fields = ("num_cameras",)
 
-    eval_batch_size: int = field(default=16, metadata={"help": "Batch size of the held-out evaluation."})
-    num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
 
-
-@dataclass
-class SimLingoEvalArguments:
+@dataclass(kw_only=True)  # required fields after the reader's defaults
+class SimLingoEvalArguments(CarlaReaderArguments):
     """Arguments of `hf-vlmdrive eval simlingo`."""
 
     model_name_or_path: str = field(metadata={"help": "A trained SimLingo checkpoint (dir or Hub id)."})
     data_dir: str = field(metadata={"help": "Root of CARLA route folders to evaluate on."})
     output_dir: str | None = field(default=None, metadata={"help": "Where metrics.json / predictions.png go."})
-    image_width: int = field(default=128, metadata={"help": "Width the jpgs are resized to when read."})
-    image_height: int = field(default=64, metadata={"help": "Height the jpgs are resized to when read."})
-    cameras: str = field(default="rgb", metadata={"help": "Comma-separated camera folders."})
-    skip_first_frames: int = field(
-        default=10, metadata={"help": "First frames of every route that give no sample (the released code: 10)."})
-    require_full_future: bool = field(
-        default=True, metadata={"help": "Only frames with a complete future (the released code); false keeps every "
-                                        "frame and masks the missing future points."})
-    route_filter: str = field(
-        default="reference", metadata={"help": "results.json.gz filter: reference (score 100, or score_route > 94 "
-                                               "with only min-speed / outside-lane infractions) or min_score (100)."})
-    route_resampling: str = field(
-        default="reference", metadata={"help": "Route labels: reference (from the ego origin, clamped at the end) or "
-                                               "extrapolate (from the first route point, extended linearly)."})
     route_image_size: int = field(default=64, metadata={"help": "Side of the BEV route image (route_as=image)."})
     batch_size: int = field(default=16, metadata={"help": "Evaluation batch size."})
     num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
 
 
-__all__ = ["SIMLINGO_DEPRECATED_FLAGS", "SimLingoEvalArguments", "SimLingoScriptArguments", "SimLingoTrainingArguments"]
+__all__ = ["SIMLINGO_DEPRECATED_FLAGS", "CarlaReaderArguments", "SimLingoEvalArguments", "SimLingoScriptArguments", "SimLingoTrainingArguments"]

@@ -57,13 +57,31 @@ class FreezingMixin:
 
     def frozen_module_names(self) -> list[str]:
         """Names of the top-most submodules whose parameters are all frozen (these stay in eval mode)."""
+        # One bottom-up pass (Trainer calls `train()` every step): (has parameters, all of them frozen) per module.
+        status: dict[int, tuple[bool, bool]] = {}
+
+        def visit(module) -> tuple[bool, bool]:
+            has, frozen = False, True
+            for param in module.parameters(recurse=False):
+                has, frozen = True, frozen and not param.requires_grad
+            for child in module.children():
+                child_has, child_frozen = status[id(child)] if id(child) in status else visit(child)
+                has, frozen = has or child_has, frozen and child_frozen
+            status[id(module)] = (has, frozen)
+            return has, frozen
+
+        visit(self)
         names: list[str] = []
-        for name, module in self.named_modules():
-            if not name or any(name.startswith(done + ".") for done in names):
-                continue
-            params = list(module.parameters())
-            if params and not any(p.requires_grad for p in params):
-                names.append(name)
+
+        def collect(module, prefix: str) -> None:
+            for name, child in module.named_children():
+                has, frozen = status[id(child)]
+                if has and frozen:
+                    names.append(prefix + name)
+                elif has:
+                    collect(child, f"{prefix}{name}.")
+
+        collect(self, "")
         return names
 
     def train(self, mode: bool = True):

@@ -39,7 +39,9 @@ from typing import Any, NamedTuple
 
 from transformers import AutoConfig, PretrainedConfig
 
+from .flamingo.configuration_flamingo import FlamingoConfig
 from .geovla.configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
+from .robovlm.configuration_robovlm import RoboVLMConfig
 from .simlingo.configuration_simlingo import SimLingoConfig
 from .waypoint_vlm.configuration_waypoint_vlm import WaypointVLMConfig
 
@@ -62,10 +64,16 @@ AUTO_CLASSES: tuple[LazyAutoEntry, ...] = (
     LazyAutoEntry("AutoModel", GeoVLAConfig, ".geovla.modeling_geovla", "GeoVLAForActionPrediction"),
     LazyAutoEntry("AutoModel", GeoVLAGeometryConfig, ".geovla.modeling_geovla", "GeoVLAGeometryEncoder"),
     LazyAutoEntry("AutoModel", SimLingoConfig, ".simlingo.modeling_simlingo", "SimLingoForWaypointPrediction"),
+    LazyAutoEntry("AutoModel", RoboVLMConfig, ".robovlm.modeling_robovlm", "RoboVLMForActionPrediction"),
+    LazyAutoEntry("AutoModel", FlamingoConfig, ".flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"),
+    LazyAutoEntry("AutoModelForImageTextToText", FlamingoConfig, ".flamingo.modeling_flamingo",
+                  "FlamingoForConditionalGeneration"),
     # Processors register the same way, once something imports transformers' processing_auto (see
     # `register_lazy`).
     LazyAutoEntry("AutoProcessor", WaypointVLMConfig, ".waypoint_vlm.processing_waypoint_vlm", "WaypointVLMProcessor"),
     LazyAutoEntry("AutoProcessor", GeoVLAConfig, ".geovla.processing_geovla", "GeoVLAProcessor"),
+    LazyAutoEntry("AutoProcessor", RoboVLMConfig, ".robovlm.processing_robovlm", "RoboVLMProcessor"),
+    LazyAutoEntry("AutoProcessor", FlamingoConfig, ".flamingo.processing_flamingo", "FlamingoProcessor"),
     # SimLingo's processor is an image processor (no tokenizer): AutoProcessor falls back to AutoImageProcessor.
     LazyAutoEntry("AutoImageProcessor", SimLingoConfig, ".simlingo.processing_simlingo", "SimLingoProcessor", "pil"),
 )

@@ -114,6 +114,16 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
         Path(training_args.output_dir, "loss_curve.json").write_text(json.dumps(losses), encoding="utf-8")
         if model.geometry_cache is not None:
             logger.info("geometry cache: %s", model.geometry_cache.format_stats())
+        from ..model_card import display_name, train_loss_metrics, write_model_card
+
+        write_model_card(training_args.output_dir, model, family="geovla",
+                         metrics=train_loss_metrics(trainer.state.log_history),
+                         protocol="flow-matching velocity MSE on normalised actions, training data: first logged "
+                                  "step and mean of the last 10 logged steps; no held-out evaluation",
+                         train_data=f"{display_name(script_args.dataset_root)} ({len(dataset)} frames)",
+                         base_model=[b for b in (script_args.vlm_name_or_path, script_args.geometry_name_or_path)
+                                     if b != TINY],
+                         datasets=[display_name(script_args.dataset_root)])
     return trainer
 
 

@@ -23,7 +23,8 @@ from .roadscene_config import RoadSceneSFTArguments
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RoadSceneSFTArguments", "build_model", "load_processor", "run_sft", "train_roadscene"]
+__all__ = ["RoadSceneSFTArguments", "build_model", "load_processor", "run_sft", "train_roadscene",
+           "write_roadscene_card"]
 
 
 def load_processor(model_name_or_path: str):
@@ -129,7 +130,38 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
     metrics["num_skipped_records"] = report.num_skipped
     metrics["num_too_long_examples"] = num_too_long
     trainer.sft_metrics = metrics
+    if trainer.is_world_process_zero():
+        write_roadscene_card(sft_config.output_dir, model, args, trainer.state.log_history, len(train_ds))
     return trainer
+
+
+def write_roadscene_card(output_dir, model, args: RoadSceneSFTArguments, log_history, num_train: int,
+                         metrics: dict | None = None, baselines: dict | None = None, protocol: str | None = None,
+                         metrics_table: str | None = None, eval_data: str | None = None):
+    """README.md model card of a road-scene SFT run (train loss, or the held-out metrics given)."""
+    from pathlib import Path
+
+    from ..model_card import display_name, last_logged_metrics, train_loss_metrics, write_model_card
+
+    if metrics is None:
+        metrics = {**train_loss_metrics(log_history), **last_logged_metrics(log_history)}
+        protocol = protocol or ("token cross-entropy on the assistant answers (prompt and image tokens masked): "
+                                "first logged training step and mean of the last 10 logged"
+                                + ("; eval_loss on --eval_file" if args.eval_file else "; no held-out evaluation"))
+    adapter = None
+    if args.use_peft:
+        adapter = f"r={args.lora_r}, alpha={args.lora_alpha} on {', '.join(args.target_modules)}"
+        if args.load_in_4bit:
+            adapter += "; QLoRA: 4-bit nf4 base weights with double quantisation"
+    return write_model_card(
+        output_dir, model, family="roadscene", metrics=metrics, baselines=baselines, protocol=protocol,
+        metrics_table=metrics_table,
+        train_data=f"{Path(args.train_file).name} ({num_train} records, task {args.task})",
+        eval_data=eval_data or (Path(args.eval_file).name if args.eval_file else None),
+        base_model=args.model_name_or_path, datasets=[display_name(args.train_file)], adapter=adapter,
+        base_model_ref=display_name(args.model_name_or_path),
+        task_text={"caption": "road-scene captions", "bvpi": "BVPI navigation answers"}.get(args.task),
+    )
 
 
 def _check_lengths(dataset, collator, max_length: int | None, skip: bool, split: str):

@@ -264,7 +264,30 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
                         "train_frames": len(train_ds), "train_skipped": dict(train_ds.skipped)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     trainer.heldout_metrics = metrics
+    if trainer.is_world_process_zero():
+        _write_card(out, model, metrics, script_args, train_dir, eval_dir, len(train_ds), len(eval_ds))
     return trainer
+
+
+def _write_card(out: Path, model, metrics: dict, script_args, train_dir, eval_dir, n_train: int, n_eval: int) -> None:
+    """README.md model card: held-out speed-waypoint / route ADE and FDE vs. constant velocity / straight line."""
+    from ..model_card import display_name, write_model_card
+
+    flat, baselines = {}, {"baseline (constant velocity / straight line)": {}}
+    for output, baseline in (("speed_wps", "constant_velocity"), ("route", "straight_line")):
+        for key in ("ade", "fde"):
+            flat[f"{output}_{key}"] = metrics[output]["model"][key]
+            baselines["baseline (constant velocity / straight line)"][f"{output}_{key}"] = metrics[output][baseline][key]
+    synthetic = script_args.train_data_dir is None
+    write_model_card(
+        out, model, family="simlingo", metrics=flat, baselines=baselines,
+        protocol=f"{metrics['protocol']}; metres",
+        train_data=f"{'synthetic CARLA-layout routes' if synthetic else display_name(train_dir)} ({n_train} frames)",
+        eval_data=f"{'synthetic held-out CARLA-layout routes' if script_args.eval_data_dir is None else display_name(eval_dir)} "
+                  f"({n_eval} frames)",
+        base_model=script_args.vision_model_name_or_path,
+        datasets=["synthetic-carla-layout"] if synthetic else [display_name(train_dir)],
+    )
 
 
 def run_train(script_args: SimLingoScriptArguments, training_args) -> dict:

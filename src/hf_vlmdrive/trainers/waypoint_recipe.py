@@ -25,6 +25,7 @@ from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cach
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
 from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
+from ..model_card import _vision_state
 from ..models.common.lora import normalize_lora_config
 from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from ..models.waypoint_vlm.processing_waypoint_vlm import WaypointVLMProcessor, build_image_processor
@@ -262,7 +263,30 @@ def train_waypoint(script_args, training_args, *legacy, callbacks: list | None =
         )
     trainer.save_model(training_args.output_dir)
     processor.save_pretrained(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        _write_card(trainer, model, processor, data_args, eval_ds, cache)
     return trainer
+
+
+def _write_card(trainer, model, processor, data_args, eval_ds, cache) -> None:
+    """README.md model card in output_dir: held-out metrics vs. constant velocity when there is eval data."""
+    from ..model_card import display_name, train_loss_metrics, write_model_card
+
+    card = dict(train_data=f"{display_name(data_args.train_data)} ({len(trainer.train_dataset)} samples)",
+                base_model=model.config.backbone_name_or_path, datasets=[display_name(data_args.train_data)])
+    if eval_ds is not None and "future_waypoints" in eval_ds.column_names:
+        results = evaluate_waypoint(model, eval_ds, processor, batch_size=trainer.args.per_device_eval_batch_size,
+                                    progress=not trainer.args.disable_tqdm, feature_cache=cache)
+        card.update(metrics={k: results["model"][k] for k in METRIC_ROWS if k in results["model"]},
+                    protocol=f"{results['model']['protocol']}; {results['num_samples']} held-out samples",
+                    metrics_table=format_metrics_table(results), eval_data=display_name(data_args.eval_data))
+        save_eval_results(results, Path(trainer.args.output_dir) / "eval_results.json")
+    else:
+        card.update(metrics=train_loss_metrics(trainer.state.log_history),
+                    protocol="training loss (the model's configured waypoint loss) on the training data; no "
+                             "held-out evaluation was run (pass --eval_data)")
+    write_model_card(trainer.args.output_dir, model, family="waypoint_vlm", vision_state=_vision_state(model.config),
+                     **card)
 
 
 @torch.no_grad()
@@ -288,14 +312,16 @@ def predict_waypoints(
     return np.concatenate(out) if out else np.zeros((0, model.config.num_waypoints, model.config.waypoint_dim))
 
 
-def evaluate_waypoint(model, dataset, image_processor, batch_size: int = 32, progress: bool = True) -> dict:
+def evaluate_waypoint(model, dataset, image_processor, batch_size: int = 32, progress: bool = True,
+                      feature_cache=None) -> dict:
     """Trajectory metrics of the model and of the constant-velocity baseline on `dataset`.
 
     Returns {"model": {...}, "constant_velocity": {...}, "num_samples": N, "predictions": (N, 20, 2)}.
     """
     if "future_waypoints" not in dataset.column_names:
         raise UserError("evaluation needs ground-truth `future_waypoints` (a test split has none)")
-    preds = predict_waypoints(model, dataset, image_processor, batch_size=batch_size, progress=progress)
+    preds = predict_waypoints(model, dataset, image_processor, batch_size=batch_size, progress=progress,
+                              feature_cache=feature_cache)
     gt = np.stack([np.asarray(x) for x in dataset["future_waypoints"]])
     past = np.stack([np.asarray(x) for x in dataset["past_states"]])
     cv = constant_velocity_baseline(past, num_points=gt.shape[1])

@@ -288,14 +288,17 @@ class FlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMixin)
         media_id = self.config.media_token_id
         media_locations = (input_ids == media_id) if media_id is not None else torch.zeros_like(input_ids, dtype=torch.bool)
         text_time = text_time_from_media_locations(media_locations, num_prior_images)
-        if image_features is not None:
+        if image_features is not None and num_prior_images is None:
+            # (During generation a generated <image> has no picture: its text time then exceeds T_img, every
+            # score is masked alike and the token attends uniformly to all media, as OpenFlamingo's masking
+            # formula gives. A prompt must bring one image per <image> token.)
             most = int(text_time.max()) if text_time.numel() else 0
             if most > image_features.shape[1]:
                 raise UserError(
                     f"input_ids hold {most} <image> tokens in a row but only {image_features.shape[1]} images per "
                     "row were given (pixel_values dim 1); give one image per <image> token"
                 )
-        elif bool(media_locations.any()):
+        if image_features is None and bool(media_locations.any()):
             raise UserError("input_ids contain <image> tokens but no pixel_values (or image_features) were given")
         self._condition(image_features, text_time if image_features is not None else None)
         try:

@@ -47,6 +47,8 @@ EXTRAS["deepspeed"] = ["deepspeed>=0.15"]
 # Makefile installs it with --no-deps next to these.
 EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "ruff>=0.6", "grpcio-tools>=1.60", "dm-tree>=0.1.8",
                                  "typing_extensions>=4.0"]
+# diffusers: tests rebuild starVLA's action head from its Attention / FeedForward / Timesteps as a reference.
+EXTRAS["dev"] += ["diffusers>=0.30"]
 
 setup(
     name="hf_vlmdrive",

@@ -110,26 +110,35 @@ def test_layer_map_default_and_validation(tokenizer):
 
 
 # ------------------------------------------------------------------------------------------- wiring
-def test_dit_layer_i_gets_vl_layer_map_i_and_geometry_tokens_i(tokenizer, dataset, batch):
-    model = GeoVLAForActionPrediction(tiny_config(tokenizer, compressor_type="per_layer", dit_vlm_layer_map=[4, 1]))
+@pytest.mark.parametrize("head", ["layerwise_fm", "adaln_zero"])
+def test_dit_layer_i_gets_vl_layer_map_i_and_geometry_tokens_i(tokenizer, dataset, batch, head):
+    # layerwise_fm (starVLA) interleaves: blocks 0 and 2 cross-attend, 1 and 3 self-attend (their map entries unused).
+    layer_map, cross = ([4, 2, 1, 3], [0, 2]) if head == "layerwise_fm" else ([4, 1], [0, 1])
+    model = GeoVLAForActionPrediction(tiny_config(tokenizer, compressor_type="per_layer", action_head_type=head,
+                                                  dit_num_layers=len(layer_map), dit_vlm_layer_map=layer_map))
+    assert model.config.cross_attention_layers == cross and model.geometry_compressor.num_layers == len(cross)
     model.set_norm_stats(dataset.stats)
     model.eval()
     seen = {}
     for i, block in enumerate(model.action_head.blocks):
-        block.cross_attn.register_forward_hook(
-            lambda mod, args, out, i=i: seen.__setitem__(i, (args[1].detach(), args[2].detach()))
+        attn = block.attn1 if head == "layerwise_fm" else block.cross_attn
+        attn.register_forward_hook(
+            lambda mod, args, out, i=i: seen.__setitem__(i, (args[1], args[2]))
         )
     with torch.no_grad():
         model(**batch)
         hidden, mask = model.encode_vl(batch["input_ids"], batch["attention_mask"], batch["pixel_values"],
                                        batch["image_grid_thw"])
         geom = model.geometry_compressor(model.encode_geometry(batch["geometry_pixel_values"]))
-    for i, layer in enumerate([4, 1]):
+    reps = model.config.num_flow_samples  # the contexts are tiled once per flow draw
+    for j, i in enumerate(cross):
         context, context_mask = seen[i]
-        expected = torch.cat([hidden[layer], geom[i]], dim=1)
+        expected = torch.cat([hidden[layer_map[i]], geom[j]], dim=1).repeat(reps, 1, 1)
         torch.testing.assert_close(context, expected)
-        assert context_mask[:, -4:].all() and torch.equal(context_mask[:, :-4], mask)
-    assert not torch.allclose(seen[0][0][:, -4:], seen[1][0][:, -4:])  # per-layer geometry tokens differ
+        assert context_mask[:, -4:].all() and torch.equal(context_mask[:, :-4], mask.repeat(reps, 1))
+    for i in set(range(len(layer_map))) - set(cross):
+        assert seen[i] == (None, None)  # self-attention blocks get no context
+    assert not torch.allclose(seen[cross[0]][0][:, -4:], seen[cross[1]][0][:, -4:])  # per-layer tokens differ
 
 
 # ------------------------------------------------------------------------------------------- flow matching
@@ -143,7 +152,8 @@ def test_flow_matching_known_case():
     assert flow_matching_loss(velocity, target).item() == pytest.approx((1 + 1 + 16 + 16) / 4)
     pad = torch.tensor([[False, True]])
     assert flow_matching_loss(velocity, target, pad).item() == pytest.approx(1.0)
-    t = sample_flow_time(20000, generator=torch.Generator().manual_seed(0))
+    # The mirrored option: t = Beta(1.5, 1) * 0.999 (the starVLA default is tested in test_geovla_starvla.py).
+    t = sample_flow_time(20000, generator=torch.Generator().manual_seed(0), rule="beta_scaled")
     assert t.min() >= 0 and t.max() <= 0.999
     assert t.mean().item() == pytest.approx(1.5 / 2.5 * 0.999, abs=0.01)  # Beta(1.5, 1) mean, scaled
 
@@ -237,8 +247,12 @@ def test_from_backbones_loads_pretrained_towers(tmp_path):
     assert not any(p.is_meta for p in model.parameters())
     for name, p in model.named_parameters():
         assert torch.isfinite(p).all(), name
-    assert all(b.adaLN_modulation[-1].weight.abs().sum() == 0 for b in model.action_head.blocks)  # AdaLN-Zero
-    assert 0.01 < model.action_head.action_in.weight.std() < 0.03  # trunc_normal(0.02)
+    # starVLA's head keeps PyTorch's default init (kaiming-uniform Linear, bound 1/sqrt(fan_in)); the two
+    # embedding tables are normal(0, 0.02).
+    layer1 = model.action_head.action_encoder.layer1
+    assert layer1.weight.abs().max() <= 1 / layer1.in_features ** 0.5 and layer1.weight.std() > 0.1
+    assert 0.01 < model.action_head.position_embedding.weight.std() < 0.03
+    assert 0.01 < model.action_head.future_tokens.weight.std() < 0.03
     assert model.geometry_encoder.out_proj.weight.std() > 0.01 and model.geometry_encoder.view_embedding.std() > 0.01
     mha = model.geometry_encoder.multiview.layers[0].self_attn
     assert 0.05 < mha.in_proj_weight.std() < 0.5 and mha.in_proj_bias.abs().sum() == 0
@@ -328,7 +342,7 @@ def test_parameter_group_assignment(tmp_path):
     from hf_vlmdrive.trainers.geovla_trainer import GeoVLATrainer, module_group
 
     assert module_group("vlm.language_model.layers.0.mlp.up_proj.weight") == "vlm"
-    assert module_group("action_head.blocks.0.cross_attn.q.weight") == "action_head"
+    assert module_group("action_head.model.transformer_blocks.0.attn1.to_q.weight") == "action_head"
     assert module_group("geometry_compressor.proj.weight") == "compressor"
     assert module_group("geometry_encoder.out_proj.weight") == "base"
     toy = nn.Module()

@@ -1,11 +1,14 @@
-"""Flow matching for action chunks (pi0 / GR00T convention, SPEC 1.5).
+"""Flow matching for action chunks (starVLA / GR00T convention, SPEC 1.5).
 
 Time runs from noise (t=0) to data (t=1):
 
-    t ~ Beta(alpha=1.5, beta=1) * 0.999        (more samples near the data end)
+    u ~ Beta(alpha=1.5, beta=1)
+    t = (0.999 - u) / 0.999                    ("starvla", the default: more samples near the noise end;
+                                                starVLA's `sample_time`, s = 0.999; t can dip to -0.001)
+    t = u * 0.999                              ("beta_scaled": the mirror image, near the data end)
     x_t = (1 - t) * noise + t * action
     target velocity u = action - noise         (constant along the straight path)
-    loss = MSE(v_theta(x_t, t), u)             (over unpadded action steps)
+    loss = MSE(v_theta(x_t, t), u)             (over every step; optionally unpadded steps only)
 
 Inference starts from Gaussian noise at t=0 and integrates dx/dt = v_theta(x, t) to t=1 with Euler steps.
 """
@@ -18,6 +21,8 @@ import torch
 
 from ...errors import UserError
 
+FLOW_TIME_RULES = ("starvla", "beta_scaled")
+
 
 def sample_flow_time(
     batch_size: int,
@@ -26,8 +31,12 @@ def sample_flow_time(
     scale: float = 0.999,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
+    rule: str = "starvla",
 ) -> torch.Tensor:
-    """Draw t ~ Beta(alpha, beta) * scale, shape (batch_size,)."""
+    """Draw (batch_size,) flow times: u ~ Beta(alpha, beta), then t = (scale - u) / scale for `rule="starvla"`
+    (starVLA's `LayerwiseFlowmatchingActionHead.sample_time`) or t = u * scale for `"beta_scaled"`."""
+    if rule not in FLOW_TIME_RULES:
+        raise UserError(f"flow time rule must be one of {FLOW_TIME_RULES}, got {rule!r}")
     if generator is None:
         dist = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(beta)))
         t = dist.sample((batch_size,))
@@ -36,7 +45,8 @@ def sample_flow_time(
         a = torch._standard_gamma(torch.full((batch_size,), float(alpha)), generator=generator)
         b = torch._standard_gamma(torch.full((batch_size,), float(beta)), generator=generator)
         t = a / (a + b)
-    return (t * scale).to(device) if device is not None else t * scale
+    t = (scale - t) / scale if rule == "starvla" else t * scale
+    return t.to(device) if device is not None else t
 
 
 def flow_matching_inputs(actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,4 +83,4 @@ def euler_integrate(
     return x
 
 
-__all__ = ["euler_integrate", "flow_matching_inputs", "flow_matching_loss", "sample_flow_time"]
+__all__ = ["FLOW_TIME_RULES", "euler_integrate", "flow_matching_inputs", "flow_matching_loss", "sample_flow_time"]

@@ -9,6 +9,8 @@ from ..common.config_utils import resolve_vision_config
 from ..common.geometry_compressor import COMPRESSOR_TYPES
 
 NORMALIZATION_MODES = ("mean_std", "quantile")
+ACTION_HEAD_TYPES = ("layerwise_fm", "adaln_zero")
+FLOW_TIME_RULES = ("starvla", "beta_scaled")  # the same tuple as models/common/flow_matching.py (kept light here)
 
 
 def _positive(cls_name: str, obj, *names: str) -> None:
@@ -110,35 +112,63 @@ class GeoVLAConfig(PretrainedConfig):
             K, geometry tokens per DiT layer.
         compressor_num_heads (`int`, *optional*, defaults to 8):
             Heads of the qformer compressor; must divide the VLM hidden size.
-        dit_num_layers (`int`, *optional*, defaults to 16):
-            Depth of the DiT action head.
-        dit_hidden_size (`int`, *optional*, defaults to 1024):
-            Width of the DiT.
-        dit_num_heads (`int`, *optional*, defaults to 16):
-            Heads of the DiT's self- and cross-attention; must divide `dit_hidden_size`.
+        action_head_type (`str`, *optional*, defaults to `"layerwise_fm"`):
+            `"layerwise_fm"`: starVLA's layer-wise flow-matching head (GR00T N1.5's cross-attention DiT as
+            starVLA's QwenPI configures it: one attention per block, AdaLN before it, state + future tokens +
+            action tokens, MLP decoder; `models/common/layerwise_dit.py`). `"adaln_zero"`: this library's
+            earlier head (self-attention + cross-attention + MLP per block, AdaLN-Zero gates, continuous time).
+        dit_num_layers (`int`, *optional*):
+            Depth of the DiT. Default: the LM's layer count (starVLA's QwenPI: one DiT block per LM layer).
+        dit_hidden_size (`int`, *optional*):
+            Width of the DiT. Default: the LM's hidden size (starVLA's QwenPI runs the DiT at that width).
+        dit_num_heads (`int`, *optional*):
+            Attention heads of the DiT; must divide `dit_hidden_size`. Default: `dit_hidden_size // 64`
+            (starVLA's `attention_head_dim` 64).
         dit_mlp_ratio (`float`, *optional*, defaults to 4.0):
-            MLP width of a DiT block relative to `dit_hidden_size`.
-        dit_dropout (`float`, *optional*, defaults to 0.0):
-            Dropout inside the DiT.
+            MLP width of a DiT block relative to `dit_hidden_size` (`adaln_zero` only; starVLA's is 4).
+        dit_dropout (`float`, *optional*, defaults to 0.2):
+            Dropout inside the DiT (starVLA's QwenPI: 0.2).
+        dit_interleave_self_attention (`bool`, *optional*, defaults to `True`):
+            `layerwise_fm`: odd DiT blocks self-attend over the action tokens instead of cross-attending
+            (starVLA's QwenPI `interleave_self_attention`); False = every block cross-attends.
+        num_future_tokens (`int`, *optional*, defaults to 32):
+            `layerwise_fm`: learned tokens between the state token and the action tokens
+            (starVLA's `num_target_vision_tokens`).
+        action_mlp_hidden_size (`int`, *optional*, defaults to 1024):
+            `layerwise_fm`: hidden width of the state encoder and action decoder MLPs (starVLA: 1024).
+        max_action_positions (`int`, *optional*, defaults to 1024):
+            `layerwise_fm`: rows of the action position embedding (starVLA's `max_seq_len`).
         dit_vlm_layer_map (`list[int]`, *optional*):
             The VLM hidden state each DiT layer cross-attends to: entry i is an index into the
             `output_hidden_states` tuple (0 = token embeddings, n = output of LM layer n). Must have
-            `dit_num_layers` entries in [0, N]. Default: the last `dit_num_layers` LM layers when the LM has
-            at least that many, else LM layers spread evenly (`1 + floor(i * N / dit_num_layers)`).
+            `dit_num_layers` entries in [0, N]; entries of self-attention blocks are ignored. Default: the
+            last `dit_num_layers` LM layers when the LM has at least that many (starVLA's
+            `hidden_states[-num_layers:]`), else LM layers spread evenly (`1 + floor(i * N / dit_num_layers)`).
         action_dim (`int`, *optional*, defaults to 7):
             Values per action (6-DoF delta pose + gripper).
         action_chunk_size (`int`, *optional*, defaults to 8):
             T, actions predicted per call.
         state_dim (`int`, *optional*, defaults to 8):
             Width of the robot state (LIBERO: eef pos 3 + axis-angle 3 + gripper qpos 2).
+        flow_time_sampling (`str`, *optional*, defaults to `"starvla"`):
+            Training times from u ~ Beta(flow_beta_alpha, flow_beta_beta): `"starvla"` t = (s - u) / s
+            (starVLA's `sample_time`: dense near the noise end), `"beta_scaled"` t = u * s (the mirror image).
         flow_beta_alpha (`float`, *optional*, defaults to 1.5):
             Alpha of the Beta distribution of training times.
         flow_beta_beta (`float`, *optional*, defaults to 1.0):
             Beta of the Beta distribution of training times.
         flow_time_scale (`float`, *optional*, defaults to 0.999):
-            Training times are Beta samples times this (never exactly 1).
-        num_inference_steps (`int`, *optional*, defaults to 10):
-            Euler steps of `predict_action`.
+            s of `flow_time_sampling` (starVLA's `noise_s`).
+        num_timestep_buckets (`int`, *optional*, defaults to 1000):
+            `layerwise_fm`: the flow time enters the network as the integer bucket `int(t * buckets)`.
+        num_flow_samples (`int`, *optional*, defaults to 2):
+            Noise / time draws per example in one training step (the batch is tiled this many times after
+            the VLM ran once; starVLA's `repeated_diffusion_steps`, fixed at 2 in its QwenPI).
+        flow_loss_mask_padding (`bool`, *optional*, defaults to `False`):
+            Leave action steps past the episode's end (`action_is_pad`) out of the loss. starVLA averages
+            over every step (False).
+        num_inference_steps (`int`, *optional*, defaults to 4):
+            Euler steps of `predict_action` (starVLA's `num_inference_timesteps`).
         normalization_mode (`str`, *optional*, defaults to `"mean_std"`):
             `"mean_std"` ((x - mean) / std) or `"quantile"` (q01..q99 mapped to [-1, 1]).
         state_key (`str`, *optional*, defaults to `"observation.state"`):
@@ -161,19 +191,28 @@ class GeoVLAConfig(PretrainedConfig):
         compressor_type: str = "pool",
         num_geometry_tokens: int = 16,
         compressor_num_heads: int = 8,
-        dit_num_layers: int = 16,
-        dit_hidden_size: int = 1024,
-        dit_num_heads: int = 16,
+        action_head_type: str = "layerwise_fm",
+        dit_num_layers: int | None = None,
+        dit_hidden_size: int | None = None,
+        dit_num_heads: int | None = None,
         dit_mlp_ratio: float = 4.0,
-        dit_dropout: float = 0.0,
+        dit_dropout: float = 0.2,
+        dit_interleave_self_attention: bool = True,
+        num_future_tokens: int = 32,
+        action_mlp_hidden_size: int = 1024,
+        max_action_positions: int = 1024,
         dit_vlm_layer_map: list[int] | None = None,
         action_dim: int = 7,
         action_chunk_size: int = 8,
         state_dim: int = 8,
+        flow_time_sampling: str = "starvla",
         flow_beta_alpha: float = 1.5,
         flow_beta_beta: float = 1.0,
         flow_time_scale: float = 0.999,
-        num_inference_steps: int = 10,
+        num_timestep_buckets: int = 1000,
+        num_flow_samples: int = 2,
+        flow_loss_mask_padding: bool = False,
+        num_inference_steps: int = 4,
         normalization_mode: str = "mean_std",
         state_key: str = "observation.state",
         action_key: str = "action",
@@ -189,17 +228,27 @@ class GeoVLAConfig(PretrainedConfig):
         self.compressor_type = compressor_type
         self.num_geometry_tokens = num_geometry_tokens
         self.compressor_num_heads = compressor_num_heads
-        self.dit_num_layers = dit_num_layers
-        self.dit_hidden_size = dit_hidden_size
-        self.dit_num_heads = dit_num_heads
+        self.action_head_type = action_head_type
+        # starVLA's QwenPI sizes the DiT from the LM (populate_layerwise_dit_cfg); stored resolved.
+        self.dit_num_layers = dit_num_layers if dit_num_layers is not None else self.vlm_num_layers
+        self.dit_hidden_size = dit_hidden_size if dit_hidden_size is not None else self.vlm_hidden_size
+        self.dit_num_heads = dit_num_heads if dit_num_heads is not None else max(1, self.dit_hidden_size // 64)
         self.dit_mlp_ratio = dit_mlp_ratio
         self.dit_dropout = dit_dropout
+        self.dit_interleave_self_attention = bool(dit_interleave_self_attention)
+        self.num_future_tokens = num_future_tokens
+        self.action_mlp_hidden_size = action_mlp_hidden_size
+        self.max_action_positions = max_action_positions
         self.action_dim = action_dim
         self.action_chunk_size = action_chunk_size
         self.state_dim = state_dim
+        self.flow_time_sampling = flow_time_sampling
         self.flow_beta_alpha = flow_beta_alpha
         self.flow_beta_beta = flow_beta_beta
         self.flow_time_scale = flow_time_scale
+        self.num_timestep_buckets = num_timestep_buckets
+        self.num_flow_samples = num_flow_samples
+        self.flow_loss_mask_padding = bool(flow_loss_mask_padding)
         self.num_inference_steps = num_inference_steps
         self.normalization_mode = normalization_mode
         self.state_key = state_key
@@ -209,7 +258,10 @@ class GeoVLAConfig(PretrainedConfig):
         self.geometry_name_or_path = geometry_name_or_path
         super().__init__(**kwargs)
         _positive("GeoVLAConfig", self, "num_geometry_tokens", "dit_num_layers", "dit_hidden_size", "dit_num_heads",
-                  "action_dim", "action_chunk_size", "state_dim", "num_inference_steps")
+                  "action_dim", "action_chunk_size", "state_dim", "num_inference_steps", "num_flow_samples")
+        if self.action_head_type == "layerwise_fm":
+            _positive("GeoVLAConfig", self, "num_future_tokens", "action_mlp_hidden_size", "max_action_positions",
+                      "num_timestep_buckets")
         self.dit_vlm_layer_map = (
             [int(x) for x in dit_vlm_layer_map] if dit_vlm_layer_map is not None else self.default_layer_map()
         )
@@ -237,7 +289,25 @@ class GeoVLAConfig(PretrainedConfig):
             return [n - depth + 1 + i for i in range(depth)]
         return [1 + (i * n) // depth for i in range(depth)]
 
+    @property
+    def cross_attention_layers(self) -> list[int]:
+        """The DiT blocks that cross-attend to a context (every block, or the even ones when interleaving)."""
+        if self.action_head_type == "layerwise_fm" and self.dit_interleave_self_attention:
+            return list(range(0, self.dit_num_layers, 2))
+        return list(range(self.dit_num_layers))
+
     def _validate(self) -> None:
+        if self.action_head_type not in ACTION_HEAD_TYPES:
+            raise UserError(f"GeoVLAConfig.action_head_type must be one of {ACTION_HEAD_TYPES}, got {self.action_head_type!r}")
+        if self.flow_time_sampling not in FLOW_TIME_RULES:
+            raise UserError(
+                f"GeoVLAConfig.flow_time_sampling must be one of {FLOW_TIME_RULES}, got {self.flow_time_sampling!r}"
+            )
+        if self.action_head_type == "layerwise_fm" and self.action_chunk_size > self.max_action_positions:
+            raise UserError(
+                f"GeoVLAConfig.action_chunk_size={self.action_chunk_size} exceeds max_action_positions="
+                f"{self.max_action_positions}"
+            )
         if self.vlm_config.model_type != "qwen2_5_vl":
             raise UserError(f"GeoVLAConfig.vlm_config.model_type must be 'qwen2_5_vl', got {self.vlm_config.model_type!r}")
         if self.compressor_type not in COMPRESSOR_TYPES:
@@ -276,4 +346,4 @@ class GeoVLAConfig(PretrainedConfig):
             raise UserError(f"GeoVLAConfig.dit_dropout must be in [0, 1), got {self.dit_dropout!r}")
 
 
-__all__ = ["GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES"]
+__all__ = ["ACTION_HEAD_TYPES", "FLOW_TIME_RULES", "GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES"]

@@ -3,20 +3,25 @@
 ```
  images (B,V,3,S,S) + instruction          images (B,V,3,S_g,S_g)              state (B, S)   noisy actions (B,T,A), t
         | Qwen2_5_VLProcessor                  | geometry encoder (frozen,        | normalise      |
-  Qwen2.5-VL (output_hidden_states)            |  DINOv2 per view + view emb +    | Linear         | Linear
+  Qwen2.5-VL (output_hidden_states)            |  DINOv2 per view + view emb +    |                |
         | vl_embs[0..N], each (B, L, D)        |  multi-view transformer)         |                |
-        |                                      | raw_geom (B, G, D_g)             +---- tokens (B, 1+T, W) + pos
-        |                              geometry compressor (pool|per_layer|qformer)        |
-        |                                      | geom_tokens (n_dit, B, K, D)   t -> AdaLN cond (B, W)
-        +-----------------+--------------------+                                          |
-                          | context_i = cat(vl_embs[map[i]], geom_tokens[i])  (B, L+K, D)  |
-                          +-------------------------------> DiT block i (self-attn, cross-attn, MLP) x n_dit
-                                                                                          | final layer
-                                                                                 velocity (B, T, A)
+        |                                      | raw_geom (B, G, D_g)             |                |
+        |                              geometry compressor (pool|per_layer|qformer)                |
+        |                                      | geom_tokens (n_cross, B, K, D)   |                |
+        +-----------------+--------------------+                                  |                |
+                          | context_i = cat(vl_embs[map[i]], geom_tokens[j])      |                |
+                          |   for each cross-attending block i (the j-th)        |                |
+                          v                                                       v                v
+   action head, `layerwise_fm` (default; starVLA's LayerwiseFlowmatchingActionHead, models/common/layerwise_dit.py):
+     [state MLP (B,1,W) | 32 future tokens | action encoder(x_t, int(t*1000)) + pos] -> DiT blocks
+     (even: AdaLN > cross-attn to context_i; odd: AdaLN > self-attn; each: LN > FF) -> MLP -> velocity (B,T,A)
+   action head, `adaln_zero` (option): [state | actions] + pos -> blocks (self-attn, cross-attn, MLP with
+     AdaLN-Zero gates on continuous t) -> final layer -> velocity (B,T,A)
 ```
 
-Training: flow matching (SPEC 1.5; `models/common/flow_matching.py`) on actions normalised with the
-statistics the model holds (`norm_stats.json` beside the weights). Inference (`predict_action`): Euler
+Training: flow matching (SPEC 1.5 as starVLA implements it; `models/common/flow_matching.py`): t = (0.999 -
+Beta(1.5, 1)) / 0.999, x_t = (1 - t) noise + t action, target action - noise, two draws per example, MSE over
+every step; on actions normalised with the statistics the model holds (`norm_stats.json` beside the weights). Inference (`predict_action`): Euler
 integration from noise, then un-normalisation with the same statistics.
 """
 
@@ -40,7 +45,8 @@ from ..common.dit import DiTBlock, DiTFinalLayer, TimestepEmbedder
 from ..common.flow_matching import euler_integrate, flow_matching_inputs, flow_matching_loss, sample_flow_time
 from ..common.freezing import FreezingMixin
 from ..common.geometry_compressor import build_geometry_compressor
-from ..common.init import init_module
+from ..common.init import init_module, keep_own_init, keeps_own_init
+from ..common.layerwise_dit import LayerwiseFlowMatchingHead, starvla_inference_buckets
 from ..common.vision import build_vision_tower
 from .configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
 
@@ -116,7 +122,8 @@ class GeoVLAGeometryEncoder(PreTrainedModel):
 
 # ------------------------------------------------------------------------------------------- action head
 class GeoVLAActionHead(nn.Module):
-    """DiT over [state token, T action tokens], AdaLN-conditioned on the flow time, one context per layer."""
+    """`action_head_type="adaln_zero"`: DiT over [state token, T action tokens], AdaLN-Zero-conditioned on
+    the continuous flow time, one context per layer (self-attention + cross-attention + MLP per block)."""
 
     def __init__(self, config: GeoVLAConfig):
         super().__init__()
@@ -164,6 +171,10 @@ class GeoVLAPreTrainedModel(PreTrainedModel):
         init_module(module, std=0.02)
         if isinstance(module, GeoVLAActionHead):
             init.trunc_normal_(module.pos_embedding, std=0.02)
+        elif isinstance(module, LayerwiseFlowMatchingHead):
+            # starVLA: PyTorch's default init everywhere (kept by `keep_own_init`) except these two tables.
+            init.normal_(module.future_tokens.weight, std=0.02)
+            init.normal_(module.position_embedding.weight, std=0.02)
         elif hasattr(module, "queries") and isinstance(module.queries, nn.Parameter):
             init.trunc_normal_(module.queries, std=0.02)
 
@@ -175,15 +186,26 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         super().__init__(config)
         self.vlm = AutoModel.from_config(config.vlm_config)
         self.geometry_encoder = GeoVLAGeometryEncoder(config.geometry_config)
+        # One set of geometry tokens per cross-attending DiT block (self-attention blocks take no context).
         self.geometry_compressor = build_geometry_compressor(
             config.compressor_type, config.geometry_config.output_size, config.vlm_hidden_size,
-            config.num_geometry_tokens, config.dit_num_layers, config.compressor_num_heads,
+            config.num_geometry_tokens, len(config.cross_attention_layers), config.compressor_num_heads,
         )
-        self.action_head = GeoVLAActionHead(config)
-        for block in self.action_head.blocks:
-            block.adaLN_modulation[-1]._zero_init = True
-        self.action_head.final.adaLN_modulation[-1]._zero_init = True
-        self.action_head.final.linear._zero_init = True
+        if config.action_head_type == "layerwise_fm":
+            w = config.dit_hidden_size
+            self.action_head = LayerwiseFlowMatchingHead(
+                w, config.dit_num_layers, config.dit_num_heads, w // config.dit_num_heads, config.vlm_hidden_size,
+                config.action_dim, config.action_chunk_size, config.state_dim, config.num_future_tokens,
+                config.action_mlp_hidden_size, config.max_action_positions, config.dit_dropout,
+                config.dit_interleave_self_attention,
+            )
+            keep_own_init(self.action_head)
+        else:
+            self.action_head = GeoVLAActionHead(config)
+            for block in self.action_head.blocks:
+                block.adaLN_modulation[-1]._zero_init = True
+            self.action_head.final.adaLN_modulation[-1]._zero_init = True
+            self.action_head.final.linear._zero_init = True
         self.norm_stats: dict[str, dict[str, torch.Tensor]] | None = None
         self.geometry_cache = None
         self.post_init()
@@ -307,6 +329,15 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
                     raise UserError(f"{source}: {key!r}.{s} has {value.numel()} values but the model expects {width}")
                 entry[s] = value
             kept[key] = entry
+            spread = entry["std"] if cfg.normalization_mode == "mean_std" else entry["q99"] - entry["q01"]
+            flat = [int(i) for i in torch.nonzero(spread <= 0).flatten()]
+            if flat:  # once per installation of statistics, not per normalised batch
+                stat = "std" if cfg.normalization_mode == "mean_std" else "q99 - q01"
+                logger.warning(
+                    "%s: %r has %s = 0 in dimension(s) %s (a constant feature); its scale is clamped to 1e-6, "
+                    "so any deviation from the constant becomes huge after normalisation: check the statistics "
+                    "or drop the dimension", source, key, stat, flat,
+                )
         self.norm_stats = kept
 
     def _require_stats(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -355,15 +386,31 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.geometry_is_frozen):
             return self.geometry_encoder(geometry_pixel_values)
 
+    @property
+    def _head_dtype(self) -> torch.dtype:
+        return next(self.action_head.parameters()).dtype
+
     def _contexts(self, hidden_states, vl_mask, raw_geom):
-        geom = self.geometry_compressor(raw_geom.to(self.action_head.action_in.weight.dtype))  # (n_dit, B, K, D)
+        """Per DiT block: cat(VLM hidden state of `dit_vlm_layer_map[i]`, its geometry tokens) (B, L + K, D)
+        and the mask (B, L + K); None for self-attention blocks."""
+        geom = self.geometry_compressor(raw_geom.to(self._head_dtype))  # (n_cross, B, K, D)
         ones = torch.ones(geom.shape[1:3], dtype=torch.bool, device=geom.device)  # (B, K)
-        contexts, masks = [], []
-        for i, layer in enumerate(self.config.dit_vlm_layer_map):
-            vl = hidden_states[layer].to(geom.dtype)  # (B, L, D)
-            contexts.append(torch.cat([vl, geom[i]], dim=1))  # (B, L + K, D)
-            masks.append(torch.cat([vl_mask.to(geom.device), ones], dim=1))
+        contexts: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
+        masks: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
+        for j, i in enumerate(self.config.cross_attention_layers):
+            vl = hidden_states[self.config.dit_vlm_layer_map[i]].to(geom.dtype)  # (B, L, D)
+            contexts[i] = torch.cat([vl, geom[j]], dim=1)  # (B, L + K, D)
+            masks[i] = torch.cat([vl_mask.to(geom.device), ones], dim=1)
         return contexts, masks
+
+    def _velocity(self, x_t: torch.Tensor, time: torch.Tensor, state_n, contexts, masks,
+                  buckets: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's velocity at x_t; `layerwise_fm` sees the flow time as its integer bucket."""
+        if self.config.action_head_type == "layerwise_fm":
+            if buckets is None:  # starVLA: (t * num_buckets).long(), in t's dtype
+                buckets = (time * self.config.num_timestep_buckets).long()
+            return self.action_head(x_t, buckets, state_n, contexts, masks)
+        return self.action_head(x_t, time, state_n, contexts, masks)
 
     def _geometry_input(self, geometry_pixel_values, geometry_features):
         if (geometry_pixel_values is None) == (geometry_features is None):
@@ -379,7 +426,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         if state is None or tuple(state.shape) != (batch, self.config.state_dim):
             got = None if state is None else tuple(state.shape)
             raise UserError(f"`state` must have shape (batch, state_dim) = ({batch}, {self.config.state_dim}), got {got}")
-        return self.normalize(self.config.state_key, state.to(self.action_head.state_in.weight.dtype))
+        return self.normalize(self.config.state_key, state.to(self._head_dtype))
 
     # ------------------------------------------------------------------ forward / predict
     def forward(
@@ -407,9 +454,15 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
                 tokens instead of `geometry_pixel_values`.
             state (`torch.FloatTensor` of shape `(B, state_dim)`): raw (un-normalised) robot state.
             actions (`torch.FloatTensor` of shape `(B, T, action_dim)`): raw action chunk.
-            action_is_pad (`torch.BoolTensor` of shape `(B, T)`, *optional*): steps past the episode's end.
-            noise (`torch.FloatTensor` of shape `(B, T, action_dim)`, *optional*): the flow's source sample.
-            time (`torch.FloatTensor` of shape `(B,)`, *optional*): flow times (default: Beta(1.5, 1) * 0.999).
+            action_is_pad (`torch.BoolTensor` of shape `(B, T)`, *optional*): steps past the episode's end (left
+                out of the loss only with `flow_loss_mask_padding`).
+            noise (`torch.FloatTensor` of shape `(R * B, T, action_dim)`, *optional*): the flow's source samples,
+                R = `num_flow_samples` draws per example (the batch tiled R times, `tensor.repeat` order).
+            time (`torch.FloatTensor` of shape `(R * B,)`, *optional*): flow times (default: drawn by
+                `flow_time_sampling`).
+
+        The VLM and the geometry encoder run once; their outputs are tiled R times (starVLA's
+        `repeated_diffusion_steps`), and the loss averages over all R * B draws.
         """
         cfg = self.config
         kwargs.pop("num_items_in_batch", None)
@@ -426,16 +479,30 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         raw_geom = self._geometry_input(geometry_pixel_values, geometry_features)
         contexts, masks = self._contexts(hidden, vl_mask, raw_geom)
 
-        dtype = self.action_head.action_in.weight.dtype
-        target_actions = self.normalize(cfg.action_key, actions.to(dtype))
+        dtype = self._head_dtype
+        reps = cfg.num_flow_samples
+        target_actions = self.normalize(cfg.action_key, actions.to(dtype)).repeat(reps, 1, 1)  # (R*B, T, A)
+        if reps > 1:
+            state_n = state_n.repeat(reps, 1)
+            contexts = [None if c is None else c.repeat(reps, 1, 1) for c in contexts]
+            masks = [None if m is None else m.repeat(reps, 1) for m in masks]
+            if action_is_pad is not None:
+                action_is_pad = action_is_pad.repeat(reps, 1)
+        n = reps * batch
         if noise is None:
             noise = torch.randn_like(target_actions)
+        elif tuple(noise.shape) != tuple(target_actions.shape):
+            raise UserError(f"`noise` must have shape (num_flow_samples * batch, T, A) = {tuple(target_actions.shape)}, "
+                            f"got {tuple(noise.shape)}")
         if time is None:
-            time = sample_flow_time(batch, cfg.flow_beta_alpha, cfg.flow_beta_beta, cfg.flow_time_scale,
-                                    device=target_actions.device)
-        x_t, target = flow_matching_inputs(target_actions, noise.to(dtype), time.to(dtype))
-        velocity = self.action_head(x_t, time, state_n, contexts, masks)
-        loss = flow_matching_loss(velocity, target, action_is_pad)
+            time = sample_flow_time(n, cfg.flow_beta_alpha, cfg.flow_beta_beta, cfg.flow_time_scale,
+                                    device=target_actions.device, rule=cfg.flow_time_sampling)
+        elif tuple(time.shape) != (n,):
+            raise UserError(f"`time` must have shape (num_flow_samples * batch,) = ({n},), got {tuple(time.shape)}")
+        time = time.to(target_actions.device, dtype)
+        x_t, target = flow_matching_inputs(target_actions, noise.to(dtype), time)
+        velocity = self._velocity(x_t, time, state_n, contexts, masks)
+        loss = flow_matching_loss(velocity, target, action_is_pad if cfg.flow_loss_mask_padding else None)
         return GeoVLAOutput(loss=loss, velocity=velocity, target_velocity=target, time=time)
 
     @torch.no_grad()
@@ -463,12 +530,19 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         self._require_stats()
         hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
         contexts, masks = self._contexts(hidden, vl_mask, self._geometry_input(geometry_pixel_values, geometry_features))
-        dtype = self.action_head.action_in.weight.dtype
+        dtype = self._head_dtype
         if noise is None:
             noise = torch.randn((batch, cfg.action_chunk_size, cfg.action_dim), generator=generator,
                                 dtype=torch.float32).to(state_n.device, dtype)
-        x = euler_integrate(lambda x, t: self.action_head(x, t, state_n, contexts, masks), noise,
-                            num_steps or cfg.num_inference_steps)
+        steps = num_steps or cfg.num_inference_steps
+        if cfg.action_head_type == "layerwise_fm":
+            # starVLA's predict_action: x += dt * v(x, int(k / steps * buckets)), k = 0..steps-1, from noise.
+            x, dt = noise, 1.0 / steps
+            for bucket in starvla_inference_buckets(steps, cfg.num_timestep_buckets):
+                buckets = torch.full((batch,), bucket, dtype=torch.long, device=x.device)
+                x = x + dt * self._velocity(x, None, state_n, contexts, masks, buckets=buckets)
+        else:
+            x = euler_integrate(lambda x, t: self._velocity(x, t, state_n, contexts, masks), noise, steps)
         return self.unnormalize(cfg.action_key, x)
 
 
@@ -476,9 +550,12 @@ def _materialize(modules: list[nn.Module], init_fn, device: torch.device) -> Non
     """Allocate meta-device modules on `device` and initialise them as `__init__` + `post_init` would."""
     for module in modules:
         module.to_empty(device=device)
-        for m in module.modules():
+        for m in module.modules():  # torch's own init first (parents' init_fn may then override children)
             if isinstance(m, nn.MultiheadAttention):
-                m._reset_parameters()  # torch's own init of in_proj (not an nn.Linear)
+                m._reset_parameters()  # in_proj is not an nn.Linear
+            elif keeps_own_init(m) and hasattr(m, "reset_parameters"):
+                m.reset_parameters()  # modules that keep PyTorch's default init (the layer-wise head)
+        for m in module.modules():
             init_fn(m)
 
 

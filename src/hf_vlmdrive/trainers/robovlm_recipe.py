@@ -1,0 +1,239 @@
+"""The RoboVLM recipe shared by `examples/train_robovlm.py` and `hf-vlmdrive train robovlm`:
+episodes (HDF5 / LeRobot / synthetic) -> windows of `window_size` frames -> `Trainer` -> held-out action error vs a
+constant baseline -> model + processor + model card. Entry point: `train_robovlm(script_args, training_args)`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..data.episodes_hdf5 import EpisodeSource, open_episodes
+from ..errors import UserError
+from ..hub import check_model_source
+from ..interrupt import train_interruptibly
+from .robovlm_config import RoboVLMScriptArguments
+
+logger = logging.getLogger(__name__)
+
+
+class RoboVLMWindowDataset(Dataset):
+    """Training windows over an [`EpisodeSource`]: every `stride`-th start of `window_size` consecutive frames.
+
+    Item keys: `frames` (L, H, W, 3) uint8, `actions` (L, chunk, A) float32 (the action of frame t and the next
+    chunk-1 frames), `action_mask` (L, chunk) bool (False past the episode's end), `task` (str), `episode_id`, `start`.
+    Episodes shorter than the window give one window padded by repeating the last frame (masked).
+    """
+
+    def __init__(self, source: EpisodeSource, window_size: int, chunk_size: int = 1, stride: int = 1,
+                 cache_episodes: int = 256):
+        self.source, self.window, self.chunk = source, int(window_size), int(chunk_size)
+        self.index: list[tuple[int, int]] = []
+        for i, info in enumerate(source.infos):
+            starts = range(0, max(1, info.length - self.window + 1), int(stride))
+            self.index += [(i, s) for s in starts]
+        if not self.index:
+            raise UserError(f"{source.root}: no episodes to make windows from")
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+        self._cache_size = cache_episodes
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _episode(self, i: int):
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        ep = self.source.load(i)
+        self._cache[i] = ep
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return ep
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        i, start = self.index[k]
+        ep = self._episode(i)
+        n = len(ep)
+        frames_idx = np.minimum(np.arange(start, start + self.window), n - 1)
+        steps = frames_idx[:, None] + np.arange(self.chunk)[None]  # (L, chunk)
+        mask = (steps < n) & (np.arange(start, start + self.window) < n)[:, None]
+        actions = ep.actions[np.minimum(steps, n - 1)]  # (L, chunk, A)
+        return {"frames": ep.images[frames_idx], "actions": actions.astype(np.float32), "action_mask": mask,
+                "task": ep.task, "episode_id": ep.episode_id, "start": int(start)}
+
+
+@dataclass
+class RoboVLMCollator:
+    """Batches windows with a [`RoboVLMProcessor`].
+
+    Input keys per item: `frames` (L, H, W, 3), `actions` (L, chunk, A), `action_mask` (L, chunk), `task`.
+    Output keys: `pixel_values` (B, L, 3, S, S), `input_ids` / `attention_mask` (B, T), `actions`, `action_mask`.
+    """
+
+    processor: Any
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.processor(images=[list(it["frames"]) for it in items], text=[it["task"] for it in items],
+                               actions=np.stack([it["actions"] for it in items]),
+                               action_mask=np.stack([it["action_mask"] for it in items]))
+        return dict(batch)
+
+
+# The recipe's tiny random Kosmos-2 when no backbone is given (model_config.backbone_config overrides it).
+def _tiny_backbone(image_size: int) -> dict:
+    from ..testing.tiny_kosmos2 import tiny_kosmos2_config
+
+    return tiny_kosmos2_config(hidden_size=64, image_size=image_size, patch_size=8, latent_queries=8)
+
+
+def build_model_and_processor(args: RoboVLMScriptArguments, action_dim: int):
+    """The policy and its processor: around `backbone_name_or_path`, or a tiny random Kosmos-2."""
+    from ..models.robovlm import RoboVLMConfig, RoboVLMForActionPrediction
+    from ..models.robovlm.processing_robovlm import RoboVLMProcessor
+
+    kwargs = dict(args.model_config)
+    kwargs["action_dim"] = action_dim
+    if args.backbone_name_or_path:
+        if "backbone_config" in kwargs:
+            raise UserError("model_config.backbone_config describes a random backbone; it cannot be combined with "
+                            f"backbone_name_or_path={args.backbone_name_or_path!r}")
+        source = check_model_source(args.backbone_name_or_path, "--backbone_name_or_path")
+        model = RoboVLMForActionPrediction.from_backbone(source, **kwargs)
+        processor = RoboVLMProcessor.from_backbone(source, prompt_template=args.prompt_template)
+        return model, processor
+    from ..testing.tiny_kosmos2 import build_tiny_robovlm_processor
+
+    backbone = _tiny_backbone(args.synthetic_image_size)
+    for key, value in (kwargs.pop("backbone_config", None) or {}).items():
+        backbone[key] = {**backbone[key], **value} if isinstance(value, dict) and isinstance(backbone.get(key), dict) \
+            else value
+    model = RoboVLMForActionPrediction(RoboVLMConfig(backbone_config=backbone, **kwargs))
+    processor = build_tiny_robovlm_processor(backbone["vision_config"]["image_size"], args.prompt_template)
+    return model, processor
+
+
+@torch.no_grad()
+def predict_windows(model, dataset: RoboVLMWindowDataset, collator: RoboVLMCollator, batch_size: int = 16,
+                    progress: bool = True) -> dict[str, np.ndarray]:
+    """Actions of the model over every window: `pred`, `target` (M, A) for the masked-in steps, and `task` (M,)."""
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=lambda x: x)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    preds, targets, tasks = [], [], []
+    for items in tqdm(loader, desc="RoboVLM eval", disable=not progress):
+        batch = collator(items)
+        out = model(**{k: v.to(device) for k, v in batch.items() if k not in ("actions", "action_mask")})
+        mask = batch["action_mask"].numpy()
+        preds.append(out.actions.float().cpu().numpy()[mask])
+        targets.append(batch["actions"].numpy()[mask])
+        tasks += [it["task"] for it, m in zip(items, mask) for _ in range(int(m.sum()))]
+    model.train(was_training)
+    return {"pred": np.concatenate(preds), "target": np.concatenate(targets), "task": np.asarray(tasks)}
+
+
+def action_metrics(pred: dict[str, np.ndarray], baseline_action: np.ndarray, names: list[str] | None = None) -> dict:
+    """MSE / MAE per action value, for the model and for a constant action (the training mean)."""
+    names = names or [f"a{i}" for i in range(pred["target"].shape[-1])]
+    out: dict[str, Any] = {}
+    for who, values in (("model", pred["pred"]), ("train_mean_baseline", np.broadcast_to(baseline_action,
+                                                                                          pred["target"].shape))):
+        err = values - pred["target"]
+        out[who] = {"mse": float((err ** 2).mean()), "mae": float(np.abs(err).mean()),
+                    **{f"mse_{n}": float((err[:, i] ** 2).mean()) for i, n in enumerate(names)}}
+    out["num_steps"] = int(len(pred["target"]))
+    out["protocol"] = (f"held-out windows, every frame's action (chunk steps inside the episode), n={len(pred['target'])}; "
+                       "baseline: the mean training action")
+    return out
+
+
+def _source(path: str | None, fallback: Path, seed: int, num: int, image_size: int, camera_key: str | None):
+    from ..data.synthetic.mobile_robot import write_mobile_robot_hdf5
+
+    if path is None:
+        if not fallback.is_dir():
+            write_mobile_robot_hdf5(fallback, num_episodes=num, seed=seed, image_size=image_size)
+        path = str(fallback)
+    return open_episodes(path, camera_key=camera_key)
+
+
+def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
+    """Write synthetic episodes if no data is given, train, save model + processor + card, evaluate held-out.
+    Returns the trainer; the held-out metrics are `trainer.heldout_metrics` (also `<output_dir>/metrics.json`)."""
+    from transformers import Trainer
+
+    out = Path(training_args.output_dir)
+    train_src = _source(script_args.data_dir, out / "data" / "train", training_args.seed,
+                        script_args.synthetic_episodes, script_args.synthetic_image_size, script_args.camera_key)
+    eval_src = _source(script_args.eval_data_dir, out / "data" / "heldout", training_args.seed + 7919,
+                       script_args.synthetic_eval_episodes, script_args.synthetic_image_size, script_args.camera_key)
+    action_dim = int(train_src.load(0).actions.shape[-1])
+    model, processor = build_model_and_processor(script_args, action_dim)
+    cfg = model.config
+    train_ds = RoboVLMWindowDataset(train_src, cfg.window_size, cfg.action_chunk_size, script_args.window_stride)
+    eval_ds = RoboVLMWindowDataset(eval_src, cfg.window_size, cfg.action_chunk_size, cfg.window_size)
+    collator = RoboVLMCollator(processor)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("RoboVLM: %d training windows from %d episodes (%s), %d held-out windows; %.2f M parameters, "
+                "%.2f M trainable", len(train_ds), len(train_src), train_src.format, len(eval_ds),
+                model.num_parameters() / 1e6, trainable / 1e6)
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, data_collator=collator,
+                      processing_class=processor)
+    result = train_interruptibly(trainer, training_args.resume_from_checkpoint)
+    trainer.save_model(str(out))
+    processor.save_pretrained(str(out))
+    train_actions = np.concatenate([train_src.load(i).actions for i in range(len(train_src))])
+    preds = predict_windows(model, eval_ds, collator, script_args.eval_batch_size)
+    names = ["linear_x", "angular_z"] if action_dim == 2 else None
+    metrics = action_metrics(preds, train_actions.mean(axis=0), names)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses, "train_windows": len(train_ds),
+                        "global_step": trainer.state.global_step}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_card(out, model, metrics, script_args, train_src, eval_src)
+    logger.info("held-out action MSE %.5f (train-mean baseline %.5f)", metrics["model"]["mse"],
+                metrics["train_mean_baseline"]["mse"])
+    trainer.heldout_metrics = metrics
+    return trainer
+
+
+def _write_card(out: Path, model, metrics: dict, args: RoboVLMScriptArguments, train_src, eval_src) -> None:
+    from ..model_card import display_name, write_model_card
+
+    synthetic = args.data_dir is None
+    write_model_card(
+        out, model, family="robovlm",
+        metrics={"action_mse": metrics["model"]["mse"], "action_mae": metrics["model"]["mae"]},
+        baselines={"constant action (training mean)": {"action_mse": metrics["train_mean_baseline"]["mse"],
+                                                       "action_mae": metrics["train_mean_baseline"]["mae"]}},
+        protocol=metrics["protocol"],
+        train_data=(f"{'synthetic mobile-robot episodes' if synthetic else display_name(train_src.root)} "
+                    f"({len(train_src)} episodes, {train_src.format})"),
+        eval_data=(f"{'synthetic held-out mobile-robot episodes' if args.eval_data_dir is None else display_name(eval_src.root)} "
+                   f"({len(eval_src)} episodes)"),
+        base_model=args.backbone_name_or_path,
+        datasets=["synthetic-mobile-robot"] if synthetic else [display_name(train_src.root)],
+    )
+
+
+def main(argv: list[str] | None = None):
+    """`hf-vlmdrive train robovlm`: parse (YAML `--config` + flags) and run."""
+    from ..cli.parsing import parse_args
+    from .robovlm_config import RoboVLMTrainingArguments
+
+    script_args, training_args = parse_args([RoboVLMScriptArguments, RoboVLMTrainingArguments], argv,
+                                            prog="hf-vlmdrive train robovlm")
+    return train_robovlm(script_args, training_args)
+
+
+__all__ = ["RoboVLMCollator", "RoboVLMWindowDataset", "action_metrics", "build_model_and_processor", "main",
+           "predict_windows", "train_robovlm"]

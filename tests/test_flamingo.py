@@ -140,7 +140,7 @@ class TestFlamingoFamily(FamilyContract):
 
 
 # ------------------------------------------------------------------------------------------- semantics
-@pytest.mark.parametrize("kind", ["llama", "gpt_neox", "opt"])
+@pytest.mark.parametrize("kind", ["llama", "gpt_neox", "opt", "qwen2", "mpt"])
 def test_zero_gates_equal_the_plain_lm_exactly(kind):
     """Freshly built (gates 0, as OpenFlamingo initialises them): logits are bit-identical to the plain LM's."""
     model = _model(kind, gates=None)
@@ -309,7 +309,7 @@ def test_beam_generate_cache_equals_no_cache_and_vision_runs_once():
     assert torch.equal(cached, uncached)
 
 
-@pytest.mark.parametrize("kind", ["llama", "gpt_neox"])
+@pytest.mark.parametrize("kind", ["llama", "gpt_neox", "mpt"])
 def test_beam_generate_with_zero_gates_equals_the_lm_generate(kind):
     model = _model(kind, gates=None)
     model.generation_config.pad_token_id = 0

@@ -36,6 +36,10 @@ EXTRAS = {
     "lerobot": ["pyarrow>=15.0", "av>=12.0"],
     # The openpi-compatible policy server and client (`hf-vlmdrive serve`, `hf_vlmdrive.serving`).
     "serving": ["websockets>=15.0", "msgpack>=1.0"],
+    # RoboVLM episodes (one HDF5 file per episode).
+    "robovlm": ["h5py>=3.10"],
+    # The context-vector analysis toolkit: HDF5 episodes, KS / Wasserstein, linear probe, t-SNE, UMAP.
+    "analysis": ["h5py>=3.10", "scipy>=1.11", "scikit-learn>=1.4", "umap-learn>=0.5"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 # Heavy extras, not part of `all` / `dev` (and so not of `make test`):
@@ -49,6 +53,9 @@ EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "ruff>=0.6", "grpcio-tools>=1.60
                                  "typing_extensions>=4.0"]
 # diffusers: tests rebuild starVLA's action head from its Attention / FeedForward / Timesteps as a reference.
 EXTRAS["dev"] += ["diffusers>=0.30"]
+# lightning: the checkpoint inspector is tested on .ckpt files Lightning itself writes (DeepSpeed's own engine is
+# exercised by a slow test when the `deepspeed` extra is installed).
+EXTRAS["dev"] += ["lightning>=2.4"]
 
 setup(
     name="hf_vlmdrive",

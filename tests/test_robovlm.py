@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -298,3 +299,60 @@ def test_from_backbone_loads_a_saved_kosmos2(tmp_path):
     assert model.config.backbone_name_or_path == str(tmp_path / "kosmos")
     with pytest.raises(ValueError, match="no such directory"):
         RoboVLMForActionPrediction.from_backbone(str(tmp_path / "missing" / "x" / "y"))
+
+
+# ------------------------------------------------------------------------------------------ conversion
+def _as_robovlms(state: dict) -> dict:
+    """Our state dict under RoboVLMs' names (the policy as `model.` of the LightningModule)."""
+    out = {}
+    for k, v in state.items():
+        if k == "action_token":
+            out["model.action_token"] = v[0]  # RoboVLMs: (hidden,)
+        elif k.startswith("policy_head."):
+            out["model.act_head." + k[len("policy_head."):]] = v
+        else:
+            out["model." + k] = v
+    return out
+
+
+@pytest.mark.parametrize("layout", ["lightning", "deepspeed"])
+def test_convert_robovlms_checkpoint(tmp_path, layout, capsys):
+    """A RoboVLMs-layout checkpoint (frozen vision weights left out, as RoboVLMs' get_checkpoint does) converts into
+    a directory whose model predicts exactly what the original did."""
+    from hf_vlmdrive.cli import main as cli_main
+    from hf_vlmdrive.testing.tiny_kosmos2 import save_tiny_kosmos2
+
+    kosmos = save_tiny_kosmos2(tmp_path / "kosmos", seed=5)
+    torch.manual_seed(0)
+    original = RoboVLMForActionPrediction.from_backbone(str(kosmos), **{**TINY_HEAD, "action_dim": 7,
+                                                                        "use_gripper": True}).eval()
+    with torch.no_grad():
+        original.action_token.normal_()
+        for p in original.backbone.text_model.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # fine-tuned LM, unlike the pretrained one
+    sd = {k: v for k, v in _as_robovlms(original.state_dict()).items() if ".vision_model." not in k}
+    sd["model.fwd_head.proj.weight"] = torch.zeros(2, 2)  # a RoboVLMs part without a counterpart
+    hp = {"configs": {"act_head": {"type": "LSTMDecoder", "fwd_pred_next_n": 1}, "window_size": 3}}
+    if layout == "lightning":
+        ckpt = tmp_path / "epoch=1.ckpt"
+        torch.save({"epoch": 1, "global_step": 10, "pytorch-lightning_version": "2.0.0", "state_dict": sd,
+                    "hyper_parameters": hp}, ckpt)
+    else:
+        ckpt = tmp_path / "ds"
+        (ckpt / "global_step10").mkdir(parents=True)
+        torch.save({"module": {"module." + k: v for k, v in sd.items()}, "global_steps": 10, "ds_version": "0.19.8"},
+                   ckpt / "global_step10" / "mp_rank_00_model_states.pt")
+        (ckpt / "latest").write_text("global_step10")
+    out = tmp_path / "converted"
+    assert cli_main(["convert", "robovlms", str(ckpt), "--backbone", str(kosmos), "--output_dir", str(out)]) == 0
+    report = json.loads((out / "conversion_report.json").read_text())
+    assert any("fwd_head" in k for k in report["unexpected_keys"])
+    assert report["missing_keys_filled_from_backbone"] == sum(".vision_model." in k for k in original.state_dict())
+    assert report["head_config"]["use_gripper"] and report["head_config"]["action_dim"] == 7
+    loaded = AutoModel.from_pretrained(out).eval()
+    inputs = _inputs(window=3, action_dim=7, gripper=True)
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).actions, original(**inputs).actions)
+    from transformers import AutoProcessor
+
+    assert type(AutoProcessor.from_pretrained(out)).__name__ == "RoboVLMProcessor"

@@ -343,7 +343,7 @@ def load_state_dict(path: str | Path) -> tuple[dict, dict]:
     _, sd = find_state_dict(obj)
     if not sd:
         raise UserError(f"{path}: no state dict found (looked under {STATE_DICT_KEYS} and the top level)")
-    return dict(sd), _metadata(obj)
+    return dict(sd), {"format": fmt, **_metadata(obj)}
 
 
 __all__ = [

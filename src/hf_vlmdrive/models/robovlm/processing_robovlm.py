@@ -60,10 +60,10 @@ class RoboVLMProcessor(ProcessorMixin):
     @classmethod
     def from_backbone(cls, backbone_name_or_path: str, prompt_template: str = DEFAULT_PROMPT_TEMPLATE, **hub_kwargs):
         """The processor of a pretrained VLM (Hub id or directory): its image processor and tokenizer."""
-        from transformers import AutoProcessor
+        from transformers import AutoImageProcessor, AutoTokenizer
 
-        vlm = AutoProcessor.from_pretrained(backbone_name_or_path, **hub_kwargs)
-        return cls(vlm.image_processor, vlm.tokenizer, prompt_template=prompt_template)
+        return cls(AutoImageProcessor.from_pretrained(backbone_name_or_path, **hub_kwargs),
+                   AutoTokenizer.from_pretrained(backbone_name_or_path, **hub_kwargs), prompt_template=prompt_template)
 
     def format_prompt(self, instruction: str) -> str:
         """The text of one sample (RoboVLMs strips the instruction)."""

@@ -379,3 +379,31 @@ def test_train_lm_embeddings_keeps_other_lm_weights_frozen():
     assert "language_model.model.embed_tokens.weight" in trainable
     assert not any(n.startswith("vision_model.") or ".decoder_layer." in n for n in trainable)
     assert any(".gated_cross_attn_layer." in n for n in trainable) and any(n.startswith("perceiver.") for n in trainable)
+
+
+def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
+    """A new Flamingo from a saved CLIP tower and LM: logits equal the LM's (gates 0), the tower is the saved one."""
+    from transformers import AutoConfig, CLIPVisionModel
+
+    from hf_vlmdrive.testing.tiny_flamingo import tiny_text_config, tiny_vision_config
+
+    tok = train_tiny_base_tokenizer()
+    text = tiny_text_config("llama", vocab_size=len(tok))
+    lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(text.pop("model_type"), **text))
+    lm.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    vision = tiny_vision_config()
+    tower = CLIPVisionModel(AutoConfig.for_model(vision.pop("model_type"), **vision))
+    tower.save_pretrained(tmp_path / "clip")
+    model, tokenizer = FlamingoForConditionalGeneration.from_backbones(
+        str(tmp_path / "clip"), str(tmp_path / "lm"), perceiver_depth=1, perceiver_num_latents=4)
+    assert model.config.media_token_id == tokenizer.convert_tokens_to_ids("<image>")
+    assert model.config.text_config.vocab_size == len(tokenizer) == lm.config.vocab_size + 3
+    for key, value in tower.state_dict().items():
+        assert torch.equal(model.vision_model.state_dict()[key], value)
+    ids = torch.randint(0, lm.config.vocab_size, (2, 7))  # base-vocabulary text (the LM has no <image> row)
+    with torch.no_grad():
+        got = model.eval()(input_ids=ids, pixel_values=torch.randn(2, 1, 1, 3, 16, 16)).logits
+        want = lm.eval()(input_ids=ids).logits
+    assert torch.equal(got[..., : lm.config.vocab_size], want)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("vision_model."))

@@ -166,6 +166,47 @@ class FlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMixin)
             self.generation_config.eos_token_id = config.end_of_chunk_token_id  # `<|endofchunk|>` ends a reply
         self.apply_freezing()
 
+    @classmethod
+    def from_backbones(cls, vision: str, text: str, tokenizer=None, **config_kwargs):
+        """A new (untrained: gates 0, so it equals the LM) Flamingo from a pretrained CLIP tower and causal LM.
+
+        `vision`: Hub id / directory of a CLIP model or CLIP vision model; `text`: of a causal LM; `tokenizer`:
+        the LM's tokenizer (loaded from `text` when None) -- OpenFlamingo's special tokens are added and the
+        embeddings resized as `create_model_and_transforms` does. Returns `(model, tokenizer)`;
+        `config_kwargs` go to [`FlamingoConfig`] (e.g. `cross_attn_every_n_layers=4`).
+        """
+        from transformers import AutoConfig, AutoTokenizer, CLIPVisionModel
+
+        from .processing_flamingo import add_flamingo_special_tokens
+
+        tok = AutoTokenizer.from_pretrained(text) if tokenizer is None else tokenizer
+        ids = add_flamingo_special_tokens(tok)
+        lm = AutoModelForCausalLM.from_pretrained(text, dtype=torch.float32)
+        lm.resize_token_embeddings(len(tok))
+        tower = CLIPVisionModel.from_pretrained(vision, dtype=torch.float32)
+        vision_config = AutoConfig.from_pretrained(vision)
+        vision_config = getattr(vision_config, "vision_config", vision_config)
+        config = FlamingoConfig(vision_config=vision_config.to_dict(), text_config=lm.config.to_dict(),
+                                **{**ids, **config_kwargs})
+        config.text_config.pad_token_id = tok.pad_token_id
+        model = cls(config)
+        with torch.no_grad():
+            model.vision_model.load_state_dict(tower.state_dict())
+            layers_attr = config.decoder_layers_attr
+            state = {}
+            for key, value in lm.state_dict().items():
+                if key.startswith(layers_attr + "."):
+                    index, rest = key[len(layers_attr) + 1 :].split(".", 1)
+                    key = f"{layers_attr}.{index}.decoder_layer.{rest}"
+                state[key] = value
+            missing, unexpected = model.language_model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if ".gated_cross_attn_layer." not in k]
+        if missing or unexpected:
+            raise UserError(f"loading {text} into the Flamingo LM left missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.apply_freezing()
+        return model, tok
+
     # ------------------------------------------------------------------ structure
     def _wrap_decoder_layers(self) -> None:
         config = self.config

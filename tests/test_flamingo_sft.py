@@ -192,3 +192,20 @@ def test_caption_generation_and_metrics_on_a_flamingo_directory(setup, cli, caps
     assert cli("eval", "captions", "--predictions", caption_preds, "--references", paths["captions"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "CIDEr" in result and "Bleu_4" in result
+
+
+def test_recipe_defaults_and_the_example_config_parse(tmp_path):
+    """SPEC 1.3 defaults (lr 3e-5, 100 warm-up steps then constant, batch 2, per-epoch checkpoints, length 384)."""
+    from hf_vlmdrive.cli.parsing import parse_args
+
+    script, train = parse_args([FlamingoSFTArguments, FlamingoTrainingArguments],
+                               ["--config", "examples/configs/flamingo_tiny.yaml", "--output_dir", str(tmp_path)])
+    assert script.model_name_or_path == "tiny-random" and script.gate_lr_multiplier == 50.0
+    assert script.gate_regularization == 0.2 and script.text_dropout == 0.25
+    defaults = FlamingoTrainingArguments(output_dir=str(tmp_path))
+    assert defaults.learning_rate == 3e-5 and defaults.warmup_steps == 100
+    assert str(defaults.lr_scheduler_type.value) == "constant_with_warmup"
+    assert defaults.per_device_train_batch_size == 2 and defaults.max_length == 384
+    assert str(defaults.save_strategy.value) == "epoch"
+    with pytest.raises(ValueError, match="text_dropout"):
+        FlamingoSFTArguments(text_dropout=1.5)

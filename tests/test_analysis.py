@@ -66,6 +66,12 @@ def test_dead_constant_and_probe():
     assert r["A"]["linear_probe"]["accuracy"] > 0.97
     assert r["B"]["linear_probe"]["accuracy"] < 0.8
     assert r["A"]["silhouette"] > 0.3 > r["B"]["silhouette"]
+    assert r["A"]["task_geometry"]["task_centroid_distance"] == pytest.approx(6.0, abs=0.6)
+    # progress probe: a vector carrying the progress linearly gets R^2 ~ 1, pure noise ~ 0 or below
+    prog = np.tile(np.linspace(0, 1, 5), 16)
+    follows = np.c_[prog, rng.normal(size=(80, 3)) * 0.01]
+    r = compare_vectors(follows, rng.normal(size=(80, 4)), labels, labels, progress_a=prog, progress_b=prog)
+    assert r["A"]["progress_probe"]["r2"] > 0.99 and r["B"]["progress_probe"]["r2"] < 0.2
 
 
 def _vector_files(tmp_path):

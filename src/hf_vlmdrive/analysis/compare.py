@@ -12,7 +12,9 @@ Statistics (definitions are also written into the report, `METRIC_DEFINITIONS`):
   whose own KS test rejects at 0.05;
 - dead neurons (|x| <= 1e-8 on every sample) and constant neurons (std <= 1e-6) of each set;
 - task separability of each set (beyond the reference): the cross-validated accuracy of a logistic-regression
-  linear probe predicting the task from the vector, and the silhouette score of the task labels.
+  linear probe predicting the task from the vector, the silhouette score of the task labels, the scale-aware task
+  geometry (centroid gap relative to the vector norm, within-task spread), and a progress probe (R^2 of a ridge
+  regression predicting the frame's progress through the episode: does the context follow the observation?).
 Figures (PNG): histograms, per-feature scatter of means and stds, t-SNE and UMAP of both sets.
 """
 
@@ -52,6 +54,13 @@ METRIC_DEFINITIONS = {
                     "1 / number of tasks. A clear context separates the tasks linearly (accuracy near 1).",
     "silhouette": "mean silhouette coefficient (Euclidean) of the samples grouped by task, in [-1, 1]: near 1 "
                   "compact and well separated task clusters, near 0 overlapping.",
+    "task_geometry": "task_centroid_distance = mean Euclidean distance between the task centroids; "
+                     "within_task_std = per-dimension std inside a task, averaged; relative_task_gap = centroid "
+                     "distance / mean vector norm. Probe and silhouette are scale-free: a gap of 1 % of the norm "
+                     "still scores 'separable' there, yet a head must amplify it 100x to use it.",
+    "progress_probe": "cross-validated R^2 (k-fold, k <= 5) of a ridge regression (standardised inputs, alpha by "
+                      "RidgeCV) predicting the frame's progress through its episode (0..1) from the vector: "
+                      "whether the context follows the observation, not only the instruction.",
 }
 
 
@@ -105,6 +114,38 @@ def silhouette(x: np.ndarray, labels: Sequence) -> float | None:
     return float(silhouette_score(x, y))
 
 
+def task_geometry(x: np.ndarray, labels: Sequence) -> dict:
+    """Scale-aware separation of the tasks: mean distance between task centroids, mean within-task per-dimension
+    std, and the centroid distance relative to the mean vector norm (the silhouette and the probe are
+    scale-free, so a tiny but consistent gap scores as "separable" there)."""
+    y = np.asarray(labels)
+    tasks = np.unique(y)
+    cents = np.stack([x[y == t].mean(0) for t in tasks])
+    dists = [np.linalg.norm(cents[i] - cents[j]) for i in range(len(tasks)) for j in range(i + 1, len(tasks))]
+    within = float(np.mean([x[y == t].std(0).mean() for t in tasks]))
+    gap = float(np.mean(dists)) if dists else 0.0
+    return {"task_centroid_distance": gap, "within_task_std": within,
+            "relative_task_gap": gap / float(np.linalg.norm(x, axis=1).mean() + 1e-12)}
+
+
+def progress_probe(x: np.ndarray, progress: Sequence[float], seed: int = 0) -> dict:
+    """Cross-validated R^2 of a ridge regression predicting the episode progress (0..1) from the vector: how much
+    of the observation (which changes along the episode) the context carries."""
+    require_extra("sklearn", "analysis", "the progress probe")
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(progress, dtype=np.float64)
+    if len(np.unique(y)) < 2 or len(y) < 4:
+        return {"r2": None, "reason": "needs at least two progress values and 4 samples"}
+    k = int(min(5, len(y) // 2))
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    scores = cross_val_score(model, x, y, cv=KFold(k, shuffle=True, random_state=seed), scoring="r2")
+    return {"r2": float(scores.mean()), "r2_std": float(scores.std()), "folds": k}
+
+
 def _set_stats(x: np.ndarray) -> dict:
     std = x.std(axis=0)
     return {"n": int(x.shape[0]), "dim": int(x.shape[1]), "mean": x.mean(axis=0).tolist(), "std": std.tolist(),
@@ -114,7 +155,8 @@ def _set_stats(x: np.ndarray) -> dict:
 
 
 def compare_vectors(a: np.ndarray, b: np.ndarray, labels_a: Sequence | None = None, labels_b: Sequence | None = None,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, progress_a: Sequence[float] | None = None,
+                    progress_b: Sequence[float] | None = None) -> dict:
     """Every statistic of the module docstring, as a JSON-able dict."""
     from scipy import stats
 
@@ -161,6 +203,10 @@ def compare_vectors(a: np.ndarray, b: np.ndarray, labels_a: Sequence | None = No
                 raise UserError(f"set {name}: {len(labels)} labels for {len(x)} vectors")
             out[name]["linear_probe"] = linear_probe(x, labels, seed)
             out[name]["silhouette"] = silhouette(x, labels)
+            out[name]["task_geometry"] = task_geometry(x, labels)
+    for name, x, prog in (("A", a, progress_a), ("B", b, progress_b)):
+        if prog is not None:
+            out[name]["progress_probe"] = progress_probe(x, prog, seed)
     return out
 
 
@@ -252,6 +298,15 @@ def write_report(result: dict, figures: dict[str, str], path: str | Path, names:
         ("linear-probe task accuracy (CV)", _fmt(a.get("linear_probe", {}).get("accuracy")),
          _fmt(b.get("linear_probe", {}).get("accuracy"))),
         ("silhouette by task", _fmt(a.get("silhouette")), _fmt(b.get("silhouette"))),
+        ("task centroid distance / relative to norm",
+         f"{_fmt(a.get('task_geometry', {}).get('task_centroid_distance'))} / "
+         f"{_fmt(a.get('task_geometry', {}).get('relative_task_gap'))}",
+         f"{_fmt(b.get('task_geometry', {}).get('task_centroid_distance'))} / "
+         f"{_fmt(b.get('task_geometry', {}).get('relative_task_gap'))}"),
+        ("within-task std", _fmt(a.get("task_geometry", {}).get("within_task_std")),
+         _fmt(b.get("task_geometry", {}).get("within_task_std"))),
+        ("progress probe R^2 (CV)", _fmt(a.get("progress_probe", {}).get("r2")),
+         _fmt(b.get("progress_probe", {}).get("r2"))),
     ]
     lines = [f"# {title}", "", f"Set A: {names[0]}; set B: {names[1]}.", "", "## Each set", "",
              "| statistic | A | B |", "|---|---|---|"]
@@ -293,9 +348,11 @@ def compare_files(a_path: str | Path, b_path: str | Path, out_dir: str | Path, s
     b, meta_b = load_vectors(b_path)
     la = [r["task"] for r in meta_a["rows"]] if meta_a else None
     lb = [r["task"] for r in meta_b["rows"]] if meta_b else None
+    pa = [r["progress"] for r in meta_a["rows"]] if meta_a and all("progress" in r for r in meta_a["rows"]) else None
+    pb = [r["progress"] for r in meta_b["rows"]] if meta_b and all("progress" in r for r in meta_b["rows"]) else None
     names = (f"{Path(a_path).name}" + (f" ({meta_a['model']}, {meta_a['hook']})" if meta_a else ""),
              f"{Path(b_path).name}" + (f" ({meta_b['model']}, {meta_b['hook']})" if meta_b else ""))
-    result = compare_vectors(a, b, la, lb, seed=seed)
+    result = compare_vectors(a, b, la, lb, seed=seed, progress_a=pa, progress_b=pb)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = make_figures(a, b, out_dir, la, lb, names=("A", "B"), seed=seed, embeddings=embeddings) if figures else {}
@@ -308,4 +365,4 @@ def compare_files(a_path: str | Path, b_path: str | Path, out_dir: str | Path, s
 
 
 __all__ = ["METRIC_DEFINITIONS", "compare_files", "compare_vectors", "histogram_kl", "linear_probe", "make_figures",
-           "silhouette", "write_report"]
+           "progress_probe", "silhouette", "task_geometry", "write_report"]

@@ -182,3 +182,24 @@ def test_hooks_capture_the_action_token(episodes, tmp_path):
     assert arr.shape == a.shape and m["rows"][0]["task"] == recs[0]["task"] and m["hook"] == "policy_head:input"
     with pytest.raises(ValueError, match="no module"):
         extract_context_vectors(model, proc, episodes, recs, hooks=["nope"], progress=False)
+
+
+@pytest.mark.slow
+def test_context_study_example_end_to_end(tmp_path):
+    """examples/analyze_context_vectors.py, shortened: two policies, sample, extract, compare, report."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "analyze_context_vectors.py"
+    spec = importlib.util.spec_from_file_location("analyze_context_vectors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = module.run_study(tmp_path / "study", max_steps=4, per_task=2, train_episodes=4, heldout_episodes=4,
+                               embeddings=("tsne",))
+    assert summary["sample"]["records"] == 2 * 2 * 5
+    for name in ("frozen", "finetuned"):
+        arr = np.load(tmp_path / "study" / "vectors" / f"{name}.npy")
+        assert arr.shape == (20, 64)
+    report = (tmp_path / "study" / "comparison" / "report.md").read_text()
+    assert "paired cosine" in report and "![tsne](tsne.png)" in report
+    assert 0.0 <= summary["separability"]["frozen"]["linear_probe_accuracy"] <= 1.0

@@ -317,8 +317,8 @@ def write_report(result: dict, figures: dict[str, str], path: str | Path, names:
                                        f"{_fmt(result.get('paired_cosine', {}).get('min'))}"),
         ("centroid cosine", _fmt(result.get("centroid_cosine"))),
         ("mean feature correlation", _fmt(result.get("mean_feature_correlation", {}).get("mean"))),
-        ("mean |diff| of per-dimension means", _fmt(result.get("per_dimension", {}).get("mean_abs_diff_of_means"))),
-        ("histogram KL(A||B) pooled / mean over dims", f"{_fmt(result['histogram_kl']['pooled'])} / "
+        ("mean abs. difference of per-dimension means", _fmt(result.get("per_dimension", {}).get("mean_abs_diff_of_means"))),
+        ("histogram KL(A to B) pooled / mean over dims", f"{_fmt(result['histogram_kl']['pooled'])} / "
                                                        f"{_fmt(result['histogram_kl'].get('mean_over_dims'))}"),
         ("Wasserstein-1 pooled / mean over dims", f"{_fmt(result['wasserstein']['pooled'])} / "
                                                   f"{_fmt(result['wasserstein'].get('mean_over_dims'))}"),

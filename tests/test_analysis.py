@@ -203,3 +203,26 @@ def test_context_study_example_end_to_end(tmp_path):
     report = (tmp_path / "study" / "comparison" / "report.md").read_text()
     assert "paired cosine" in report and "![tsne](tsne.png)" in report
     assert 0.0 <= summary["separability"]["frozen"]["linear_probe_accuracy"] <= 1.0
+
+
+def test_cli_extract(episodes, tmp_path, capsys):
+    """`analyze extract` on a saved policy: .npy (N, D) rows in sample order + metadata naming model and hook."""
+    from hf_vlmdrive.models.robovlm import RoboVLMConfig, RoboVLMForActionPrediction
+    from hf_vlmdrive.testing.tiny_kosmos2 import build_tiny_robovlm_processor, tiny_kosmos2_config
+
+    torch.manual_seed(0)
+    model = RoboVLMForActionPrediction(RoboVLMConfig(backbone_config=tiny_kosmos2_config(), head_hidden_size=16,
+                                                     head_num_layers=1, head_mlp_sizes=[8], window_size=2))
+    model.save_pretrained(tmp_path / "policy")
+    build_tiny_robovlm_processor().save_pretrained(tmp_path / "policy")
+    assert cli_main(["analyze", "sample", str(episodes), "--per_task", "1", "--fractions", "0,1",
+                     "--output", str(tmp_path / "s.json")]) == 0
+    assert cli_main(["analyze", "extract", "--model", str(tmp_path / "policy"), "--data", str(episodes),
+                     "--sample", str(tmp_path / "s.json"), "--output", str(tmp_path / "vec")]) == 0
+    arr = np.load(tmp_path / "vec.npy")
+    meta = json.loads((tmp_path / "vec.json").read_text())
+    samples = json.loads((tmp_path / "s.json").read_text())["samples"]
+    assert arr.shape == (4, 32) and meta["hook"] == "policy_head:input" and meta["model"] == str(tmp_path / "policy")
+    assert [(r["episode_id"], r["frame"]) for r in meta["rows"]] == [(r["episode_id"], r["frame"]) for r in samples]
+    assert cli_main(["analyze", "extract", "--model", str(tmp_path / "nope"), "--data", str(episodes),
+                     "--sample", str(tmp_path / "s.json"), "--output", str(tmp_path / "v2")]) == 2

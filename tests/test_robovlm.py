@@ -356,3 +356,23 @@ def test_convert_robovlms_checkpoint(tmp_path, layout, capsys):
     from transformers import AutoProcessor
 
     assert type(AutoProcessor.from_pretrained(out)).__name__ == "RoboVLMProcessor"
+
+
+@pytest.mark.parametrize("head_type", ["mlp", "gpt"])
+def test_convert_other_heads(tmp_path, head_type):
+    """FCDecoder / GPTDecoder checkpoints: the head type and sizes are inferred from the weights alone."""
+    from hf_vlmdrive.models.robovlm.convert_robovlms import convert_robovlms_checkpoint
+    from hf_vlmdrive.testing.tiny_kosmos2 import save_tiny_kosmos2
+
+    kosmos = save_tiny_kosmos2(tmp_path / "kosmos", seed=1)
+    torch.manual_seed(0)
+    original = RoboVLMForActionPrediction.from_backbone(str(kosmos), **{**TINY_HEAD, "head_type": head_type,
+                                                                        "gpt_num_heads": 8}).eval()
+    sd = {k: v for k, v in _as_robovlms(original.state_dict()).items() if not k.endswith("gpt.wte.weight")}
+    torch.save({"state_dict": sd}, tmp_path / "policy.pt")  # no hyper_parameters
+    report = convert_robovlms_checkpoint(tmp_path / "policy.pt", str(kosmos), tmp_path / "out")
+    assert report["head_config"]["head_type"] == head_type and report["head_config"]["head_hidden_size"] == 32
+    loaded = AutoModel.from_pretrained(tmp_path / "out").eval()
+    inputs = _inputs(window=3)
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).actions, original(**inputs).actions)

@@ -69,3 +69,9 @@ def test_frozen_backbone_and_lora(tmp_path):
 def test_bad_data_dir_is_a_user_error(tmp_path, capsys):
     assert cli_main(["train", "robovlm", "--output_dir", str(tmp_path / "x"), "--data_dir", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_model_config_fails_before_writing_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["train", "robovlm", "--output_dir", str(out), "--model_config.head_type", "rnn"]) == 2
+    assert "head_type" in capsys.readouterr().err and not out.exists()

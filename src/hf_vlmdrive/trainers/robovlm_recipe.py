@@ -93,6 +93,26 @@ def _tiny_backbone(image_size: int) -> dict:
     return tiny_kosmos2_config(hidden_size=64, image_size=image_size, patch_size=8, latent_queries=8)
 
 
+def _random_backbone_config(args: RoboVLMScriptArguments, kwargs: dict) -> dict:
+    backbone = _tiny_backbone(args.synthetic_image_size)
+    for key, value in (kwargs.pop("backbone_config", None) or {}).items():
+        backbone[key] = {**backbone[key], **value} if isinstance(value, dict) and isinstance(backbone.get(key), dict) \
+            else value
+    return backbone
+
+
+def check_model_config(args: RoboVLMScriptArguments) -> None:
+    """Validate `model_config` before any data is written (errors name the field); the backbone's own config is
+    only known after loading it, so with `backbone_name_or_path` the tiny default stands in for it here."""
+    from ..models.robovlm import RoboVLMConfig
+
+    kwargs = dict(args.model_config)
+    if args.backbone_name_or_path and "backbone_config" in kwargs:
+        raise UserError("model_config.backbone_config describes a random backbone; it cannot be combined with "
+                        f"backbone_name_or_path={args.backbone_name_or_path!r}")
+    RoboVLMConfig(backbone_config=_random_backbone_config(args, kwargs), **kwargs)
+
+
 def build_model_and_processor(args: RoboVLMScriptArguments, action_dim: int):
     """The policy and its processor: around `backbone_name_or_path`, or a tiny random Kosmos-2."""
     from ..models.robovlm import RoboVLMConfig, RoboVLMForActionPrediction
@@ -110,10 +130,7 @@ def build_model_and_processor(args: RoboVLMScriptArguments, action_dim: int):
         return model, processor
     from ..testing.tiny_kosmos2 import build_tiny_robovlm_processor
 
-    backbone = _tiny_backbone(args.synthetic_image_size)
-    for key, value in (kwargs.pop("backbone_config", None) or {}).items():
-        backbone[key] = {**backbone[key], **value} if isinstance(value, dict) and isinstance(backbone.get(key), dict) \
-            else value
+    backbone = _random_backbone_config(args, kwargs)
     model = RoboVLMForActionPrediction(RoboVLMConfig(backbone_config=backbone, **kwargs))
     processor = build_tiny_robovlm_processor(backbone["vision_config"]["image_size"], args.prompt_template)
     return model, processor
@@ -171,6 +188,7 @@ def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
     Returns the trainer; the held-out metrics are `trainer.heldout_metrics` (also `<output_dir>/metrics.json`)."""
     from transformers import Trainer
 
+    check_model_config(script_args)
     out = Path(training_args.output_dir)
     train_src = _source(script_args.data_dir, out / "data" / "train", training_args.seed,
                         script_args.synthetic_episodes, script_args.synthetic_image_size, script_args.camera_key)

@@ -59,6 +59,10 @@ class RoboVLMOutput(ModelOutput):
     context_vectors: torch.FloatTensor | None = None
 
 
+# Set by `from_backbone` while it builds the model around an empty backbone (a list: mutable module state).
+_EMPTY_BACKBONE = [False]
+
+
 class RoboVLMPreTrainedModel(PreTrainedModel):
     """Weight initialisation and Auto-class plumbing of the RoboVLM family."""
 
@@ -90,7 +94,14 @@ class RoboVLMForActionPrediction(FreezingMixin, RoboVLMPreTrainedModel):
     def __init__(self, config: RoboVLMConfig):
         super().__init__(config)
         self.adapter = adapter_for(config.backbone_config.model_type)
-        self.backbone = self.adapter.build(config.backbone_config)
+        if _EMPTY_BACKBONE[0]:
+            # `from_backbone` replaces the backbone with the pretrained one: do not materialise a random 1.6 B copy.
+            from accelerate import init_empty_weights
+
+            with init_empty_weights(include_buffers=False):
+                self.backbone = self.adapter.build(config.backbone_config)
+        else:
+            self.backbone = self.adapter.build(config.backbone_config)
         self.action_token = nn.Parameter(torch.zeros(config.num_action_tokens, config.hidden_size))
         self.policy_head = build_policy_head(config)
         if config.head_type == "mlp":
@@ -133,16 +144,24 @@ class RoboVLMForActionPrediction(FreezingMixin, RoboVLMPreTrainedModel):
         backbone_config = AutoConfig.from_pretrained(source, **hub)
         config = RoboVLMConfig(backbone_config=backbone_config, backbone_name_or_path=str(backbone_name_or_path),
                                **config_kwargs)
-        model = cls(config)
+        _EMPTY_BACKBONE[0] = True
+        try:
+            model = cls(config)  # the action token and the head are built and initialised; the backbone is empty
+        finally:
+            _EMPTY_BACKBONE[0] = False
         import transformers
 
         backbone_cls = getattr(transformers, model.adapter.model_class_name)
         pretrained = backbone_cls.from_pretrained(source, config=config.backbone_config, dtype=dtype, **hub)
-        missing, unexpected = model.backbone.load_state_dict(pretrained.state_dict(), strict=False)
-        missing = [k for k in missing if "lora_" not in k]
-        if missing or unexpected:
+        expected = {k for k in model.backbone.state_dict() if "lora_" not in k}
+        got = set(pretrained.state_dict())
+        if expected != got:
             raise UserError(f"backbone {backbone_name_or_path}: weights do not fit the {model.adapter.model_class_name} "
-                            f"built from its config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+                            f"built from its config (missing {sorted(expected - got)[:5]}, unexpected "
+                            f"{sorted(got - expected)[:5]})")
+        model.backbone = pretrained
+        if config.lora:
+            inject_lora(model.adapter.language_model(model.backbone), config.lora, field="RoboVLMConfig.lora")
         if dtype is not None:
             model.to(dtype)
         model.apply_freezing()

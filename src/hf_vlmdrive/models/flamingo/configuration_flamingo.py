@@ -143,7 +143,13 @@ class FlamingoConfig(PretrainedConfig):
         self.freeze_vision = freeze_vision
         self.freeze_language_model = freeze_language_model
         self.train_lm_embeddings = train_lm_embeddings
+        # Sub-configs of loaded models keep their attention implementation (the composite's unset value would
+        # otherwise be copied into them).
+        kept = [(c, getattr(c, "_attn_implementation_internal", None)) for c in (self.vision_config, self.text_config)]
         super().__init__(**kwargs)
+        for sub_config, implementation in kept:
+            if implementation is not None and getattr(sub_config, "_attn_implementation_internal", None) is None:
+                sub_config._attn_implementation_internal = implementation
         for name in ("cross_attn_every_n_layers", "perceiver_depth", "perceiver_num_latents", "perceiver_heads",
                      "perceiver_dim_head", "cross_attn_heads", "cross_attn_dim_head"):
             value = getattr(self, name)

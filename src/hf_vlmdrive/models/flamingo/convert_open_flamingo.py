@@ -182,16 +182,6 @@ def _map_lm_key(key: str, layers_attr: str) -> str:
     return f"language_model.{key}"
 
 
-def _lm_state_in_flamingo_names(lm_state: dict[str, torch.Tensor], layers_attr: str) -> dict[str, torch.Tensor]:
-    """A plain causal LM's state dict renamed to the wrapped layout (`<layers>.<i>.decoder_layer.*`)."""
-    pattern = re.compile(rf"^{re.escape(layers_attr)}\.(\d+)\.(.+)$")
-    out = {}
-    for key, value in lm_state.items():
-        m = pattern.match(key)
-        out["language_model." + (f"{layers_attr}.{m.group(1)}.decoder_layer.{m.group(2)}" if m else key)] = value
-    return out
-
-
 def _infer_block_settings(state: dict[str, torch.Tensor], vis_dim: int) -> dict[str, Any]:
     """Perceiver depth / latents / FF width and the gated blocks' FF width, read from the checkpoint."""
     depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"perceiver\.layers\.(\d+)\.", k)))
@@ -287,7 +277,7 @@ def convert_open_flamingo(
 
     settings = _infer_block_settings(state, vision_config["hidden_size"])
     config = FlamingoConfig(
-        vision_config=vision_config, text_config=lm.config.to_dict(), cross_attn_every_n_layers=cross_attn_every_n_layers,
+        vision_config=vision_config, text_config=lm.config, cross_attn_every_n_layers=cross_attn_every_n_layers,
         media_token_id=ids["media_token_id"], end_of_chunk_token_id=ids["end_of_chunk_token_id"], **settings,
     )
     layers_attr = config.decoder_layers_attr
@@ -298,7 +288,7 @@ def convert_open_flamingo(
             f"--cross-attn-every-n-layers {cross_attn_every_n_layers} puts gated blocks before layers "
             f"{config.cross_attn_layer_indices()} but the checkpoint has them before layers {gated_in_ckpt}"
         )
-    model = FlamingoForConditionalGeneration(config)
+    model = FlamingoForConditionalGeneration(config, language_model=lm)  # the loaded LM itself, wrapped
     ours = model.state_dict()
     # CLIPVisionModel's own prefix (`vision_model.` in some transformers versions, none in others)
     inner = "vision_model." if any(k.startswith("vision_model.") for k in model.vision_model.state_dict()) else ""
@@ -312,7 +302,6 @@ def convert_open_flamingo(
     })
     merged: dict[str, torch.Tensor] = {}
     merged.update(vision_state)
-    merged.update(_lm_state_in_flamingo_names(lm.state_dict(), layers_attr))
     from_ckpt: set[str] = set()
     for key, value in state.items():
         if key.startswith("vision_encoder."):

@@ -152,16 +152,32 @@ class FlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMixin)
     `<image>` token per image, `attention_mask` (B, T_txt), `labels` (B, T_txt) with -100 where ignored.
     """
 
-    def __init__(self, config: FlamingoConfig):
+    def __init__(self, config: FlamingoConfig, vision_model: PreTrainedModel | None = None,
+                 language_model: PreTrainedModel | None = None):
+        """`vision_model` / `language_model`: already loaded parts to use instead of building them from the
+        config (`from_backbones` and the OpenFlamingo converter: no second copy of a large LM in memory)."""
+        # A loaded part keeps the attention implementation it was loaded with (our __init__ would reset the
+        # shared sub-config to the composite's unresolved value).
+        kept = [(m.config, m.config._attn_implementation) for m in (vision_model, language_model) if m is not None]
         super().__init__(config)
-        self.vision_model = AutoModel.from_config(config.vision_config)
+        self.vision_model = vision_model if vision_model is not None else AutoModel.from_config(config.vision_config)
         self.perceiver = PerceiverResampler(
             dim=config.vision_hidden_size, depth=config.perceiver_depth, dim_head=config.perceiver_dim_head,
             heads=config.perceiver_heads, num_latents=config.perceiver_num_latents, ff_mult=config.perceiver_ff_mult,
         )
-        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        loaded_parts = [m for m in (vision_model, language_model) if m is not None]
+        if language_model is None:
+            language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.language_model = language_model
+        for part in loaded_parts:  # loaded weights: post_init must not initialise them again
+            for module in part.modules():
+                module._is_hf_initialized = True
+            for tensor in (*part.parameters(), *part.buffers()):
+                tensor._is_hf_initialized = True
         self._wrap_decoder_layers()
         self.post_init()
+        for sub_config, implementation in kept:
+            sub_config._attn_implementation_internal = implementation
         if config.end_of_chunk_token_id is not None and self.generation_config is not None:
             self.generation_config.eos_token_id = config.end_of_chunk_token_id  # `<|endofchunk|>` ends a reply
         self.apply_freezing()
@@ -175,7 +191,7 @@ class FlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMixin)
         embeddings resized as `create_model_and_transforms` does. Returns `(model, tokenizer)`;
         `config_kwargs` go to [`FlamingoConfig`] (e.g. `cross_attn_every_n_layers=4`).
         """
-        from transformers import AutoConfig, AutoTokenizer, CLIPVisionModel
+        from transformers import AutoTokenizer, CLIPVisionModel
 
         from .processing_flamingo import add_flamingo_special_tokens
 
@@ -184,25 +200,10 @@ class FlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMixin)
         lm = AutoModelForCausalLM.from_pretrained(text, dtype=torch.float32)
         lm.resize_token_embeddings(len(tok))
         tower = CLIPVisionModel.from_pretrained(vision, dtype=torch.float32)
-        vision_config = AutoConfig.from_pretrained(vision)
-        vision_config = getattr(vision_config, "vision_config", vision_config)
-        config = FlamingoConfig(vision_config=vision_config.to_dict(), text_config=lm.config.to_dict(),
-                                **{**ids, **config_kwargs})
-        config.text_config.pad_token_id = tok.pad_token_id
-        model = cls(config)
-        with torch.no_grad():
-            model.vision_model.load_state_dict(tower.state_dict())
-            layers_attr = config.decoder_layers_attr
-            state = {}
-            for key, value in lm.state_dict().items():
-                if key.startswith(layers_attr + "."):
-                    index, rest = key[len(layers_attr) + 1 :].split(".", 1)
-                    key = f"{layers_attr}.{index}.decoder_layer.{rest}"
-                state[key] = value
-            missing, unexpected = model.language_model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if ".gated_cross_attn_layer." not in k]
-        if missing or unexpected:
-            raise UserError(f"loading {text} into the Flamingo LM left missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if tok.pad_token_id is not None and getattr(lm.config, "pad_token_id", None) is None:
+            lm.config.pad_token_id = tok.pad_token_id
+        config = FlamingoConfig(vision_config=tower.config, text_config=lm.config, **{**ids, **config_kwargs})
+        model = cls(config, vision_model=tower, language_model=lm)
         model.generation_config.pad_token_id = tok.pad_token_id
         model.apply_freezing()
         return model, tok

@@ -1,4 +1,4 @@
-"""Figures: predicted vs. true trajectories drawn into the camera images."""
+"""Figures: predicted vs. true trajectories drawn into the camera images; road-scene answers beside their image."""
 
 from __future__ import annotations
 
@@ -67,4 +67,78 @@ def plot_waypoint_predictions(
     return path
 
 
-__all__ = ["plot_waypoint_predictions", "project_ground_waypoints"]
+def _bvpi_lines(record: dict | None) -> list[tuple[str, str]]:
+    """(label, value) lines of a parsed BVPI answer for the road-scene figure."""
+    if record is None:
+        return [("answer", "unparseable")]
+    lines = [(f, str(record.get(f, "-"))) for f in ("sidewalk_pos", "road_pos", "road_vs_sidewalk", "object_present",
+                                                    "object_present_outside")]
+    for group, label in (("objects_on_sidewalk", "on sidewalk"), ("objects_outside_sidewalk", "outside")):
+        objs = record.get(group) or {}
+        shown = [f"{o} {p if isinstance(p, str) else '/'.join(p)}" for o, p in objs.items() if p != "not present"]
+        lines.append((label, ", ".join(shown) or "nothing"))
+    return lines
+
+
+def plot_roadscene_predictions(
+    images: Sequence,
+    predictions: Sequence[str],
+    references: Sequence[str],
+    path: str | Path,
+    caption_predictions: Sequence[str] | None = None,
+    caption_references: Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Save a PNG: per scene, the image | the reference | the model's answer (BVPI fields, then the caption).
+
+    `predictions` / `references` are raw BVPI answers (JSON text); each predicted line is green when it equals
+    the reference's line and red otherwise (an unparseable answer is one red line).
+    """
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics.bvpi.bvpi import parse_bvpi_output
+
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(13, 2.6 * n), gridspec_kw={"width_ratios": [1, 2.2, 2.2]}, squeeze=False)
+    for i in range(n):
+        ax_img, ax_ref, ax_pred = axes[i]
+        ax_img.imshow(np.asarray(images[i]), interpolation="nearest")
+        ax_img.set_title(titles[i] if titles else f"scene {i}", fontsize=9)
+        ax_img.set_xticks([])
+        ax_img.set_yticks([])
+        ref_lines = _bvpi_lines(parse_bvpi_output(references[i]))
+        pred_lines = _bvpi_lines(parse_bvpi_output(predictions[i]))
+        ref_map = dict(ref_lines)
+        for ax, lines, caption, head in (
+            (ax_ref, ref_lines, caption_references[i] if caption_references else None, "reference"),
+            (ax_pred, pred_lines, caption_predictions[i] if caption_predictions else None, "model prediction"),
+        ):
+            ax.axis("off")
+            ax.set_title(head, fontsize=9, loc="left")
+            y = 0.97
+            for label, value in lines:
+                color = "black" if ax is ax_ref else ("green" if ref_map.get(label) == value else "red")
+                ax.text(0.0, y, f"{label}: {value}", color=color, fontsize=8, va="top", family="monospace",
+                        transform=ax.transAxes)
+                y -= 0.1
+            if caption is not None:
+                ok = caption_references is not None and caption == caption_references[i]
+                color = "black" if ax is ax_ref else ("green" if ok else "darkorange")
+                ax.text(0.0, y - 0.02, "caption: " + "\n".join(textwrap.wrap(caption, 70)), color=color, fontsize=8,
+                        va="top", transform=ax.transAxes)
+    fig.suptitle("Road-scene BVPI answers and captions on held-out scenes (green: equal to the reference, "
+                 "red / orange: different)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["plot_roadscene_predictions", "plot_waypoint_predictions", "project_ground_waypoints"]

@@ -407,9 +407,27 @@ def road_vs_sidewalk(annotation: dict[str, Any]) -> str:
     return "Same" if diff == 0 else ("Left" if diff < 0 else "Right")
 
 
-def annotation_answer(annotation: dict[str, Any]) -> str:
-    """The BVPI target answer: the annotation (without `image`) plus `road_vs_sidewalk`, as JSON."""
+def annotation_answer(annotation: dict[str, Any], compact: bool = False) -> str:
+    """The BVPI target answer: the annotation (without `image`) plus `road_vs_sidewalk`, as JSON.
+
+    `compact=True` leaves out the objects that are "not present" (an object that is not named is not present,
+    which is how the BVPI metrics read an answer) and an object group with none, about a third of the tokens for
+    the same information, and
+    orders the fields as the evidence goes: positions, road_vs_sidewalk, then each object list followed by its
+    yes/no flag (so a generated flag can follow the list generated before it).
+    """
     answer = {k: v for k, v in annotation.items() if k != "image"}
+    if compact:
+        for group in OBJECT_GROUPS:
+            if isinstance(answer.get(group), dict):
+                answer[group] = {o: p for o, p in answer[group].items() if p != "not present"}
+                if not answer[group]:  # like objects_on_sidewalk when object_present is "No": left out
+                    del answer[group]
+        order = ("sidewalk_pos", "road_pos", "road_vs_sidewalk", "objects_on_sidewalk", "object_present",
+                 "objects_outside_sidewalk", "object_present_outside")
+        answer["road_vs_sidewalk"] = road_vs_sidewalk(annotation)
+        ordered = {k: answer[k] for k in order if k in answer}
+        return json.dumps({**ordered, **{k: v for k, v in answer.items() if k not in ordered}})
     answer["road_vs_sidewalk"] = road_vs_sidewalk(annotation)
     return json.dumps(answer)
 

@@ -90,8 +90,12 @@ def build_tiny_smolvlm(
     hidden_size: int = 32,
     vocab_size: int = 400,
     seed: int = 0,
+    extra_text: list[str] | None = None,
 ):
     """Build (and optionally save) a tiny SmolVLM2-shaped model and its processor.
+
+    `extra_text` is added to the tokenizer's training corpus (e.g. the training answers, so that their words and
+    JSON keys become single tokens; raise `vocab_size` with it).
 
     Returns `(model, processor)`. With `output_dir`, both are saved there so that `AutoProcessor` and
     `AutoModelForImageTextToText` load them. Images are resized to `image_size` px without splitting, so
@@ -111,7 +115,7 @@ def build_tiny_smolvlm(
             f"image_size/patch_size = {image_size // patch_size} must be divisible by scale_factor={scale_factor}"
         )
     image_seq_len = (image_size // patch_size) ** 2 // scale_factor**2
-    tokenizer = train_tiny_tokenizer(vocab_size=vocab_size)
+    tokenizer = train_tiny_tokenizer(vocab_size=vocab_size, extra_text=extra_text)
     text_config = {
         "model_type": "llama",
         "vocab_size": len(tokenizer),

@@ -8,6 +8,8 @@ road, sidewalk strip, objects as coloured shapes placed in the Left / Center / R
     annotations.csv       the same, one `objects_on_sidewalk.<object>` column per object
     captions.jsonl        {"id", "image", "captions": [template caption, paraphrase]}
     bvpi_sft.jsonl        {"id", "messages": [user "<image> prompt", assistant JSON], "images": [...]}
+    roadscene_sft.jsonl   both tasks in one SFT file: per scene the BVPI record and a caption record
+                          (user "<image> Describe the road scene for a pedestrian.", assistant: the caption)
 
 Captions are generated from the annotation by templates, so a model that reads the image correctly can
 reproduce them and the caption metrics have a known ceiling.
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..roadscene import (
     DEFAULT_BVPI_PROMPT,
+    DEFAULT_CAPTION_PROMPT,
     OBJECT_NAMES,
     ROAD_POSITIONS,
     SIDEWALK_POSITIONS,
@@ -31,16 +34,15 @@ from ..roadscene import (
 
 __all__ = ["caption_from_annotation", "random_annotation", "render_scene", "write_synthetic_roadscene"]
 
-# Objects drawn in the scenes (grass / plants / trees stay "not present" except trees outside).
-_DRAWN = ("person", "car", "bicycle", "obstacle", "traffic_sign", "traffic_light")
+# Object colours (grass / plants stay "not present"; trees appear outside the sidewalk only).
 _COLORS = {
     "person": (220, 40, 40),
     "car": (30, 60, 220),
     "bicycle": (240, 200, 20),
     "obstacle": (150, 80, 20),
-    "traffic_sign": (250, 250, 250),
+    "traffic_sign": (230, 0, 230),
     "traffic_light": (20, 200, 60),
-    "trees": (10, 110, 10),
+    "trees": (0, 70, 0),
 }
 _THIRD = {"Left": 0, "Center": 1, "Right": 2, "Front": 1}
 
@@ -59,7 +61,7 @@ def random_annotation(rng: random.Random, image: str) -> dict[str, Any]:
     ann["object_present"] = "Yes" if on else "No"
     outside = {}
     for obj in ("car", "traffic_sign", "traffic_light", "trees"):
-        if rng.random() < 0.35:
+        if rng.random() < 0.2:  # about 40 % of the scenes have nothing outside the sidewalk
             outside[obj] = rng.choice(("Left", "Right")) if obj != "car" or road == "Not present" else (
                 "Center" if road == "Front" else road
             )
@@ -70,8 +72,21 @@ def random_annotation(rng: random.Random, image: str) -> dict[str, Any]:
     return ann
 
 
+# Every drawn object has its own slot inside its image third, in its group's row, so no object hides another:
+# the picture determines every field of the annotation (positions by third, objects by colour and row).
+_ON_SLOTS = ("person", "bicycle", "obstacle")
+_OUT_SLOTS = ("car", "traffic_sign", "traffic_light", "trees")
+
+
 def render_scene(annotation: dict[str, Any], size: int = 64):
-    """Draw the scene described by `annotation` as a PIL RGB image of `size` x `size` pixels."""
+    """Draw the scene described by `annotation` as a PIL RGB image of `size` x `size` pixels.
+
+    Layout: sky above the horizon (2/5 of the height), grass below; the road (dark grey) and the sidewalk
+    (light grey) fill their image thirds (Left / Center or Front / Right) below the horizon. Objects outside the
+    sidewalk stand in a row in the lower part of the ground, objects on the sidewalk in a row below it; inside
+    its third each object kind has a fixed slot (width third / kinds in its row) and a fixed colour, so the
+    image alone gives sidewalk_pos, road_pos, object_present(_outside) and every object's position.
+    """
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (size, size), (135, 190, 235))  # sky
@@ -82,21 +97,26 @@ def render_scene(annotation: dict[str, Any], size: int = 64):
 
     def band(pos: str, color):
         if pos in _THIRD:
-            x0 = int(_THIRD[pos] * third)
-            draw.rectangle([x0, horizon, int(x0 + third), size], fill=color)
+            x0 = round(_THIRD[pos] * third)
+            draw.rectangle([x0, horizon, round((_THIRD[pos] + 1) * third) - 1, size], fill=color)
 
     band(annotation["road_pos"], (70, 70, 70))
     if annotation["sidewalk_pos"] != "Outside":
         band(annotation["sidewalk_pos"], (200, 200, 190))
     s = max(2, size // 10)
-    for group, y in (("objects_outside_sidewalk", horizon + s), ("objects_on_sidewalk", size - 3 * s)):
+    # Two object rows in the lower part of the ground: objects outside the sidewalk above, objects on it at the
+    # bottom (the rows between the horizon and the first object row show the bands alone).
+    rows = (("objects_outside_sidewalk", size - 4 * s - 2, _OUT_SLOTS), ("objects_on_sidewalk", size - 2 * s - 1, _ON_SLOTS))
+    for group, y, slots in rows:
+        slot = third / len(slots)
         for obj, pos in (annotation.get(group) or {}).items():
-            positions = pos if isinstance(pos, list) else [pos]
-            for p in positions:
-                if p == "not present" or obj not in _COLORS:
+            if obj not in slots:
+                continue
+            for p in pos if isinstance(pos, list) else [pos]:
+                if p not in _THIRD:  # "not present"
                     continue
-                cx = int((_THIRD[p] + 0.5) * third) + (_DRAWN.index(obj) - 2 if obj in _DRAWN else 0)
-                draw.rectangle([cx - s // 2, y, cx + s // 2, y + 2 * s], fill=_COLORS[obj])
+                x0 = round(_THIRD[p] * third + slots.index(obj) * slot)
+                draw.rectangle([x0, y, max(x0 + 1, round(x0 + slot) - 2), y + 2 * s - 1], fill=_COLORS[obj])
     return img
 
 
@@ -129,9 +149,13 @@ def caption_from_annotation(annotation: dict[str, Any], paraphrase: bool = False
 
 
 def write_synthetic_roadscene(
-    output_dir: str | Path, num_samples: int = 16, image_size: int = 64, seed: int = 0
+    output_dir: str | Path, num_samples: int = 16, image_size: int = 64, seed: int = 0, compact_answers: bool = False
 ) -> dict[str, Path]:
-    """Write `num_samples` synthetic scenes and every road-scene file format; returns the file paths."""
+    """Write `num_samples` synthetic scenes and every road-scene file format; returns the file paths.
+
+    `compact_answers=True` writes the SFT answers without the objects that are not present
+    (`annotation_answer(..., compact=True)`); the annotation files always list every object.
+    """
     output_dir = Path(output_dir)
     (output_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -146,6 +170,7 @@ def write_synthetic_roadscene(
         "annotations_csv": output_dir / "annotations.csv",
         "captions": output_dir / "captions.jsonl",
         "bvpi_sft": output_dir / "bvpi_sft.jsonl",
+        "roadscene_sft": output_dir / "roadscene_sft.jsonl",
         "images": output_dir / "images",
     }
     paths["annotations_json"].write_text(json.dumps(annotations, indent=1), encoding="utf-8")
@@ -164,15 +189,18 @@ def write_synthetic_roadscene(
         for i, ann in enumerate(annotations):
             caps = [caption_from_annotation(ann), caption_from_annotation(ann, paraphrase=True)]
             fh.write(json.dumps({"id": f"scene_{i:05d}", "image": ann["image"], "captions": caps}) + "\n")
+    def chat(i: int, ann: dict, prompt: str, answer: str, suffix: str = "") -> str:
+        return json.dumps({
+            "id": f"scene_{i:05d}{suffix}",
+            "messages": [{"role": "user", "content": f"<image> {prompt}"}, {"role": "assistant", "content": answer}],
+            "images": [ann["image"]],
+        }) + "\n"
+
     with paths["bvpi_sft"].open("w", encoding="utf-8") as fh:
         for i, ann in enumerate(annotations):
-            record = {
-                "id": f"scene_{i:05d}",
-                "messages": [
-                    {"role": "user", "content": f"<image> {DEFAULT_BVPI_PROMPT}"},
-                    {"role": "assistant", "content": annotation_answer(ann)},
-                ],
-                "images": [ann["image"]],
-            }
-            fh.write(json.dumps(record) + "\n")
+            fh.write(chat(i, ann, DEFAULT_BVPI_PROMPT, annotation_answer(ann, compact=compact_answers)))
+    with paths["roadscene_sft"].open("w", encoding="utf-8") as fh:
+        for i, ann in enumerate(annotations):
+            fh.write(chat(i, ann, DEFAULT_BVPI_PROMPT, annotation_answer(ann, compact=compact_answers), "_bvpi"))
+            fh.write(chat(i, ann, DEFAULT_CAPTION_PROMPT, caption_from_annotation(ann), "_caption"))
     return paths

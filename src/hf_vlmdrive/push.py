@@ -105,8 +105,9 @@ def _check_card(folder: Path) -> None:
         raise UserError(f"{path}: the card's YAML metadata is empty; re-create it with write_model_card")
 
 
-def _load_check(folder: Path, plan: PushPlan) -> None:
-    """Load the folder as a user of the Hub repo would; any failure is a UserError naming the folder."""
+def _load_check(folder: Path, plan: PushPlan, shown: Path | None = None) -> None:
+    """Load the folder as a user of the Hub repo would; any failure is a UserError naming the folder (`shown`)."""
+    where = shown or folder
     names = {name for name, _ in plan.files}
     try:
         if "adapter_config.json" in names and "config.json" not in names:
@@ -140,7 +141,7 @@ def _load_check(folder: Path, plan: PushPlan) -> None:
                 model = AutoModel.from_pretrained(str(folder))
             plan.loaded_as = f"{type(model).__name__} (model_type {config.model_type})"
             if config.model_type == "geovla" and "norm_stats.json" not in names:
-                raise UserError(f"{folder}: a GeoVLA model needs norm_stats.json next to its weights (the action / "
+                raise UserError(f"{where}: a GeoVLA model needs norm_stats.json next to its weights (the action / "
                                 "state statistics); save it with model.save_pretrained from a model with norm stats")
         if names & set(PROCESSOR_FILES):
             from transformers import AutoProcessor
@@ -150,7 +151,7 @@ def _load_check(folder: Path, plan: PushPlan) -> None:
     except UserError:
         raise
     except Exception as err:  # OSError, ValueError, KeyError from transformers / peft
-        raise UserError(f"{folder}: the model does not load with the transformers Auto classes "
+        raise UserError(f"{where}: the model does not load with the transformers Auto classes "
                         f"({type(err).__name__}: {err}); fix the folder before publishing it") from err
 
 
@@ -191,7 +192,21 @@ def plan_push(folder: str | Path, repo_id: str, load_check: bool = True) -> Push
         raise UserError(f"{folder}: no *.safetensors weights{hint}")
     _check_card(folder)
     if load_check:
-        _load_check(folder, plan)
+        # Load from exactly the files that would be uploaded (linked into a scratch folder), so a model that
+        # needs something left behind (a sub-folder, a Trainer file) is caught here and not by its users.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="hf_vlmdrive_push_") as scratch:
+            staged = Path(scratch) / folder.resolve().name
+            staged.mkdir()
+            for name, _ in plan.files:
+                try:
+                    (staged / name).symlink_to((folder / name).resolve())
+                except OSError:  # no symlinks here (e.g. some Windows setups): copy
+                    import shutil
+
+                    shutil.copy2(folder / name, staged / name)
+            _load_check(staged, plan, shown=folder)
     else:
         plan.loaded_as = "not checked"
     return plan

@@ -194,13 +194,15 @@ print(type(processor).__name__, tuple(out.waypoints.shape),
 def test_layout_every_family_has_config_recipe_and_processor():
     import importlib
 
-    for family in ("waypoint", "simlingo", "geovla", "roadscene"):
+    for family in ("waypoint", "simlingo", "geovla", "roadscene", "flamingo", "robovlm"):
         importlib.import_module(f"hf_vlmdrive.trainers.{family}_config")
         recipe = importlib.import_module(f"hf_vlmdrive.trainers.{family}_recipe")
         assert callable(getattr(recipe, f"train_{family}"))
     for module, name in (("waypoint_vlm.processing_waypoint_vlm", "WaypointVLMProcessor"),
                          ("simlingo.processing_simlingo", "SimLingoProcessor"),
-                         ("geovla.processing_geovla", "GeoVLAProcessor")):
+                         ("geovla.processing_geovla", "GeoVLAProcessor"),
+                         ("flamingo.processing_flamingo", "FlamingoProcessor"),
+                         ("robovlm.processing_robovlm", "RoboVLMProcessor")):
         assert hasattr(importlib.import_module(f"hf_vlmdrive.models.{module}"), name)
     # The old import paths still work for one release.
     from hf_vlmdrive.data.collators import GeoVLACollator

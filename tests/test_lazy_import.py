@@ -56,7 +56,7 @@ def test_import_registers_every_family_without_modeling_code():
         from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig
         import hf_vlmdrive.models.common as common
         configs = {{t: type(AutoConfig.for_model(t)).__qualname__
-                   for t in ("waypoint_vlm", "geovla", "geovla_geometry", "simlingo")}}
+                   for t in ("waypoint_vlm", "geovla", "geovla_geometry", "simlingo", "flamingo", "robovlm")}}
         registered = {{c.__name__: [v.__module__, v.__name__] for c, v in AutoModel._model_mapping._extra_content.items()
                       if c.__module__.startswith("hf_vlmdrive.")}}
         contained = [cfg in AutoModel._model_mapping for cfg in (WaypointVLMConfig, GeoVLAConfig, SimLingoConfig)]
@@ -87,6 +87,8 @@ def test_import_registers_every_family_without_modeling_code():
         "geovla": "GeoVLAConfig",
         "geovla_geometry": "GeoVLAGeometryConfig",
         "simlingo": "SimLingoConfig",
+        "flamingo": "FlamingoConfig",
+        "robovlm": "RoboVLMConfig",
     }
     prefix = "hf_vlmdrive.models."
     assert got["registered"] == {
@@ -94,6 +96,8 @@ def test_import_registers_every_family_without_modeling_code():
         "GeoVLAConfig": [prefix + "geovla.modeling_geovla", "GeoVLAForActionPrediction"],
         "GeoVLAGeometryConfig": [prefix + "geovla.modeling_geovla", "GeoVLAGeometryEncoder"],
         "SimLingoConfig": [prefix + "simlingo.modeling_simlingo", "SimLingoForWaypointPrediction"],
+        "FlamingoConfig": [prefix + "flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"],
+        "RoboVLMConfig": [prefix + "robovlm.modeling_robovlm", "RoboVLMForActionPrediction"],
     }
     assert got["contained"] == [True, True, True]
     assert got["dirs"] == {"hf_vlmdrive": [], "hf_vlmdrive.models.common": []}, "names of __all__ missing from dir()"
@@ -302,7 +306,7 @@ print("RESULT " + json.dumps(dict(
     assert "eagerly" in got["logged"][0][1]
 
 
-@pytest.mark.parametrize("package", ["waypoint_vlm", "simlingo", "geovla", "common"])
+@pytest.mark.parametrize("package", ["waypoint_vlm", "simlingo", "geovla", "flamingo", "robovlm", "common"])
 def test_lazy_package_names_resolve(package):
     """In-process: every name in a package's `__all__` resolves to an object defined in the named submodule."""
     import importlib

@@ -20,7 +20,9 @@ __version__ = "0.1.0.dev0"
 
 # name -> submodule that defines it
 _LAZY_ATTRS = {
+    "FlamingoConfig": ".models.flamingo.configuration_flamingo",
     "GeoVLAConfig": ".models.geovla.configuration_geovla",
+    "RoboVLMConfig": ".models.robovlm.configuration_robovlm",
     "SimLingoConfig": ".models.simlingo.configuration_simlingo",
     "WaypointVLMConfig": ".models.waypoint_vlm.configuration_waypoint_vlm",
     "register_lazy": ".models.auto",

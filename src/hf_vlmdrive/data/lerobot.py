@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -100,10 +101,17 @@ def pick_video_codec(preferred: Sequence[str] = ("libx264", "libsvtav1", "mpeg4"
     raise RuntimeError(f"none of the video encoders {list(preferred)} is available in this PyAV build")
 
 
-def encode_video(path: str | Path, frames: np.ndarray, fps: int, codec: str | None = None) -> str:
-    """Write uint8 frames (N, H, W, 3) to an mp4 at `fps` (frame i at pts i / fps). Returns the codec."""
+# LeRobot's `encode_video_frames` writes a key frame every 2 frames (g=2) so that random access stays cheap.
+DEFAULT_GOP = 2
+
+
+def encode_video(path: str | Path, frames: np.ndarray, fps: int, codec: str | None = None, gop: int = DEFAULT_GOP) -> str:
+    """Write uint8 frames (N, H, W, 3) to an mp4 at `fps` (frame i at pts i / fps), a key frame every `gop`
+    frames (LeRobot's default g=2) and no B-frames. Returns the codec."""
     av = _av()
     codec = codec or pick_video_codec()
+    if int(gop) < 1:
+        raise UserError(f"gop (frames between key frames) must be >= 1, got {gop}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
@@ -115,8 +123,9 @@ def encode_video(path: str | Path, frames: np.ndarray, fps: int, codec: str | No
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
         if codec == "libx264":
-            # Every frame a key-frame-friendly GOP and no B-frames: seeks land close, decoding stays cheap.
-            stream.options = {"crf": "18", "g": str(max(2, fps)), "bf": "0"}
+            stream.options = {"crf": "18", "g": str(gop), "bf": "0"}
+        else:
+            stream.options = {"g": str(gop)}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
@@ -128,67 +137,115 @@ def encode_video(path: str | Path, frames: np.ndarray, fps: int, codec: str | No
     return codec
 
 
-class VideoFrameReader:
-    """Decode frames at given timestamps from mp4 files, keeping containers open between calls."""
+_INHERITED_VIDEOS: list[dict] = []  # containers a forked process inherited (see VideoFrameReader._video)
 
-    def __init__(self, tolerance_s: float = 1e-3, max_open: int = 16):
+
+class _OpenVideo:
+    """One open mp4: its container and stream, the key frames' pts, and where its decoder stands."""
+
+    __slots__ = ("container", "stream", "time_base", "keyframes", "decoder", "pos", "last")
+
+    def __init__(self, path: str, threads: int = 1):
+        av = _av()
+        self.container = av.open(path)
+        self.stream = self.container.streams.video[0]
+        if threads:  # 0 = FFmpeg's default (slice threads, one per core)
+            self.stream.codec_context.thread_count = threads
+        self.time_base = float(self.stream.time_base)
+        # The key-frame index: demux once (packets only, nothing decoded), then rewind.
+        keys = [p.pts for p in self.container.demux(self.stream) if p.pts is not None and p.is_keyframe]
+        self.keyframes = np.asarray(sorted(keys), dtype=np.int64)
+        self.container.seek(0, stream=self.stream, backward=True)
+        self.decoder = None  # the frame iterator after the last seek
+        self.pos: int | None = None  # pts of the last frame the decoder produced
+        self.last: tuple[int, np.ndarray] | None = None  # (pts, RGB) of the last frame returned
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class VideoFrameReader:
+    """Decode frames at given timestamps from mp4 files, keeping containers and decoders open between calls.
+
+    Per file it keeps the container, the decoder and a key-frame index (read once from the packets). A
+    frame is found by decoding forward from the decoder's current position when that position lies
+    between the target's key frame and the target (sequential reading, or a later frame of the same
+    group of pictures), and otherwise by one seek to the key frame at or before the target. Only the target
+    frame is converted to RGB. Containers are not picklable: a DataLoader worker gets an empty reader and
+    opens its own files.
+
+    `decoder_threads` is the decoder's thread count; 1 (the default) is fastest for the small frames of
+    robot datasets and has no frame-pipeline latency after a seek, and DataLoader workers parallelise
+    across samples. 0 = FFmpeg's default.
+    """
+
+    def __init__(self, tolerance_s: float = 1e-3, max_open: int = 16, decoder_threads: int = 1):
         self.tolerance_s = tolerance_s
         self.max_open = max_open
-        self._open: dict[str, Any] = {}
-        self._state: dict[str, tuple[Any, float, np.ndarray]] = {}
+        self.decoder_threads = decoder_threads
+        self._open: dict[str, _OpenVideo] = {}  # insertion order = least recently opened first
+        self._pid = os.getpid()
 
     def close(self) -> None:
         """Close every open container."""
-        for container in self._open.values():
-            container.close()
+        for video in self._open.values():
+            video.close()
         self._open.clear()
-        self._state.clear()
 
     def __getstate__(self):  # containers are not picklable (DataLoader workers re-open their own)
-        return {"tolerance_s": self.tolerance_s, "max_open": self.max_open}
+        return {"tolerance_s": self.tolerance_s, "max_open": self.max_open, "decoder_threads": self.decoder_threads}
 
     def __setstate__(self, state):
         self.__init__(**state)
 
-    def _container(self, path: str):
-        container = self._open.get(path)
-        if container is None:
+    def _video(self, path: str) -> _OpenVideo:
+        if self._pid != os.getpid():
+            # A forked DataLoader worker inherits the parent's open containers (fork copies, it does not
+            # pickle): their file offsets are shared with the parent and freeing them here hangs in FFmpeg,
+            # so they are set aside untouched (never used, never freed) and this process opens its own.
+            _INHERITED_VIDEOS.append(self._open)
+            self._open = {}
+            self._pid = os.getpid()
+        video = self._open.get(path)
+        if video is None:
             if not Path(path).is_file():
                 raise UserFileNotFoundError(f"video file {path} is missing (named by meta/info.json video_path)")
             if len(self._open) >= self.max_open:
-                oldest = next(iter(self._open))
-                self._state.pop(oldest, None)
-                self._open.pop(oldest).close()
-            container = _av().open(path)
-            self._open[path] = container
-        return container
+                self._open.pop(next(iter(self._open))).close()
+            video = _OpenVideo(path, self.decoder_threads)
+            self._open[path] = video
+        return video
 
     def read(self, path: str | Path, timestamp: float) -> np.ndarray:
         """The RGB frame (H, W, 3) uint8 shown at `timestamp` seconds in `path`."""
         path = str(path)
-        container = self._container(path)
-        stream = container.streams.video[0]
-        tol = self.tolerance_s
-        state = self._state.get(path)  # (decoder, time of the last frame returned, that frame)
-        if state is not None and abs(state[1] - timestamp) <= tol:
-            return state[2]
-        # Sequential access (a DataLoader walking an episode) keeps decoding from the current position;
-        # anything else seeks to the key frame at or before the timestamp.
-        if state is not None and state[1] < timestamp and timestamp - state[1] < 1.0:
-            decoder = state[0]
-        else:
-            container.seek(max(0, int(timestamp / stream.time_base)), stream=stream, backward=True)
-            decoder = container.decode(stream)
-        for frame in decoder:
-            t = float(frame.pts * frame.time_base)
+        video = self._video(path)
+        tb, tol = video.time_base, self.tolerance_s
+        if video.last is not None and abs(video.last[0] * tb - timestamp) <= tol:
+            return video.last[1]
+        # The key frame at or before the latest pts that still matches the timestamp, and the one before it.
+        k = int(np.searchsorted(video.keyframes, (timestamp + tol) / tb, side="right")) - 1
+        key = int(video.keyframes[max(k, 0)]) if len(video.keyframes) else 0
+        previous_key = int(video.keyframes[k - 1]) if k >= 1 else key
+        # Decode forward (no seek) when the decoder stands before the target and at most one group of
+        # pictures further back than a seek would land: sequential reading never seeks.
+        ahead = video.pos is not None and previous_key <= video.pos and video.pos * tb < timestamp - tol
+        if video.decoder is None or not ahead:
+            video.container.seek(key, stream=video.stream, backward=True)
+            video.decoder = video.container.decode(video.stream)
+            video.pos = None
+        for frame in video.decoder:
+            pts = frame.pts
+            video.pos = pts
+            t = pts * tb
             if t < timestamp - tol:
                 continue
             if t - timestamp > tol:
                 break
             rgb = frame.to_ndarray(format="rgb24")
-            self._state[path] = (decoder, t, rgb)
+            video.last = (pts, rgb)
             return rgb
-        self._state.pop(path, None)
+        video.decoder, video.pos = None, None
         raise LeRobotFormatError(
             f"no frame at t={timestamp:.4f}s (tolerance {tol}s) in {path}; the episode's from_timestamp / "
             "timestamps disagree with the video"
@@ -245,10 +302,12 @@ def write_lerobot_dataset(
     action_names: Sequence[str] | None = None,
     chunks_size: int = DEFAULT_CHUNKS_SIZE,
     write_stats: bool = True,
+    gop: int = DEFAULT_GOP,
 ) -> Path:
     """Write `episodes` as a LeRobot dataset at `root` (v3.0 or v2.1 layout; mp4 videos or inline PNGs).
 
-    `image_storage="video"` encodes each camera as mp4 (H.264 when PyAV has libx264); `"image"` stores
+    `image_storage="video"` encodes each camera as mp4 (H.264 when PyAV has libx264), a key frame every
+    `gop` frames (LeRobot's default, 2); `"image"` stores
     PNG bytes inline in the data parquet (`dtype: image`). In v3.0, `episodes_per_file` episodes share
     one data file and one video file per camera (all of them by default). Returns `root`.
     """
@@ -334,7 +393,7 @@ def write_lerobot_dataset(
                 for cam in cameras:
                     frames = np.concatenate([ep.images[cam] for _, ep in group])
                     encode_video(root / V3_VIDEO_PATH.format(video_key=cam, chunk_index=chunk_index,
-                                                             file_index=file_in_chunk), frames, fps, codec)
+                                                             file_index=file_in_chunk), frames, fps, codec, gop)
             for (ep_index, ep), from_ts in zip(group, video_offsets):
                 row: dict[str, Any] = {
                     "episode_index": ep_index, "tasks": [ep.task], "length": len(ep),
@@ -370,7 +429,7 @@ def write_lerobot_dataset(
             if image_storage == "video":
                 for cam in cameras:
                     encode_video(root / V21_VIDEO_PATH.format(episode_chunk=chunk, video_key=cam,
-                                                              episode_index=ep_index), ep.images[cam], fps, codec)
+                                                              episode_index=ep_index), ep.images[cam], fps, codec, gop)
             start += len(ep)
         with open(root / "meta" / "episodes.jsonl", "w", encoding="utf-8") as fh:
             for ep_index, ep in enumerate(episodes):
@@ -634,6 +693,7 @@ class LeRobotDataset(Dataset):
                 )
         self.camera_keys = list(camera_keys)
         self._video = VideoFrameReader(tolerance_s=video_tolerance_s)
+        self._video_files: dict[tuple[str, int], tuple[str, float]] = {}
         self._load_meta()
         self._load_data()
         self.stats = None
@@ -772,21 +832,27 @@ class LeRobotDataset(Dataset):
         """Number of episodes."""
         return len(self.episode_bounds)
 
-    def _video_path_and_time(self, cam: str, row: int) -> tuple[Path, float]:
+    def _video_path_and_time(self, cam: str, row: int) -> tuple[str, float]:
         ep_index = int(self._columns["episode_index"][row])
         ts = float(self._columns["timestamp"][row])
-        template = self.info.get("video_path")
-        if not template:
-            raise LeRobotFormatError(f"{self.root}/meta/info.json: camera {cam!r} is a video but video_path is null")
-        if self.version == "v3.0":
-            meta = self.episodes[ep_index]
-            path = self.root / template.format(
-                video_key=cam, chunk_index=int(meta[f"videos/{cam}/chunk_index"]),
-                file_index=int(meta[f"videos/{cam}/file_index"]),
-            )
-            return path, float(meta[f"videos/{cam}/from_timestamp"]) + ts
-        chunk = ep_index // int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
-        return self.root / template.format(episode_chunk=chunk, video_key=cam, episode_index=ep_index), ts
+        key = (cam, ep_index)
+        found = self._video_files.get(key)
+        if found is None:  # once per (camera, episode): the file and the episode's offset in it
+            template = self.info.get("video_path")
+            if not template:
+                raise LeRobotFormatError(f"{self.root}/meta/info.json: camera {cam!r} is a video but video_path is null")
+            if self.version == "v3.0":
+                meta = self.episodes[ep_index]
+                path = self.root / template.format(
+                    video_key=cam, chunk_index=int(meta[f"videos/{cam}/chunk_index"]),
+                    file_index=int(meta[f"videos/{cam}/file_index"]),
+                )
+                found = (str(path), float(meta[f"videos/{cam}/from_timestamp"]))
+            else:
+                chunk = ep_index // int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
+                found = (str(self.root / template.format(episode_chunk=chunk, video_key=cam, episode_index=ep_index)), 0.0)
+            self._video_files[key] = found
+        return found[0], found[1] + ts
 
     def read_image(self, cam: str, row: int) -> np.ndarray:
         """The (H, W, 3) uint8 frame of camera `cam` at row `row`; checked against info.json's shape."""
@@ -952,6 +1018,7 @@ __all__ = [
     "WeightedMixtureSampler",
     "aggregate_episode_stats",
     "compute_stats",
+    "DEFAULT_GOP",
     "encode_video",
     "load_mixture",
     "load_stats",

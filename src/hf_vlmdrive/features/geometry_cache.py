@@ -6,7 +6,12 @@ the reference system cached it keyed by an MD5 of the preprocessed image (~600 K
 
 - entries are stored on CPU in bf16 (configurable), least recently used first out;
 - beyond `memory_budget_mb`, the least recently used entries are written to `spill_dir` as safetensors
-  files and read back from there on a hit;
+  files and read back from there on a hit; a disk hit moves the entry back into RAM when it fits in the
+  budget without pushing anything out (a working set that shrank below the budget returns to RAM);
+- beyond `disk_budget_mb`, the least recently used spilled files are deleted (those samples are encoded
+  again on their next use);
+- a temporary spill directory (`spill_dir=None`) is removed by `close()`, which the GeoVLA recipe calls
+  when training ends (also after an interruption);
 - hits / misses (memory and disk) are counted and the hit rate is logged every `log_every` lookups.
 
 The key is the MD5 of the preprocessed tensor's bytes (float32, C-contiguous) and shape. For a
@@ -49,6 +54,8 @@ class GeometryFeatureCache:
         dtype: storage dtype (bf16 halves memory; the model casts back to its own dtype).
         augmentation: must be False; a cache in front of randomly augmented inputs is refused.
         log_every: log the hit rate every this many lookups (0 = never).
+        disk_budget_mb: bytes of spilled files kept on disk (None = unbounded); the least recently used
+            spilled entries are deleted beyond it.
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class GeometryFeatureCache:
         dtype: torch.dtype = torch.bfloat16,
         augmentation: bool = False,
         log_every: int = 1000,
+        disk_budget_mb: float | None = None,
     ):
         if augmentation:
             raise UserError(
@@ -67,15 +75,20 @@ class GeometryFeatureCache:
             )
         if memory_budget_mb < 0:
             raise UserError(f"memory_budget_mb must be >= 0, got {memory_budget_mb}")
+        if disk_budget_mb is not None and disk_budget_mb < 0:
+            raise UserError(f"disk_budget_mb must be >= 0 or None (unbounded), got {disk_budget_mb}")
+        self.disk_budget_bytes = None if disk_budget_mb is None else int(disk_budget_mb * 2**20)
         self.memory_budget_bytes = int(memory_budget_mb * 2**20)
         self.dtype = dtype
         self.log_every = log_every
         self._own_dir = spill_dir is None
         self._spill_dir = Path(spill_dir) if spill_dir is not None else None
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._on_disk: set[str] = set()
+        self._on_disk: OrderedDict[str, int] = OrderedDict()  # key -> file size, least recently used first
         self.memory_bytes = 0
+        self.disk_bytes = 0
         self.hits_memory = self.hits_disk = self.misses = self.spilled = 0
+        self.promoted = self.evicted = 0
 
     # ------------------------------------------------------------------ storage
     @property
@@ -95,21 +108,39 @@ class GeometryFeatureCache:
     def _spill_path(self, key: str) -> Path:
         return self.spill_dir / f"{key}.safetensors"
 
+    @staticmethod
+    def _nbytes(value: torch.Tensor) -> int:
+        return value.numel() * value.element_size()
+
+    def _spill(self, key: str, value: torch.Tensor) -> None:
+        from safetensors.torch import save_file
+
+        path = self._spill_path(key)
+        save_file({"features": value}, str(path))
+        size = path.stat().st_size
+        self._on_disk[key] = size
+        self.disk_bytes += size
+        self.spilled += 1
+        if self.disk_budget_bytes is not None:
+            while self.disk_bytes > self.disk_budget_bytes and self._on_disk:
+                self._drop_from_disk(next(iter(self._on_disk)))
+                self.evicted += 1
+
+    def _drop_from_disk(self, key: str) -> None:
+        self.disk_bytes -= self._on_disk.pop(key)
+        self._spill_path(key).unlink(missing_ok=True)
+
     def put(self, key: str, value: torch.Tensor) -> None:
         """Store `value` (moved to CPU, cast to the storage dtype) under `key`, spilling LRU entries if needed."""
         if key in self:
             return
         value = value.detach().to("cpu", self.dtype).contiguous()
         self._memory[key] = value
-        self.memory_bytes += value.numel() * value.element_size()
+        self.memory_bytes += self._nbytes(value)
         while self.memory_bytes > self.memory_budget_bytes and self._memory:
             old_key, old = self._memory.popitem(last=False)
-            self.memory_bytes -= old.numel() * old.element_size()
-            from safetensors.torch import save_file
-
-            save_file({"features": old}, str(self._spill_path(old_key)))
-            self._on_disk.add(old_key)
-            self.spilled += 1
+            self.memory_bytes -= self._nbytes(old)
+            self._spill(old_key, old)
 
     def get(self, key: str) -> torch.Tensor | None:
         """The cached tensor for `key` (from RAM or disk), or None; counts the hit or miss."""
@@ -122,6 +153,13 @@ class GeometryFeatureCache:
 
             value = load_file(str(self._spill_path(key)))["features"]
             self.hits_disk += 1
+            if self.memory_bytes + self._nbytes(value) <= self.memory_budget_bytes:
+                self._drop_from_disk(key)  # promoted: back in RAM, its file and disk budget freed
+                self._memory[key] = value
+                self.memory_bytes += self._nbytes(value)
+                self.promoted += 1
+            else:
+                self._on_disk.move_to_end(key)
         else:
             self.misses += 1
         lookups = self.lookups
@@ -172,7 +210,10 @@ class GeometryFeatureCache:
             "geom_cache_misses": self.misses,
             "geom_cache_entries": len(self),
             "geom_cache_memory_mb": self.memory_bytes / 2**20,
+            "geom_cache_disk_mb": self.disk_bytes / 2**20,
             "geom_cache_spilled": self.spilled,
+            "geom_cache_promoted": self.promoted,
+            "geom_cache_evicted": self.evicted,
         }
 
     def format_stats(self) -> str:
@@ -180,13 +221,14 @@ class GeometryFeatureCache:
         s = self.stats()
         return (f"hit rate {s['geom_cache_hit_rate']:.1%} ({self.hits_memory} RAM + {self.hits_disk} disk hits, "
                 f"{self.misses} misses), {len(self)} entries, {s['geom_cache_memory_mb']:.1f} MB RAM, "
-                f"{self.spilled} spilled")
+                f"{s['geom_cache_disk_mb']:.1f} MB disk, {self.spilled} spilled, {self.promoted} back in RAM, "
+                f"{self.evicted} dropped from disk")
 
     def close(self) -> None:
         """Drop every entry and remove a temporary spill directory."""
         self._memory.clear()
         self._on_disk.clear()
-        self.memory_bytes = 0
+        self.memory_bytes = self.disk_bytes = 0
         if self._own_dir and self._spill_dir is not None:
             shutil.rmtree(self._spill_dir, ignore_errors=True)
             self._spill_dir = None

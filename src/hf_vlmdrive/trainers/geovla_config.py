@@ -31,7 +31,13 @@ class GeoVLATrainingArguments(TrainingArguments):
         default=0.0, metadata={"help": "RAM budget (MB per process) of the frozen geometry feature cache; 0 = off."}
     )
     geometry_cache_dir: str | None = field(
-        default=None, metadata={"help": "Where cache entries beyond the budget spill (a temp dir if unset)."}
+        default=None, metadata={"help": "Where cache entries beyond the budget spill (a temp dir, removed when "
+                                        "training ends, if unset)."}
+    )
+    geometry_cache_disk_mb: float | None = field(
+        default=None, metadata={"help": "Disk budget (MB per process) of the spill folder; beyond it the least "
+                                        "recently used spilled entries are dropped (re-encoded on their next use). "
+                                        "None = unbounded."}
     )
     image_augmentation: bool = field(
         default=False, metadata={"help": "Random image augmentation (refused together with the geometry cache)."}

@@ -97,7 +97,8 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
     model.set_norm_stats(dataset_stats(dataset), source=str(script_args.dataset_root))
     if training_args.geometry_cache_mb > 0:
         model.attach_geometry_cache(GeometryFeatureCache(training_args.geometry_cache_mb, training_args.geometry_cache_dir,
-                                                         augmentation=training_args.image_augmentation))
+                                                         augmentation=training_args.image_augmentation,
+                                                         disk_budget_mb=training_args.geometry_cache_disk_mb))
     processor = GeoVLAProcessor.from_vlm_processor(AutoProcessor.from_pretrained(vlm),
                                                    geometry_image_size=model.config.geometry_config.image_size)
     collator = GeoVLACollator(processor)
@@ -107,13 +108,16 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
                 trainable / 1e6, total / 1e6)
     trainer = GeoVLATrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             processing_class=processor)
-    train_interruptibly(trainer, training_args.resume_from_checkpoint)
+    try:
+        train_interruptibly(trainer, training_args.resume_from_checkpoint)
+    finally:
+        if model.geometry_cache is not None:  # frees its RAM and removes a temporary spill folder
+            logger.info("geometry cache: %s", model.geometry_cache.format_stats())
+            model.geometry_cache.close()
     trainer.save_model()
     if trainer.is_world_process_zero():
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         Path(training_args.output_dir, "loss_curve.json").write_text(json.dumps(losses), encoding="utf-8")
-        if model.geometry_cache is not None:
-            logger.info("geometry cache: %s", model.geometry_cache.format_stats())
         from ..model_card import display_name, train_loss_metrics, write_model_card
 
         write_model_card(training_args.output_dir, model, family="geovla",

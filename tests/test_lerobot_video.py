@@ -85,7 +85,7 @@ def test_keyframe_index_and_no_seek_when_reading_forward(tmp_path, monkeypatch):
     reader = VideoFrameReader()
     reader.read(path, 0.0)
     video = reader._open[str(path)]
-    frame_of = [round(pts * video.time_base * 10) for pts in video.keyframes.tolist()]
+    frame_of = [round(pts * video.time_base * 10) for pts in list(video.keyframes)]
     assert frame_of[0] == 0 and max(np.diff(frame_of)) <= 2  # LeRobot's g=2: a key frame at least every 2 frames
     seeks = []
     real_seek = type(video.container).seek
@@ -95,7 +95,7 @@ def test_keyframe_index_and_no_seek_when_reading_forward(tmp_path, monkeypatch):
     assert seeks == []
     reader.read(path, 0.5)  # backwards: one seek, to the key frame at or before the target
     reader.read(path, 2.5)  # far ahead: one seek
-    key_pts = {f: int(p) for f, p in zip(frame_of, video.keyframes.tolist())}
+    key_pts = {f: int(p) for f, p in zip(frame_of, list(video.keyframes))}
     assert [a[0] for a in seeks] == [key_pts[max(f for f in key_pts if f <= 5)], key_pts[max(f for f in key_pts if f <= 25)]]
 
 

@@ -31,6 +31,7 @@ writes valid v3.0 (or v2.1) datasets from in-memory episodes, so tests and demos
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import logging
@@ -153,8 +154,7 @@ class _OpenVideo:
             self.stream.codec_context.thread_count = threads
         self.time_base = float(self.stream.time_base)
         # The key-frame index: demux once (packets only, nothing decoded), then rewind.
-        keys = [p.pts for p in self.container.demux(self.stream) if p.pts is not None and p.is_keyframe]
-        self.keyframes = np.asarray(sorted(keys), dtype=np.int64)
+        self.keyframes = sorted(p.pts for p in self.container.demux(self.stream) if p.pts is not None and p.is_keyframe)
         self.container.seek(0, stream=self.stream, backward=True)
         self.decoder = None  # the frame iterator after the last seek
         self.pos: int | None = None  # pts of the last frame the decoder produced
@@ -217,20 +217,22 @@ class VideoFrameReader:
         return video
 
     def read(self, path: str | Path, timestamp: float) -> np.ndarray:
-        """The RGB frame (H, W, 3) uint8 shown at `timestamp` seconds in `path`."""
-        path = str(path)
-        video = self._video(path)
+        """The RGB frame (H, W, 3) uint8 shown at `timestamp` seconds in `path` (a str is fastest)."""
+        video = self._open.get(path) if self._pid == os.getpid() else None
+        if video is None:
+            video = self._video(str(path))
         tb, tol = video.time_base, self.tolerance_s
-        if video.last is not None and abs(video.last[0] * tb - timestamp) <= tol:
-            return video.last[1]
-        # The key frame at or before the latest pts that still matches the timestamp, and the one before it.
-        k = int(np.searchsorted(video.keyframes, (timestamp + tol) / tb, side="right")) - 1
-        key = int(video.keyframes[max(k, 0)]) if len(video.keyframes) else 0
-        previous_key = int(video.keyframes[k - 1]) if k >= 1 else key
+        last = video.last
+        if last is not None and abs(last[0] * tb - timestamp) <= tol:
+            return last[1]
+        pos = video.pos
         # Decode forward (no seek) when the decoder stands before the target and at most one group of
-        # pictures further back than a seek would land: sequential reading never seeks.
-        ahead = video.pos is not None and previous_key <= video.pos and video.pos * tb < timestamp - tol
-        if video.decoder is None or not ahead:
+        # pictures further back than a seek would land (the key frame before the target's own key frame):
+        # sequential reading never seeks.
+        keys = video.keyframes
+        k = bisect.bisect_right(keys, (timestamp + tol) / tb) - 1  # the target's key frame
+        key = keys[k] if k >= 0 else (keys[0] if keys else 0)
+        if video.decoder is None or pos is None or pos * tb >= timestamp - tol or pos < (keys[k - 1] if k >= 1 else key):
             video.container.seek(key, stream=video.stream, backward=True)
             video.decoder = video.container.decode(video.stream)
             video.pos = None
@@ -694,6 +696,7 @@ class LeRobotDataset(Dataset):
         self.camera_keys = list(camera_keys)
         self._video = VideoFrameReader(tolerance_s=video_tolerance_s)
         self._video_files: dict[tuple[str, int], tuple[str, float]] = {}
+        self._rows: tuple[list, ...] | None = None
         self._load_meta()
         self._load_data()
         self.stats = None
@@ -833,8 +836,8 @@ class LeRobotDataset(Dataset):
         return len(self.episode_bounds)
 
     def _video_path_and_time(self, cam: str, row: int) -> tuple[str, float]:
-        ep_index = int(self._columns["episode_index"][row])
-        ts = float(self._columns["timestamp"][row])
+        rows = self._row_lists()
+        ep_index, ts = rows[0][row], rows[1][row]
         key = (cam, ep_index)
         found = self._video_files.get(key)
         if found is None:  # once per (camera, episode): the file and the episode's offset in it
@@ -854,6 +857,17 @@ class LeRobotDataset(Dataset):
             self._video_files[key] = found
         return found[0], found[1] + ts
 
+    def _row_lists(self) -> tuple[list, ...]:
+        """Per-row columns as Python lists (built once): indexing them per item costs no numpy scalars."""
+        if self._rows is None:
+            c = self._columns
+            self._rows = (c["episode_index"].tolist(), c["timestamp"].tolist(), c["frame_index"].reshape(-1).tolist(),
+                          c["index"].reshape(-1).tolist(), c["task_index"].reshape(-1).tolist(),
+                          self._episode_end.tolist())
+            self._expected_shape = {cam: tuple(int(x) for x in self.features[cam]["shape"]) for cam in self.camera_keys}
+            self._horizon = np.arange(self.action_horizon)
+        return self._rows
+
     def read_image(self, cam: str, row: int) -> np.ndarray:
         """The (H, W, 3) uint8 frame of camera `cam` at row `row`; checked against info.json's shape."""
         feature = self.features[cam]
@@ -871,7 +885,8 @@ class LeRobotDataset(Dataset):
         else:
             path, t = self._video_path_and_time(cam, row)
             rgb = self._video.read(path, t)
-        expected = tuple(int(x) for x in feature["shape"])
+        self._row_lists()
+        expected = self._expected_shape.get(cam) or tuple(int(x) for x in feature["shape"])
         if rgb.shape != expected:
             raise LeRobotFormatError(
                 f"{self.root}: camera {cam!r} frame has shape {rgb.shape} but meta/info.json says {list(expected)}"
@@ -880,28 +895,30 @@ class LeRobotDataset(Dataset):
 
     def action_chunk(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Actions of rows [row, row+T) within the episode, the last one repeated past its end, and the pad mask."""
-        end = int(self._episode_end[row])
-        idx = row + np.arange(self.action_horizon)
-        is_pad = idx >= end
-        return self.actions[np.minimum(idx, end - 1)], is_pad
+        end = self._row_lists()[5][row]
+        if row + self.action_horizon <= end:  # the common case: the whole chunk lies inside the episode
+            return self.actions[row:row + self.action_horizon].copy(), np.zeros(self.action_horizon, dtype=bool)
+        idx = row + self._horizon
+        return self.actions[np.minimum(idx, end - 1)], idx >= end  # fancy indexing: a new array
 
     def __getitem__(self, row: int) -> dict[str, Any]:
         if not 0 <= row < len(self):
             raise IndexError(f"index {row} out of range for a dataset of {len(self)} frames")
+        episodes, _, frames, indices, tasks, _ = self._row_lists()
         actions, is_pad = self.action_chunk(row)
-        task_index = int(self._columns["task_index"][row])
-        if task_index not in self.tasks:
-            raise LeRobotFormatError(f"{self.root}: row {row} has task_index {task_index}, unknown to the task table")
+        task = self.tasks.get(tasks[row])
+        if task is None:
+            raise LeRobotFormatError(f"{self.root}: row {row} has task_index {tasks[row]}, unknown to the task table")
         return {
             "images": [self.read_image(cam, row) for cam in self.camera_keys],
             "camera_keys": list(self.camera_keys),
-            "language": self.tasks[task_index],
+            "language": task,
             "state": self.states[row].copy(),
-            "actions": actions.copy(),
+            "actions": actions,
             "action_is_pad": is_pad,
-            "episode_index": int(self._columns["episode_index"][row]),
-            "frame_index": int(self._columns["frame_index"][row]),
-            "index": int(self._columns["index"][row]),
+            "episode_index": episodes[row],
+            "frame_index": frames[row],
+            "index": indices[row],
             "dataset": self.name,
         }
 

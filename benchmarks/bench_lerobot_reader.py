@@ -9,7 +9,8 @@ LeRobot's own writer uses 2), then measures in the same run, best of `--repeats`
              rows are wall time (their work runs in worker processes);
   reader     LeRobotDataset[i] for every frame in order (frames + state + action chunk + language);
   shuffled   LeRobotDataset[i] in random order (what a shuffled DataLoader does);
-  workers    a shuffled DataLoader with 0 and with 2 worker processes;
+  workers    a shuffled DataLoader with 0 and with 2 worker processes (persistent workers; the epoch after
+             the first is timed, so process start-up is not);
   lerobot    (with --lerobot-python PATH) LeRobot's own LeRobotDataset on the same directory, in order
              and shuffled, run by that interpreter (lerobot 0.4.4 lives in its own venv with its own torch).
 Prints frames/s (one frame = one camera image) and the ratios to the baseline (1.0 = no overhead).
@@ -131,11 +132,15 @@ def main() -> None:
             return len(order) * len(cams)
 
         def loader(workers: int):
-            def run(d) -> int:
-                dl = DataLoader(d, batch_size=args.batch_size, shuffle=True, num_workers=workers,
-                                collate_fn=list, persistent_workers=False)
+            def setup():  # a DataLoader whose first epoch (worker start-up, file opening) is not timed
+                dl = DataLoader(fresh(), batch_size=args.batch_size, shuffle=True, num_workers=workers,
+                                collate_fn=list, persistent_workers=workers > 0)
+                sum(len(b) for b in dl)
+                return dl
+
+            def run(dl) -> int:  # the next epoch: what every epoch of a long training run costs
                 return sum(len(b) for b in dl) * len(cams)
-            return run
+            return run, setup
 
         # Interleaved repeats (each measurement once per round, best round kept): a machine whose load
         # changes during the run then biases no measurement against another.
@@ -144,8 +149,8 @@ def main() -> None:
             "base_single": (lambda _: decode_all(videos, 1), None),
             "reader": (sequential, fresh),
             "shuffled": (shuffled, fresh),
-            "workers0": (loader(0), fresh),
-            "workers2": (loader(2), fresh),  # includes starting the worker processes
+            "workers0": loader(0),
+            "workers2": loader(2),
         }
         best = dict.fromkeys(runs, 0.0)
         for _ in range(args.repeats):

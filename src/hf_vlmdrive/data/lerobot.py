@@ -32,6 +32,7 @@ writes valid v3.0 (or v2.1) datasets from in-memory episodes, so tests and demos
 from __future__ import annotations
 
 import bisect
+import collections
 import io
 import json
 import logging
@@ -144,7 +145,7 @@ _INHERITED_VIDEOS: list[dict] = []  # containers a forked process inherited (see
 class _OpenVideo:
     """One open mp4: its container and stream, the key frames' pts, and where its decoder stands."""
 
-    __slots__ = ("container", "stream", "time_base", "keyframes", "decoder", "pos", "last")
+    __slots__ = ("container", "stream", "time_base", "keyframes", "decoder", "pos", "last", "ahead")
 
     def __init__(self, path: str, threads: int = 1):
         av = _av()
@@ -159,6 +160,7 @@ class _OpenVideo:
         self.decoder = None  # the frame iterator after the last seek
         self.pos: int | None = None  # pts of the last frame the decoder produced
         self.last: tuple[int, np.ndarray] | None = None  # (pts, RGB) of the last frame returned
+        self.ahead: collections.deque = collections.deque()  # decoded, not yet converted frames after `last`
 
     def close(self) -> None:
         self.container.close()
@@ -174,15 +176,18 @@ class VideoFrameReader:
     frame is converted to RGB. Containers are not picklable: a DataLoader worker gets an empty reader and
     opens its own files.
 
-    `decoder_threads` is the decoder's thread count; 1 (the default) is fastest for the small frames of
+    When reads come in order (the previous target was the last frame decoded), the next `read_ahead`
+    frames of the file are decoded at once (not converted), so that reading two cameras in turn does not
+    switch decoders every frame. `decoder_threads` is the decoder's thread count; 1 (the default) is fastest for the small frames of
     robot datasets and has no frame-pipeline latency after a seek, and DataLoader workers parallelise
     across samples. 0 = FFmpeg's default.
     """
 
-    def __init__(self, tolerance_s: float = 1e-3, max_open: int = 16, decoder_threads: int = 1):
+    def __init__(self, tolerance_s: float = 1e-3, max_open: int = 16, decoder_threads: int = 1, read_ahead: int = 8):
         self.tolerance_s = tolerance_s
         self.max_open = max_open
         self.decoder_threads = decoder_threads
+        self.read_ahead = read_ahead
         self._open: dict[str, _OpenVideo] = {}  # insertion order = least recently opened first
         self._pid = os.getpid()
 
@@ -193,7 +198,8 @@ class VideoFrameReader:
         self._open.clear()
 
     def __getstate__(self):  # containers are not picklable (DataLoader workers re-open their own)
-        return {"tolerance_s": self.tolerance_s, "max_open": self.max_open, "decoder_threads": self.decoder_threads}
+        return {"tolerance_s": self.tolerance_s, "max_open": self.max_open, "decoder_threads": self.decoder_threads,
+                "read_ahead": self.read_ahead}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -225,7 +231,20 @@ class VideoFrameReader:
         last = video.last
         if last is not None and abs(last[0] * tb - timestamp) <= tol:
             return last[1]
+        ahead = video.ahead
+        while ahead:  # frames decoded ahead by a sequential read: the next target is usually the first
+            frame = ahead.popleft()
+            t = frame.pts * tb
+            if t < timestamp - tol:
+                continue
+            if t - timestamp > tol:
+                ahead.appendleft(frame)
+                break
+            rgb = frame.to_ndarray(format="rgb24")
+            video.last = (frame.pts, rgb)
+            return rgb
         pos = video.pos
+        sequential = last is not None and pos is not None and last[0] == pos and not ahead
         # Decode forward (no seek) when the decoder stands before the target and at most one group of
         # pictures further back than a seek would land (the key frame before the target's own key frame):
         # sequential reading never seeks.
@@ -235,7 +254,8 @@ class VideoFrameReader:
         if video.decoder is None or pos is None or pos * tb >= timestamp - tol or pos < (keys[k - 1] if k >= 1 else key):
             video.container.seek(key, stream=video.stream, backward=True)
             video.decoder = video.container.decode(video.stream)
-            video.pos = None
+            video.pos, sequential = None, False
+            ahead.clear()
         for frame in video.decoder:
             pts = frame.pts
             video.pos = pts
@@ -243,10 +263,24 @@ class VideoFrameReader:
             if t < timestamp - tol:
                 continue
             if t - timestamp > tol:
+                ahead.append(frame)  # keep it: it may be the next target
                 break
             rgb = frame.to_ndarray(format="rgb24")
             video.last = (pts, rgb)
+            if sequential and self.read_ahead:
+                # Reading in order (the previous target was the decoder's last frame): decode the next
+                # frames of this file now, in one run, while its decoder state is hot in the CPU caches.
+                for nxt in video.decoder:
+                    ahead.append(nxt)
+                    video.pos = nxt.pts
+                    if len(ahead) >= self.read_ahead:
+                        break
             return rgb
+        if ahead:
+            raise LeRobotFormatError(
+                f"no frame at t={timestamp:.4f}s (tolerance {tol}s) in {path}; the episode's from_timestamp / "
+                "timestamps disagree with the video"
+            )
         video.decoder, video.pos = None, None
         raise LeRobotFormatError(
             f"no frame at t={timestamp:.4f}s (tolerance {tol}s) in {path}; the episode's from_timestamp / "

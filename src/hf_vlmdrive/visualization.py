@@ -141,4 +141,47 @@ def plot_roadscene_predictions(
     return path
 
 
-__all__ = ["plot_roadscene_predictions", "plot_waypoint_predictions", "project_ground_waypoints"]
+def plot_action_chunks(
+    references: np.ndarray,
+    predictions: np.ndarray,
+    path: str | Path,
+    action_names: Sequence[str] | None = None,
+    baselines: dict[str, np.ndarray] | None = None,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Save a PNG: per sample (row) and action dimension (column), the true and predicted action chunks over
+    the chunk's steps, with each named baseline's chunk (dashed). Arrays are (N, T, A) in dataset units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    references, predictions = np.asarray(references), np.asarray(predictions)
+    n, steps, dims = references.shape
+    names = list(action_names) if action_names is not None else [f"a{d}" for d in range(dims)]
+    fig, axes = plt.subplots(n, dims, figsize=(2.1 * dims, 2.3 * n), squeeze=False, sharex=True)
+    colours = ("tab:blue", "tab:orange", "tab:purple")
+    x = np.arange(steps)
+    for i in range(n):
+        for d in range(dims):
+            ax = axes[i, d]
+            ax.plot(x, references[i, :, d], "o-", color="tab:green", markersize=3, label="true")
+            ax.plot(x, predictions[i, :, d], "s-", color="tab:red", markersize=3, label="predicted")
+            for (name, chunk), colour in zip((baselines or {}).items(), colours):
+                ax.plot(x, np.asarray(chunk)[i, :, d], "--", color=colour, linewidth=1.2, label=name)
+            ax.set_title(names[d] if titles is None or d else f"{titles[i]}\n{names[d]}", fontsize=8, loc="left")
+            ax.set_xlabel("chunk step", fontsize=7)
+            ax.set_ylabel(f"{names[d]} (dataset units)" if d == 0 else names[d], fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["plot_action_chunks", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ground_waypoints"]

@@ -16,6 +16,25 @@ def project_ground_waypoints(waypoints: np.ndarray, camera) -> tuple[np.ndarray,
     return uv, inside
 
 
+def project_ego_to_image(points: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray,
+                         image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ego-frame ground points (P, 2) -> pixels (P, 2) and a visibility mask, through a 3x3 pinhole
+    `intrinsics` and a 4x4 camera-to-ego `extrinsics` whose camera axes are x forward, y left, z up (the
+    CARLA reader's and the synthetic renderer's convention): u = c_u - f y / x, v = c_v - f z / x. With
+    `image_size` (width, height) points outside the image are masked too."""
+    pts = np.concatenate([np.asarray(points, np.float64).reshape(-1, 2), np.zeros((len(points), 1)),
+                          np.ones((len(points), 1))], axis=-1)
+    cam = (np.linalg.inv(np.asarray(extrinsics, np.float64)) @ pts.T).T[:, :3]
+    k = np.asarray(intrinsics, np.float64)
+    depth = cam[:, 0]
+    ok = depth > 0.5
+    safe = np.where(ok, depth, 1.0)
+    uv = np.stack([k[0, 2] - k[0, 0] * cam[:, 1] / safe, k[1, 2] - k[1, 1] * cam[:, 2] / safe], axis=-1)
+    if image_size is not None:
+        ok &= (uv[:, 0] >= 0) & (uv[:, 0] < image_size[0]) & (uv[:, 1] >= 0) & (uv[:, 1] < image_size[1])
+    return uv, ok
+
+
 def plot_waypoint_predictions(
     images: Sequence,
     predictions: np.ndarray,
@@ -184,4 +203,5 @@ def plot_action_chunks(
     return path
 
 
-__all__ = ["plot_action_chunks", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ground_waypoints"]
+__all__ = ["plot_action_chunks", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ego_to_image",
+           "project_ground_waypoints"]

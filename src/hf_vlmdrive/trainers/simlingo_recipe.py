@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import warnings
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def evaluate_and_report(model, dataset, output_dir: str | Path | None, batch_siz
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        metrics["plot"] = str(plot_simlingo_predictions(preds, out / "predictions.png", num=num_plot))
+        metrics["plot"] = str(plot_simlingo_predictions(preds, out / "predictions.png", num=num_plot, dataset=dataset))
     print(format_metrics(metrics))
     return metrics
 
@@ -168,45 +167,96 @@ def simlingo_metrics(predictions: dict[str, np.ndarray], route_spacing: float = 
     return result
 
 
+def distinct_samples(predictions: dict[str, np.ndarray], num: int, groups: list | None = None) -> list[int]:
+    """`num` sample indices that look different: greedy farthest-point selection over (route end lateral
+    offset, route end distance, speed), preferring samples from routes not chosen yet (`groups[i]` = the route
+    of sample i). Deterministic; starts from the sample whose route turns most."""
+    route = predictions["route_labels"]
+    feats = np.stack([route[:, -1, 1], 0.5 * route[:, -1, 0], predictions["speed"][:, 0]], -1).astype(np.float64)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    n = len(feats)
+    chosen = [int(np.argmax(np.abs(route[:, -1, 1])))] if n else []
+    while len(chosen) < min(num, n):
+        dist = np.min(np.linalg.norm(feats[:, None] - feats[chosen][None], axis=-1), axis=1)
+        if groups is not None:
+            used = {groups[c] for c in chosen}
+            dist = dist + np.array([0.0 if groups[i] in used else 10.0 for i in range(n)])
+        dist[chosen] = -np.inf
+        chosen.append(int(np.argmax(dist)))
+    return chosen
+
+
 def plot_simlingo_predictions(predictions: dict[str, np.ndarray], path: str | Path, num: int = 6,
-                              route_spacing: float = 1.0) -> Path:
-    """Save a figure of `num` samples: ground truth vs predicted route and speed waypoints (bird's eye,
-    x forward up, y left to the left) plus the constant-velocity baseline."""
+                              route_spacing: float = 1.0, dataset=None, indices: list[int] | None = None) -> Path:
+    """Save a figure of `num` distinct held-out samples (see `distinct_samples`), one row each: the front
+    camera image with the true / predicted / baseline route and speed waypoints projected onto the ground
+    (needs `dataset`, the [`CarlaRouteDataset`] the predictions came from), and the same in bird's-eye view
+    (metres, x forward, lateral with the left to the left). Baselines: the straight-line route and the
+    constant-velocity waypoints."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = min(num, len(predictions["speed"]))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 4.0 * rows), squeeze=False)
-    for i in range(rows * cols):
-        ax = axes[i // cols][i % cols]
-        if i >= n:
-            ax.axis("off")
-            continue
+    from ..visualization import project_ego_to_image
+
+    groups = [dataset.index[i][0] for i in range(len(dataset))] if dataset is not None else None
+    picks = list(indices) if indices is not None else distinct_samples(predictions, num, groups)
+    num_route = predictions["route"].shape[1]
+    straight = straight_route_baseline(1, num_route, route_spacing)[0]
+    cols = 2 if dataset is not None else 1
+    fig, axes = plt.subplots(len(picks), cols, figsize=(4.6 * cols, 2.9 * len(picks)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.5, 1]} if cols == 2 else None)
+    for row, i in enumerate(picks):
         m = predictions["speed_wps_mask"][i].astype(bool)
-        gt_r, pr_r = predictions["route_labels"][i], predictions["route"][i]
-        gt_w, pr_w = predictions["speed_wps_labels"][i][m], predictions["speed_wps"][i]
-        v = predictions["speed"][i, 0]
+        rm = predictions["route_mask"][i].astype(bool)
+        v = float(predictions["speed"][i, 0])
+        pr_w = predictions["speed_wps"][i]
         cv = np.stack([v * np.arange(1, len(pr_w) + 1) / SPEED_WPS_HZ, np.zeros(len(pr_w))], -1)
-        ax.plot(-gt_r[:, 1], gt_r[:, 0], "-", color="0.6", lw=3, label="route (gt)")
-        ax.plot(-pr_r[:, 1], pr_r[:, 0], "-", color="tab:blue", label="route (pred)")
-        ax.plot(-gt_w[:, 1], gt_w[:, 0], "o", color="k", ms=4, label="speed wps (gt)")
-        ax.plot(-pr_w[:, 1], pr_w[:, 0], "x", color="tab:red", label="speed wps (pred)")
-        ax.plot(-cv[:, 1], cv[:, 0], ".", color="tab:green", ms=3, label="const. velocity")
-        ax.set_title(f"sample {i}, v={v:.1f} m/s", fontsize=8)
+        tracks = [  # (points, style, colour, label)
+            (predictions["route_labels"][i][rm], "-", "tab:green", "route true"),
+            (predictions["route"][i], "-", "tab:red", "route predicted"),
+            (straight, "--", "tab:blue", "route baseline (straight line)"),
+            (predictions["speed_wps_labels"][i][m], "o", "tab:green", "waypoints true"),
+            (pr_w, "x", "tab:red", "waypoints predicted"),
+            (cv, ".", "tab:blue", "waypoints baseline (constant velocity)"),
+        ]
+        route_ade = float(np.linalg.norm(predictions["route"][i][rm] - predictions["route_labels"][i][rm], axis=-1).mean())
+        title = f"sample {i}, v = {v:.1f} m/s, route ADE {route_ade:.2f} m"
+        if dataset is not None:
+            sample = dataset[i]
+            title = f"{sample['route_name']} frame {sample['frame']}: v = {v:.1f} m/s, route ADE {route_ade:.2f} m"
+            image = np.asarray(sample["pixel_values"][-1, 0]).transpose(1, 2, 0)
+            ax = axes[row][0]
+            ax.imshow(image)
+            h, w = image.shape[:2]
+            for pts, style, colour, label in tracks:
+                uv, ok = project_ego_to_image(pts, sample["intrinsics"][0], sample["extrinsics"][0], (w, h))
+                ax.plot(uv[ok, 0], uv[ok, 1], style, color=colour, ms=3, lw=1.4, label=label)
+            ax.set_xlim(0, w - 1)
+            ax.set_ylim(h - 1, 0)
+            ax.set_xlabel("image u (px)", fontsize=7)
+            ax.set_ylabel("image v (px)", fontsize=7)
+            ax.set_title(title, fontsize=8, loc="left")
+            ax.tick_params(labelsize=6)
+        ax = axes[row][cols - 1]
+        for pts, style, colour, label in tracks:
+            ax.plot(-pts[:, 1], pts[:, 0], style, color=colour, ms=3, lw=1.4, label=label)
+        ax.set_xlabel("lateral -y (m, right +)", fontsize=7)
+        ax.set_ylabel("x (m, forward)", fontsize=7)
         ax.set_aspect("equal", adjustable="datalim")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6, loc="upper left")
-    fig.tight_layout()
+        ax.tick_params(labelsize=6)
+        if dataset is None:
+            ax.set_title(title, fontsize=8, loc="left")
+    handles, labels = axes[0][cols - 1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (3 * len(picks) + 1), 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
 
 
 def format_metrics(metrics: dict) -> str:
@@ -322,6 +372,7 @@ __all__ = [
     "SimLingoScriptArguments",
     "build_model",
     "build_processor",
+    "distinct_samples",
     "plot_simlingo_predictions",
     "predict_simlingo",
     "simlingo_metrics",

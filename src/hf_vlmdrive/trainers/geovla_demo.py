@@ -213,7 +213,7 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
     write_model_card(
         model_dir, model, family="geovla", metrics={k: results["model"][k] for k in ("mse", "mae")},
         baselines={name: {k: v[k] for k in ("mse", "mae")} for name, v in results["baselines"].items()},
-        protocol=protocol, metrics_table=tables,
+        protocol=protocol, metrics_table=f"{tables}\n\nProtocol: {protocol}.",
         train_data=f"synthetic pick-and-place LeRobot dataset ({cfg.num_train_episodes} episodes, {len(train_ds)} frames)",
         eval_data=f"{cfg.num_eval_episodes} held-out synthetic episodes (seed {cfg.seed + 1})",
         datasets=["synthetic-libero-reaching"],

@@ -224,6 +224,7 @@ class VideoFrameReader:
 
     def read(self, path: str | Path, timestamp: float) -> np.ndarray:
         """The RGB frame (H, W, 3) uint8 shown at `timestamp` seconds in `path` (a str is fastest)."""
+        # Fast path: this process's own open file (a forked worker must not use the parent's; see `_video`).
         video = self._open.get(path) if self._pid == os.getpid() else None
         if video is None:
             video = self._video(str(path))
@@ -276,12 +277,8 @@ class VideoFrameReader:
                     if len(ahead) >= self.read_ahead:
                         break
             return rgb
-        if ahead:
-            raise LeRobotFormatError(
-                f"no frame at t={timestamp:.4f}s (tolerance {tol}s) in {path}; the episode's from_timestamp / "
-                "timestamps disagree with the video"
-            )
-        video.decoder, video.pos = None, None
+        if not ahead:  # the decoder ran out: start afresh next time (else it stands at the frame after)
+            video.decoder, video.pos = None, None
         raise LeRobotFormatError(
             f"no frame at t={timestamp:.4f}s (tolerance {tol}s) in {path}; the episode's from_timestamp / "
             "timestamps disagree with the video"

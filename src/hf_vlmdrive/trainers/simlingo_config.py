@@ -103,6 +103,10 @@ class SimLingoScriptArguments(ModelConfigArguments, CarlaReaderArguments):
     synthetic_train_routes: int = field(default=24, metadata={"help": "Synthetic training routes to write."})
     synthetic_eval_routes: int = field(default=6, metadata={"help": "Synthetic held-out routes to write."})
     synthetic_frames_per_route: int = field(default=40, metadata={"help": "Frames (4 Hz) per synthetic route."})
+    synthetic_speed_profile: str = field(
+        default="random", metadata={"help": "Speed of the synthetic routes: random (constant random acceleration, "
+                                            "stops before obstacles) or zones (speed-limit zones tinted in the "
+                                            "camera image; the speed follows what the camera shows)."})
     shift_augmentation_prob: float = field(
         default=0.5, metadata={"help": "Training frames read from rgb_augmented/ with the labels moved into that "
                                        "camera's frame (the released img_shift_augmentation, 0.5); frames without "

@@ -280,7 +280,8 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
     camera_dirs = [c.strip() for c in script_args.cameras.split(",") if c.strip()]
     names = {"rgb": "FRONT", "rgb_left": "FRONT_LEFT", "rgb_right": "FRONT_RIGHT"}
     synth_cams = tuple(names[c] for c in camera_dirs if c in names)
-    size = dict(width=2 * script_args.image_width, height=2 * script_args.image_height, camera_names=synth_cams)
+    size = dict(width=2 * script_args.image_width, height=2 * script_args.image_height, camera_names=synth_cams,
+                speed_profile=script_args.synthetic_speed_profile)
     if train_dir is None:
         train_dir = str(out / "data" / "train")
         if not Path(train_dir).is_dir():

@@ -69,7 +69,7 @@ def _measurement(world: DrivingWorld, t: float) -> dict:
         "theta": float(math.atan2(ego[1, 0], ego[0, 0])),
         "speed": speed,
         "target_speed": float(world.speed(t + 1.0)),
-        "speed_limit": 13.89,
+        "speed_limit": world.speed_limit_at(s0) or 13.89,
         "target_point": tp.tolist(),
         "target_point_next": tp_next.tolist(),
         "command": command,
@@ -110,15 +110,18 @@ def write_carla_route(
     horizontal_fov_deg: float = 110.0,
     score_composed: float = 100.0,
     obstacle_probability: float = 0.3,
+    speed_profile: str = "random",
 ) -> Path:
-    """Write one route folder (frames at 4 Hz) drawn from `DrivingWorld.random(seed)`; returns its path."""
+    """Write one route folder (frames at 4 Hz) drawn from `DrivingWorld.random(seed)`; returns its path.
+    `speed_profile="zones"` draws speed-limit zones that the camera shows (see `DrivingWorld.random`)."""
     route_dir = Path(route_dir)
     unknown = [c for c in camera_names if c not in CAMERA_DIRS]
     if unknown:
         raise UserError(f"camera_names must be among {sorted(CAMERA_DIRS)}, got {unknown}")
     rng = np.random.default_rng(seed)
     duration = (num_frames - 1) / FRAME_HZ
-    world = DrivingWorld.random(rng, t_start=-1.0, t_end=duration + 1.0, obstacle_probability=obstacle_probability)
+    world = DrivingWorld.random(rng, t_start=-1.0, t_end=duration + 1.0, obstacle_probability=obstacle_probability,
+                                speed_profile=speed_profile)
     cameras = {
         name: PinholeCamera(width, height, horizontal_fov_deg, mount_x=-1.5, mount_z=2.0, yaw_deg=CAMERA_YAWS[name],
                             name=name)
@@ -161,10 +164,12 @@ def write_carla_dataset(
     town: str = "Town12",
     failed_routes: int = 0,
     progress: bool = True,
+    speed_profile: str = "random",
 ) -> list[Path]:
     """Write `num_routes` routes `<town>_Rep0_<n>/` under `root` (plus `failed_routes` more whose
     results.json.gz has a score below 100, which readers filter out by default). Route n uses seed
-    `seed * 1_000_003 + n`, so datasets with different seeds do not share scenes."""
+    `seed * 1_000_003 + n`, so datasets with different seeds do not share scenes. `speed_profile`: see
+    `write_carla_route`."""
     from tqdm.auto import tqdm
 
     root = Path(root)
@@ -173,7 +178,7 @@ def write_carla_dataset(
     for n in tqdm(range(total), desc="CARLA routes", disable=not progress):
         score = 100.0 if n < num_routes else 42.0
         paths.append(write_carla_route(root / f"{town}_Rep0_{n}", seed * 1_000_003 + n, frames_per_route, width,
-                                       height, camera_names, score_composed=score))
+                                       height, camera_names, score_composed=score, speed_profile=speed_profile))
     return paths
 
 

@@ -8,7 +8,11 @@ CARLA-style route (frames at 4 Hz with world poses). What a model must learn fro
 - the road ahead bends (a curve that starts ahead of the ego is visible only in the image; the past
   states show the curvature already driven, not the one to come);
 - an obstacle in the ego lane (a red box) makes the ego brake to a stop before it;
-- a speed-limit-like cue: none; speed changes without an obstacle are mild and random (noise).
+- a speed-limit-like cue: none by default (`speed_profile="random"`: speed changes without an obstacle are
+  mild and random, i.e. noise). `speed_profile="zones"` makes the speed learnable from the image: the road
+  is split into speed zones whose asphalt is tinted by their limit (`SPEED_ZONE_LIMITS`: red 5 m/s, grey
+  9 m/s, blue 13 m/s), and the ego tracks the current zone's limit, braking ahead of a slower zone (and of
+  an obstacle) so that it enters at the new limit, accelerating once inside a faster one.
 
 Frames: ego frame has +x forward, +y left, +z up (Waymo convention); world frame is arbitrary. The
 camera frame follows Waymo's camera convention (x forward along the optical axis, y left, z up), and
@@ -31,6 +35,10 @@ INTENT_NAMES = {0: "UNKNOWN", 1: "GO_STRAIGHT", 2: "GO_LEFT", 3: "GO_RIGHT"}
 
 LANE_WIDTH = 3.5
 EGO_LENGTH = 4.5
+# speed_profile="zones": limit (m/s) -> asphalt colour of the zone.
+SPEED_ZONE_LIMITS = {5.0: (165, 70, 60), 9.0: (95, 95, 100), 13.0: (55, 70, 140)}
+SPEED_PROFILES = ("random", "zones")
+ZONE_ACCEL, ZONE_DECEL, ZONE_PLAN_DECEL, ZONE_GAIN = 1.5, 3.0, 1.5, 1.0  # m/s^2, m/s^2, m/s^2, 1/s
 
 
 @dataclass
@@ -103,6 +111,7 @@ class DrivingWorld:
     lateral_offset: float = 0.0
     obstacles: list[Obstacle] = field(default_factory=list)
     trees: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (n, 3): s, offset, size
+    zones: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (n, 2): start s, limit (m/s); sorted
     sky: tuple[int, int, int] = (150, 190, 235)
     grass: tuple[int, int, int] = (70, 130, 60)
     asphalt: tuple[int, int, int] = (95, 95, 100)
@@ -115,10 +124,19 @@ class DrivingWorld:
         t_start: float = -4.0,
         t_end: float = 5.0,
         obstacle_probability: float = 0.3,
+        speed_profile: str = "random",
     ) -> DrivingWorld:
-        """Draw a random world covering times [t_start, t_end] (seconds)."""
+        """Draw a random world covering times [t_start, t_end] (seconds).
+
+        `speed_profile`: "random" (default: constant random acceleration, a stop before an obstacle) or
+        "zones" (speed set by tinted speed-limit zones and obstacles, see the module docstring).
+        """
+        if speed_profile not in SPEED_PROFILES:
+            raise UserError(f"speed_profile must be one of {list(SPEED_PROFILES)}, got {speed_profile!r}")
         dt = 0.05
         times = np.arange(t_start, t_end + 1e-9, dt)
+        if speed_profile == "zones":
+            return cls._random_zones(rng, times, dt, obstacle_probability)
         v_now = rng.uniform(2.0, 14.0)
         a_past = rng.uniform(-1.0, 1.0)
         a_future = rng.uniform(-0.6, 0.8)
@@ -139,7 +157,52 @@ class DrivingWorld:
         s -= np.interp(0.0, times, s)
         if stop_s is not None:
             obstacles.append(Obstacle(s=stop_s + EGO_LENGTH / 2 + 2.0, offset=0.0))
+        return cls._with_road(rng, times, s, speed, accel, obstacles)
 
+    @classmethod
+    def _random_zones(cls, rng: np.random.Generator, times: np.ndarray, dt: float,
+                      obstacle_probability: float) -> DrivingWorld:
+        """speed_profile="zones": integrate the ego's speed through tinted speed-limit zones (arc length
+        measured from the ego at `times[0]`, shifted to s(0) = 0 at the end)."""
+        limits = np.array(sorted(SPEED_ZONE_LIMITS))
+        reach = 22.0 * (times[-1] - times[0]) + 130.0  # farthest arc length the ego or its camera can reach
+        starts, zone_limits, edge = [-200.0], [float(rng.choice(limits))], float(rng.uniform(30.0, 60.0))
+        while edge < reach:  # every boundary changes the limit
+            starts.append(edge)
+            zone_limits.append(float(rng.choice(limits[limits != zone_limits[-1]])))
+            edge += float(rng.uniform(20.0, 45.0))
+        zones = np.stack([starts, zone_limits], axis=-1)  # (n, 2)
+        stop_s = float(rng.uniform(25.0, 90.0)) if rng.random() < obstacle_probability else None
+        v = float(np.clip(zone_limits[0] + rng.uniform(-3.0, 3.0), 1.0, 14.0))
+        s_now, speed, arc = 0.0, np.empty(len(times)), np.empty(len(times))
+        for i in range(len(times)):
+            speed[i], arc[i] = v, s_now
+            k = int(np.searchsorted(zones[:, 0], s_now, side="right")) - 1
+            a = ZONE_GAIN * (zones[k, 1] - v)  # track the current zone's limit
+            ahead = zones[k + 1:]
+            targets = [(start - s_now, limit) for start, limit in ahead[ahead[:, 0] < s_now + 80.0]]
+            if stop_s is not None:
+                targets.append((stop_s - s_now, 0.0))
+            for dist, limit in targets:
+                # Once the constant deceleration that reaches `limit` exactly at `dist` is ZONE_PLAN_DECEL, follow it.
+                need = (limit**2 - v**2) / (2 * max(dist, 0.05))
+                if limit < v and need <= -ZONE_PLAN_DECEL:
+                    a = min(a, need)
+            if stop_s is not None and stop_s - s_now < 1.0 and v < 0.5:
+                a = -ZONE_DECEL  # stopped before the obstacle: stay
+            a = float(np.clip(a, -ZONE_DECEL, ZONE_ACCEL))
+            v_next = max(v + a * dt, 0.0)
+            s_now += 0.5 * (v + v_next) * dt
+            v = v_next
+        shift = float(np.interp(0.0, times, arc))
+        obstacles = [] if stop_s is None else [Obstacle(s=stop_s - shift + EGO_LENGTH / 2 + 2.0, offset=0.0)]
+        zones[:, 0] -= shift
+        return cls._with_road(rng, times, arc - shift, speed, np.gradient(speed, dt), obstacles, zones)
+
+    @classmethod
+    def _with_road(cls, rng: np.random.Generator, times: np.ndarray, s: np.ndarray, speed: np.ndarray,
+                   accel: np.ndarray, obstacles: list[Obstacle], zones: np.ndarray | None = None) -> DrivingWorld:
+        """Draw the road (and trees, colours) around the ego's arc-length profile `s` over `times`."""
         # Road: piecewise-constant curvature over arc length, covering everything the camera can see.
         s_lo, s_hi = s[0] - 20.0, s[-1] + 120.0
         road_s = np.arange(s_lo, s_hi, 0.5)
@@ -188,6 +251,7 @@ class DrivingWorld:
             sky=_tint((150, 190, 235), jitter),
             grass=_tint((70, 130, 60), jitter),
             asphalt=_tint((95, 95, 100), jitter),
+            zones=np.zeros((0, 2)) if zones is None else zones,
         )
 
     # ------------------------------------------------------------------ geometry
@@ -279,6 +343,13 @@ class DrivingWorld:
         """Ego speed (m/s) at time t0."""
         return float(np.interp(t0, self.times, self.ego_v))
 
+    def speed_limit_at(self, s: float) -> float | None:
+        """The speed-limit zone's limit (m/s) at arc length `s`; None without zones."""
+        if not len(self.zones):
+            return None
+        k = max(int(np.searchsorted(self.zones[:, 0], s, side="right")) - 1, 0)
+        return float(self.zones[k, 1])
+
     # ------------------------------------------------------------------ rendering
     def render(self, t0: float = 0.0, camera: PinholeCamera | None = None, supersample: int = 2) -> Image.Image:
         """Render the front camera at time t0 as an RGB PIL image."""
@@ -300,9 +371,12 @@ class DrivingWorld:
         s_line = s0 + np.arange(0.0, 110.0, 1.0)
         s_line = s_line[s_line < self.road_s[-1]]
 
-        def ground(offset: float) -> np.ndarray:
-            pts = self.to_ego_frame(self.lane_point(s_line, offset), t0)
+        def ground_at(arc: np.ndarray, offset: float) -> np.ndarray:
+            pts = self.to_ego_frame(self.lane_point(arc, offset), t0)
             return np.concatenate([pts, np.zeros((len(pts), 1))], axis=-1)
+
+        def ground(offset: float) -> np.ndarray:
+            return ground_at(s_line, offset)
 
         def polyline(points: np.ndarray) -> list[tuple[float, float]]:
             uv, ok = big.project(points)
@@ -312,6 +386,16 @@ class DrivingWorld:
         right_edge = polyline(ground(-0.5 * LANE_WIDTH))
         if len(left_edge) >= 2 and len(right_edge) >= 2:
             draw.polygon(left_edge + right_edge[::-1], fill=self.asphalt)
+        if len(self.zones) and len(s_line) >= 2:  # speed zones: each stretch of road tinted by its limit
+            jitter = self.asphalt[0] / 95.0
+            cuts = self.zones[(self.zones[:, 0] > s_line[0]) & (self.zones[:, 0] < s_line[-1]), 0]
+            bounds = np.concatenate([[s_line[0]], cuts, [s_line[-1]]])
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                piece = np.concatenate([[lo], s_line[(s_line > lo) & (s_line < hi)], [hi]])
+                colour = _tint(SPEED_ZONE_LIMITS[self.speed_limit_at(0.5 * (lo + hi))], jitter)
+                left, right = (polyline(ground_at(piece, off)) for off in (1.5 * LANE_WIDTH, -0.5 * LANE_WIDTH))
+                if len(left) >= 2 and len(right) >= 2:
+                    draw.polygon(left + right[::-1], fill=colour)
         line_w = max(1, supersample)
         for offset, dashed in ((0.5 * LANE_WIDTH, True), (1.5 * LANE_WIDTH - 0.2, False), (-0.5 * LANE_WIDTH + 0.2, False)):
             pts = polyline(ground(offset))
@@ -458,6 +542,8 @@ __all__ = [
     "WaypointSample",
     "CAMERA_YAWS",
     "INTENT_NAMES",
+    "SPEED_PROFILES",
+    "SPEED_ZONE_LIMITS",
     "generate_waypoint_dataset",
     "sample_waypoint_scene",
 ]

@@ -68,8 +68,8 @@ RESULTS_FORMAT = "hf_vlmdrive.libero_eval/1"
 
 
 try:  # the library's user-error types (printed without a traceback by the CLI), when this version has them
-    from ..errors import MissingExtraError as _MissingExtraBase
-    from ..errors import UserError as _UserErrorBase
+    from ...errors import MissingExtraError as _MissingExtraBase
+    from ...errors import UserError as _UserErrorBase
 except ImportError:  # pragma: no cover
     _MissingExtraBase, _UserErrorBase = ImportError, ValueError
 

@@ -341,15 +341,20 @@ def test_demos_stage_resume_and_lerobot_dataset(tmp_path):
     decoded = np.stack([ds.read_image("observation.images.wrist_image", r) for r in range(lo, hi)]).astype(float)
     assert np.abs(decoded - ref).mean() < 6  # mp4 is lossy
     assert np.abs(decoded[:-10] - ref[10:]).mean() > 3 * np.abs(decoded - ref).mean()  # frames in order
+    pd = pytest.importorskip("pandas")
+    tasks = pd.read_parquet(out / "meta" / "tasks.parquet")  # as LeRobot 0.4.4 reads it: task = the index
+    assert [tasks.iloc[i].name for i in range(2)] == ["pick up the alphabet soup and place it in the basket",
+                                                      "pick up the milk too"]
+    assert ds.tasks == {0: "pick up the alphabet soup and place it in the basket", 1: "pick up the milk too"}
     records = json.loads((out / "meta" / "libero_demos.json").read_text())
     assert records["tasks"]["0"]["failed_init_state_ids"] == [1] and records["dataset"]["episodes"] == 6
     # nothing left to do: nothing runs, the dataset is the same
     worlds = []
-    again = generate_demos(_config(out), progress=False, suite_factory=lambda s: FakeSuite(bddl, worlds))
+    again = generate_demos(_config(out), progress=True, suite_factory=lambda s: FakeSuite(bddl, worlds))
     assert worlds == [] and again["episodes"] == report["episodes"]
     # more episodes per task extend the stage (id 4 of each task)
     worlds = []
-    more = generate_demos(_config(out, episodes_per_task=4), progress=False,
+    more = generate_demos(_config(out, episodes_per_task=4), progress=True,
                           suite_factory=lambda s: FakeSuite(bddl, worlds))
     assert [w.episodes for w in worlds] == [1, 1] and more["dataset"]["episodes"] == 8
     # other settings: a clear error, not a silent mix
@@ -358,9 +363,15 @@ def test_demos_stage_resume_and_lerobot_dataset(tmp_path):
 
 
 def test_demo_config_and_cli_errors(tmp_path, cli, capsys, monkeypatch):
+    import hf_vlmdrive.sim.libero as sim_libero
     from hf_vlmdrive.errors import UserError
+    from hf_vlmdrive.sim import ScriptedExpert as lazy_expert
     from hf_vlmdrive.sim.libero.demos import DemoConfig
 
+    assert sim_libero.expert.ScriptedExpert is ScriptedExpert is lazy_expert  # the import paths
+    assert sim_libero.demos.DemoConfig is DemoConfig
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sim_libero.nope  # noqa: B018
     cfg = DemoConfig(out="x")
     assert cfg.max_steps == 280 and cfg.camera_size == 128 and cfg.attempts_for(50) == 50
     assert DemoConfig(out="x", init_states="sampled", episodes_per_task=5).attempts_for(50) == 10

@@ -14,6 +14,9 @@ _LAZY_ATTRS = {
     "ZeroPolicy": ".libero",
     "evaluate_libero": ".libero",
     "libero_observation": ".libero",
+    "ScriptedExpert": ".libero.expert",
+    "DemoConfig": ".libero.demos",
+    "generate_demos": ".libero.demos",
 }
 
 __all__ = list(_LAZY_ATTRS)

@@ -726,3 +726,12 @@ __all__ = [
     "run_episode",
     "summarize",
 ]
+
+
+def __getattr__(name: str):
+    """`hf_vlmdrive.sim.libero.expert` / `.demos` (the scripted expert, its demonstrations) on first access."""
+    if name in ("expert", "demos"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

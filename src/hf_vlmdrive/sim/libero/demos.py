@@ -303,28 +303,27 @@ def generate_demos(config: DemoConfig, progress: bool = True, *, suite_factory=L
     languages = {t: suite.task_language(t) for t in config.task_ids}
     fixed = {t: suite.init_states(t) for t in config.task_ids} if config.init_states == "fixed" else {}
 
-    plan: list[tuple[int, list[int]]] = []
-    total = 0
-    for t in config.task_ids:
-        ids = list(range(config.attempts_for(len(fixed[t]) if fixed else 0)))
-        plan.append((t, ids))
-        total += len(ids)
+    plan = [(t, list(range(config.attempts_for(len(fixed[t]) if fixed else 0)))) for t in config.task_ids]
     staged = {t: {r["init_state_id"]: r for r in stage.records(t)} for t in config.task_ids}
-    done_before = sum(len([i for i in ids if i in staged[t]]) for t, ids in plan)
+
+    def wins_of(task_id: int, ids: Sequence[int]) -> int:
+        return sum(bool(r["success"]) for i, r in staged[task_id].items() if i in ids)
+
+    # the bar counts demonstrations (successes) towards episodes_per_task per task; attempts in the postfix
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=done_before, desc=f"{config.suite} demos", unit="attempt")
+        done_before = sum(min(wins_of(t, ids), config.episodes_per_task) for t, ids in plan)
+        bar = tqdm(total=len(plan) * config.episodes_per_task, initial=done_before, desc=f"{config.suite} demos",
+                   unit="demo")
     env = None
     try:
         for task_id, ids in plan:
             recs = staged[task_id]
-            wins = sum(bool(r["success"]) for i, r in recs.items() if i in ids)
+            wins = wins_of(task_id, ids)
             for init_id in ids:
                 if wins >= config.episodes_per_task:
-                    if bar is not None:
-                        bar.update(len([i for i in ids if i >= init_id and i not in recs]))
                     break
                 if init_id in recs:
                     continue
@@ -360,9 +359,10 @@ def generate_demos(config: DemoConfig, progress: bool = True, *, suite_factory=L
                 rec["wall_s"] = round(time.perf_counter() - t0, 3)
                 stage.save(rec, arrays)
                 wins += bool(rec["success"])
+                recs[init_id] = rec
                 if bar is not None:
-                    bar.set_postfix(task=task_id, success=f"{wins}/{len(stage.records(task_id))}")
-                    bar.update(1)
+                    bar.set_postfix(task=task_id, attempts=len(recs), failed=len(recs) - wins)
+                    bar.update(int(rec["success"]))
             _close(env)
             env = None
     finally:
@@ -398,6 +398,7 @@ def assemble_dataset(stage: DemoStage, config: DemoConfig, languages: Mapping[in
     write_lerobot_dataset(tmp, episodes, fps=config.fps, version="v3.0", image_storage="video", codec=config.codec,
                           episodes_per_file=config.episodes_per_file, robot_type="panda", state_names=STATE_NAMES,
                           action_names=ACTION_NAMES)
+    _tasks_as_pandas_index(tmp / "meta" / "tasks.parquet")
     for part in ("meta", "data", "videos"):
         shutil.rmtree(out / part, ignore_errors=True)
         os.replace(tmp / part, out / part)
@@ -410,6 +411,26 @@ def assemble_dataset(stage: DemoStage, config: DemoConfig, languages: Mapping[in
             "dataset": {"path": str(out), "episodes": len(episodes), "frames": int(sum(len(e) for e in episodes)),
                         "bytes": int(size), "assemble_s": round(time.perf_counter() - t0, 2),
                         "image_size": config.image_size, "fps": config.fps}}
+
+
+def _tasks_as_pandas_index(path: Path) -> None:
+    """Rewrite a v3.0 `meta/tasks.parquet` the way LeRobot writes it: the task strings as the pandas index.
+
+    LeRobot (0.4.4) reads the file with `pandas.read_parquet` and takes a frame's task from the index
+    (`tasks.iloc[task_index].name`); a plain `task` column gives it the row number instead of the string. The
+    file keeps a `task` column (the index, named), which `hf_vlmdrive.data.lerobot.LeRobotDataset` reads too.
+    """
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas comes with datasets
+        logger.warning("pandas is not installed: %s keeps a plain task column (LeRobot reads row numbers)", path)
+        return
+    table = pd.read_parquet(path)
+    if "task" not in table.columns:
+        return
+    frame = pd.DataFrame({"task_index": table["task_index"].astype("int64").to_numpy()},
+                         index=pd.Index(table["task"].astype(str).to_list(), name="task"))
+    frame.to_parquet(path)
 
 
 def format_demo_report(report: Mapping[str, Any]) -> str:

@@ -294,6 +294,31 @@ def test_model_with_cache_matches_without(tokenizer, dataset, batch):
         model.attach_geometry_cache(GeometryFeatureCache(log_every=0))
 
 
+def test_collator_cache_keys_are_the_content_keys_the_cache_would_compute(tokenizer, dataset, batch, monkeypatch):
+    collator = GeoVLACollator(build_tiny_qwen_processor(tokenizer), geometry_image_size=28, cache_keys=True)
+    keyed = collator([dataset[i] for i in range(3)])
+    assert keyed["geometry_cache_keys"] == [content_key(p) for p in keyed["geometry_pixel_values"]]
+    assert "geometry_cache_keys" not in batch  # off by default
+    model = GeoVLAForActionPrediction(tiny_config(tokenizer))
+    model.set_norm_stats(dataset.stats)
+    cache = GeometryFeatureCache(memory_budget_mb=1, log_every=0)
+    model.attach_geometry_cache(cache)
+    hashed = model.encode_geometry(keyed["geometry_pixel_values"])  # keys computed by the cache: 3 misses
+    import hf_vlmdrive.features.geometry_cache as gc
+
+    def no_hashing(_):
+        raise AssertionError("the training step hashed the batch although the collator gave its keys")
+
+    monkeypatch.setattr(gc, "content_key", no_hashing)
+    torch.manual_seed(0)
+    out = model(**keyed)  # forward takes the collator's keys: 3 memory hits, no hashing
+    assert cache.misses == 3 and cache.hits_memory == 3 and torch.isfinite(out.loss)
+    torch.testing.assert_close(model.encode_geometry(keyed["geometry_pixel_values"], keyed["geometry_cache_keys"]),
+                               hashed)
+    with pytest.raises(ValueError, match="2 keys for a batch of 3"):
+        model.encode_geometry(keyed["geometry_pixel_values"], keyed["geometry_cache_keys"][:2])
+
+
 # ------------------------------------------------------------------------------------------- training
 def test_short_training_lowers_loss_and_keeps_geometry_frozen(tokenizer, dataset, tmp_path):
     from hf_vlmdrive.trainers.geovla_config import GeoVLATrainingArguments
@@ -310,7 +335,7 @@ def test_short_training_lowers_loss_and_keeps_geometry_frozen(tokenizer, dataset
         save_steps=20, report_to="none", use_cpu=True, seed=0, disable_tqdm=True, geometry_cache_mb=8,
     )
     model.attach_geometry_cache(GeometryFeatureCache(args.geometry_cache_mb, log_every=0))
-    collator = GeoVLACollator(build_tiny_qwen_processor(tokenizer), geometry_image_size=28)
+    collator = GeoVLACollator(build_tiny_qwen_processor(tokenizer), geometry_image_size=28, cache_keys=True)
     trainer = GeoVLATrainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
     trainer.train()
     lrs = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}  # before the schedule

@@ -127,12 +127,17 @@ class GeoVLACollator:
     Args:
         processor: a [`GeoVLAProcessor`], or a plain `Qwen2_5_VLProcessor` (wrapped in one with
             `geometry_image_size`, `use_chat_template` and `prompt`).
+        cache_keys: also emit `geometry_cache_keys`, each sample's geometry-cache key (`content_key` of its
+            `geometry_pixel_values`), so the hashing runs here, in the DataLoader workers and before the batch
+            goes to the accelerator, instead of inside the training step (the GeoVLA recipe turns it on when a
+            geometry cache is attached).
     """
 
     processor: Any
     geometry_image_size: int | None = None
     use_chat_template: bool = True
     prompt: str | None = None
+    cache_keys: bool = False
 
     def __post_init__(self):
         from ..models.geovla.processing_geovla import DEFAULT_PROMPT, GeoVLAProcessor
@@ -145,12 +150,17 @@ class GeoVLACollator:
                 use_chat_template=self.use_chat_template, prompt=self.prompt or DEFAULT_PROMPT,
             )
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return dict(self.processor.prepare_inputs(
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = dict(self.processor.prepare_inputs(
             [s["images"] for s in samples], [s["language"] for s in samples],
             state=[s["state"] for s in samples], actions=[s["actions"] for s in samples],
             action_is_pad=[s["action_is_pad"] for s in samples],
         ))
+        if self.cache_keys:
+            from ..features.geometry_cache import content_key
+
+            batch["geometry_cache_keys"] = [content_key(p) for p in batch["geometry_pixel_values"]]
+        return batch
 
 
 @dataclass

@@ -29,7 +29,7 @@ import logging
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -175,13 +175,21 @@ class GeometryFeatureCache:
         pixel_values: torch.Tensor,
         encode_fn: Callable[[torch.Tensor], torch.Tensor],
         dtype: torch.dtype | None = None,
+        keys: Sequence[str] | None = None,
     ) -> torch.Tensor:
         """Features of a batch (B, ...) -> (B, ...): cached samples are read, the misses encoded in one call.
 
         The result has `dtype` (default: the input's floating dtype), whether it came from the cache or not.
+        `keys` are the samples' `content_key`s when the caller already has them (the GeoVLA collator computes
+        them in the DataLoader workers, on the CPU tensor it built); otherwise they are computed here, which
+        hashes the batch inside the training step and, for a GPU tensor, copies it back to the host first.
         """
         dtype = dtype or (pixel_values.dtype if pixel_values.is_floating_point() else torch.float32)
-        keys = [content_key(p) for p in pixel_values]
+        if keys is None:
+            keys = [content_key(p) for p in pixel_values]
+        elif len(keys) != len(pixel_values):
+            raise UserError(f"geometry cache: {len(keys)} keys for a batch of {len(pixel_values)} samples; pass one "
+                            "`content_key` per sample (GeoVLACollator(cache_keys=True) does) or none")
         found = [self.get(k) for k in keys]
         missing = [i for i, v in enumerate(found) if v is None]
         if missing:

@@ -101,7 +101,7 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
                                                          disk_budget_mb=training_args.geometry_cache_disk_mb))
     processor = GeoVLAProcessor.from_vlm_processor(AutoProcessor.from_pretrained(vlm),
                                                    geometry_image_size=model.config.geometry_config.image_size)
-    collator = GeoVLACollator(processor)
+    collator = GeoVLACollator(processor, cache_keys=model.geometry_cache is not None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info("GeoVLA: %d frames, %d cameras, %.2fM / %.2fM parameters trainable", len(dataset), num_views,

@@ -378,11 +378,12 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             attention_mask = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
         return out.hidden_states, attention_mask.bool()
 
-    def encode_geometry(self, geometry_pixel_values: torch.Tensor) -> torch.Tensor:
-        """Raw geometry tokens (B, G, D_g), from the cache when one is attached."""
+    def encode_geometry(self, geometry_pixel_values: torch.Tensor, cache_keys=None) -> torch.Tensor:
+        """Raw geometry tokens (B, G, D_g), from the cache when one is attached (`cache_keys`: the samples'
+        precomputed `content_key`s, else the cache hashes the batch)."""
         if self.geometry_cache is not None:
             return self.geometry_cache.encode(geometry_pixel_values, self.geometry_encoder,
-                                              dtype=self.geometry_encoder.out_proj.weight.dtype)
+                                              dtype=self.geometry_encoder.out_proj.weight.dtype, keys=cache_keys)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.geometry_is_frozen):
             return self.geometry_encoder(geometry_pixel_values)
 
@@ -412,7 +413,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             return self.action_head(x_t, buckets, state_n, contexts, masks)
         return self.action_head(x_t, time, state_n, contexts, masks)
 
-    def _geometry_input(self, geometry_pixel_values, geometry_features):
+    def _geometry_input(self, geometry_pixel_values, geometry_features, cache_keys=None):
         if (geometry_pixel_values is None) == (geometry_features is None):
             raise UserError("pass exactly one of `geometry_pixel_values` (B, V, 3, S, S) and `geometry_features` (B, G, D_g)")
         if geometry_features is not None:
@@ -420,7 +421,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             if geometry_features.ndim != 3 or geometry_features.shape[-1] != g.output_size:
                 raise UserError(f"`geometry_features` must have shape (batch, G, {g.output_size}), got {tuple(geometry_features.shape)}")
             return geometry_features
-        return self.encode_geometry(geometry_pixel_values)
+        return self.encode_geometry(geometry_pixel_values, cache_keys)
 
     def _check_state(self, state: torch.Tensor | None, batch: int) -> torch.Tensor:
         if state is None or tuple(state.shape) != (batch, self.config.state_dim):
@@ -442,6 +443,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         action_is_pad: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         time: torch.Tensor | None = None,
+        geometry_cache_keys: list[str] | None = None,
         **kwargs,
     ) -> GeoVLAOutput:
         r"""Flow-matching training step.
@@ -460,6 +462,9 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
                 R = `num_flow_samples` draws per example (the batch tiled R times, `tensor.repeat` order).
             time (`torch.FloatTensor` of shape `(R * B,)`, *optional*): flow times (default: drawn by
                 `flow_time_sampling`).
+            geometry_cache_keys (`list[str]`, *optional*): the samples' geometry-cache keys (`content_key` of each
+                sample's `geometry_pixel_values`), computed by `GeoVLACollator(cache_keys=True)` in the DataLoader
+                workers so the training step does not hash the batch; used only when a cache is attached.
 
         The VLM and the geometry encoder run once; their outputs are tiled R times (starVLA's
         `repeated_diffusion_steps`), and the loss averages over all R * B draws.
@@ -476,7 +481,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             raise UserError(f"`actions` must have shape (batch, action_chunk_size, action_dim) = {expected}, got {got}")
         state_n = self._check_state(state, batch)
         hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
-        raw_geom = self._geometry_input(geometry_pixel_values, geometry_features)
+        raw_geom = self._geometry_input(geometry_pixel_values, geometry_features, geometry_cache_keys)
         contexts, masks = self._contexts(hidden, vl_mask, raw_geom)
 
         dtype = self._head_dtype
@@ -525,11 +530,13 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         kwargs.pop("mm_token_type_ids", None)
         for k in ("actions", "action_is_pad"):
             kwargs.pop(k, None)
+        cache_keys = kwargs.pop("geometry_cache_keys", None)
         batch = input_ids.shape[0]
         state_n = self._check_state(state, batch)
         self._require_stats()
         hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
-        contexts, masks = self._contexts(hidden, vl_mask, self._geometry_input(geometry_pixel_values, geometry_features))
+        contexts, masks = self._contexts(hidden, vl_mask,
+                                         self._geometry_input(geometry_pixel_values, geometry_features, cache_keys))
         dtype = self._head_dtype
         if noise is None:
             noise = torch.randn((batch, cfg.action_chunk_size, cfg.action_dim), generator=generator,

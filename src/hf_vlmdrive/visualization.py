@@ -160,6 +160,55 @@ def plot_roadscene_predictions(
     return path
 
 
+def plot_caption_predictions(
+    images: Sequence,
+    predictions: Sequence[str],
+    references: Sequence[str],
+    path: str | Path,
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+    alternatives: Sequence[Sequence[str]] | None = None,
+    baseline: str | None = None,
+) -> Path:
+    """Save a PNG: per image (row), the image | the reference caption | the predicted caption, the road-scene
+    figure's layout for captions alone. A prediction is green when it equals the reference or one of
+    `alternatives[i]` (all references of image i), orange otherwise; `baseline` (a constant caption) is printed
+    under the figure."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(13, 1.9 * n + (0.5 if baseline else 0)),
+                             gridspec_kw={"width_ratios": [1, 2.2, 2.2]}, squeeze=False)
+    for i in range(n):
+        ax_img, ax_ref, ax_pred = axes[i]
+        ax_img.imshow(np.asarray(images[i]), interpolation="nearest")
+        ax_img.set_title(titles[i] if titles else f"image {i}", fontsize=9)
+        ax_img.set_xticks([])
+        ax_img.set_yticks([])
+        ok = predictions[i] == references[i] or (alternatives is not None and predictions[i] in alternatives[i])
+        for ax, text, head, colour in ((ax_ref, references[i], "reference", "black"),
+                                       (ax_pred, predictions[i], "model prediction", "green" if ok else "darkorange")):
+            ax.axis("off")
+            ax.set_title(head, fontsize=9, loc="left")
+            ax.text(0.0, 0.9, "\n".join(textwrap.wrap(text or "(empty)", 60)), color=colour, fontsize=8.5, va="top",
+                    transform=ax.transAxes)
+    fig.suptitle(title or "Captions on held-out images (green: equal to a reference, orange: different)", fontsize=10)
+    if baseline:
+        fig.text(0.01, 0.005, "baseline (constant caption, every image): " + "\n".join(textwrap.wrap(baseline, 150)),
+                 fontsize=8, color="tab:blue", va="bottom")
+    fig.tight_layout(rect=(0, 0.5 / (1.9 * n + 0.5) if baseline else 0, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_action_chunks(
     references: np.ndarray,
     predictions: np.ndarray,
@@ -167,9 +216,13 @@ def plot_action_chunks(
     action_names: Sequence[str] | None = None,
     baselines: dict[str, np.ndarray] | None = None,
     titles: Sequence[str] | None = None,
+    step_label: str = "chunk step",
+    units: Sequence[str] | None = None,
 ) -> Path:
     """Save a PNG: per sample (row) and action dimension (column), the true and predicted action chunks over
-    the chunk's steps, with each named baseline's chunk (dashed). Arrays are (N, T, A) in dataset units."""
+    the chunk's steps, with each named baseline's chunk (dashed). Arrays are (N, T, A) in dataset units.
+    `step_label` names the x axis (e.g. "frame of the episode" for per-frame actions over an episode) and
+    `units` the unit of each dimension (default "dataset units")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,8 +242,11 @@ def plot_action_chunks(
             for (name, chunk), colour in zip((baselines or {}).items(), colours):
                 ax.plot(x, np.asarray(chunk)[i, :, d], "--", color=colour, linewidth=1.2, label=name)
             ax.set_title(names[d] if titles is None or d else f"{titles[i]}\n{names[d]}", fontsize=8, loc="left")
-            ax.set_xlabel("chunk step", fontsize=7)
-            ax.set_ylabel(f"{names[d]} (dataset units)" if d == 0 else names[d], fontsize=7)
+            ax.set_xlabel(step_label, fontsize=7)
+            if units is not None:
+                ax.set_ylabel(f"{names[d]} ({units[d]})", fontsize=7)
+            else:
+                ax.set_ylabel(f"{names[d]} (dataset units)" if d == 0 else names[d], fontsize=7)
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -203,5 +259,5 @@ def plot_action_chunks(
     return path
 
 
-__all__ = ["plot_action_chunks", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ego_to_image",
+__all__ = ["plot_action_chunks", "plot_caption_predictions", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ego_to_image",
            "project_ground_waypoints"]

@@ -29,6 +29,9 @@ class FlamingoSFTArguments:
         max_train_samples (`int`, *optional*): keep only the first N training records.
         skip_long_examples (`bool`, *optional*, defaults to `False`): drop examples whose prompt does not fit.
         train_lm_embeddings (`bool`, *optional*, defaults to `False`): train the LM input embeddings too.
+        train_language_model (`bool`, *optional*, defaults to `False`): train the whole language model too (its
+            embeddings and decoder layers, at `learning_rate`); for an LM that has not learnt the answers' text
+            yet, e.g. the tiny random one of the quick path. OpenFlamingo keeps the LM frozen.
         embedding_grad_new_tokens_only (`bool`, *optional*, defaults to `True`): with `train_lm_embeddings`, only
             the `<image>` and `<|endofchunk|>` rows get gradients (OpenFlamingo's train_utils.py).
         gate_lr_multiplier (`float`, *optional*, defaults to 50.0): learning rate of `attn_gate` / `ff_gate`
@@ -52,6 +55,8 @@ class FlamingoSFTArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N records."})
     skip_long_examples: bool = field(default=False, metadata={"help": "Drop examples that do not fit max_length."})
     train_lm_embeddings: bool = field(default=False, metadata={"help": "Train the LM input embeddings."})
+    train_language_model: bool = field(
+        default=False, metadata={"help": "Train the whole LM too (OpenFlamingo keeps it frozen); for a random LM."})
     embedding_grad_new_tokens_only: bool = field(
         default=True, metadata={"help": "Embedding gradients only on the <image> / <|endofchunk|> rows."})
     gate_lr_multiplier: float = field(default=50.0, metadata={"help": "Gate lr = learning_rate x this."})

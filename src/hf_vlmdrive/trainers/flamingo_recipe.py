@@ -117,7 +117,11 @@ def build_model(args: FlamingoSFTArguments, output_dir: str | Path):
         model.config.train_lm_embeddings = args.train_lm_embeddings
         model.unfreeze(["*"])
         model.apply_freezing()
-    if args.train_lm_embeddings and args.embedding_grad_new_tokens_only:
+    if args.train_language_model and model.config.freeze_language_model:
+        model.config.freeze_language_model = False
+        model.unfreeze(["*"])
+        model.apply_freezing()
+    if args.train_lm_embeddings and args.embedding_grad_new_tokens_only and not args.train_language_model:
         _new_token_rows_only(model, processor)
     if args.lora_cross_attention:
         from peft import LoraConfig, inject_adapter_in_model
@@ -207,7 +211,7 @@ def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTra
             datasets=[display_name(args.train_file)],
             gate_lr_multiplier=args.gate_lr_multiplier, gate_regularization=args.gate_regularization,
             text_dropout=args.text_dropout, lora=args.lora_cross_attention,
-            train_lm_embeddings=args.train_lm_embeddings,
+            train_lm_embeddings=args.train_lm_embeddings, train_language_model=args.train_language_model,
         )
     return trainer
 

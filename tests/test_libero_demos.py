@@ -386,6 +386,29 @@ def test_demo_config_and_cli_errors(tmp_path, cli, capsys, monkeypatch):
     assert "hf_vlmdrive[libero]" in capsys.readouterr().err
 
 
+def test_expert_policy_through_the_evaluation_harness(tmp_path):
+    from hf_vlmdrive.cli.libero import build_parser, make_policy
+    from hf_vlmdrive.sim.libero import LiberoEvalConfig, evaluate_libero
+    from hf_vlmdrive.sim.libero.expert import ExpertPolicy
+
+    bddl = tmp_path / "task.bddl"
+    bddl.write_text(BDDL)
+    suite = FakeSuite(bddl, [])
+    res = evaluate_libero(ExpertPolicy(), LiberoEvalConfig(suite="libero_object", max_tasks=1, episodes_per_task=3,
+                                                           replan_steps=1, camera_size=16, image_size=16),
+                          progress=False, suite_factory=lambda s: suite)
+    assert [e["success"] for e in res["episodes"]] == [True, False, True]  # init 1: the stuck robot
+    assert all(e["error"] is None for e in res["episodes"]) and "replan every 1 steps" in res["protocol"]
+    # the harness stops at the first success; the demonstration loop holds 5 settle steps more
+    alone = run_expert_episode(FakeWorld(bddl), ScriptedExpert("alphabet_soup_1", "basket_1"),
+                               suite.init_states(0)[2], max_steps=280)
+    assert res["episodes"][2]["steps"] == alone["steps"] - 5
+    with pytest.raises(RuntimeError, match="evaluate_libero"):
+        ExpertPolicy().infer({})
+    policy, name = make_policy(build_parser().parse_args(["--policy", "expert", "--replan-steps", "5"]))
+    assert isinstance(policy, ExpertPolicy) and policy.action_horizon == 5 and name == "ExpertPolicy(action_horizon=5)"
+
+
 # ------------------------------------------------------------------------------------------------ real simulator
 
 

@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("policy (exactly one)")
     src.add_argument("--model", default=None, help="GeoVLA checkpoint directory, run in-process (load_policy)")
     src.add_argument("--server", default=None, help="HOST:PORT (or ws://...) of a running policy server")
-    src.add_argument("--policy", choices=("zero", "random"), default=None, help="a scripted baseline")
+    src.add_argument("--policy", choices=("zero", "random", "expert"), default=None,
+                     help="a scripted baseline, or the privileged scripted expert of libero_object "
+                          "(sim.libero.expert; use --replan-steps 1)")
     src.add_argument("--client", choices=("auto", "hf", "openpi"), default="auto",
                      help="websocket client for --server: hf_vlmdrive.serving.PolicyClient (hf), openpi-client's "
                           "WebsocketClientPolicy (openpi), auto: hf when importable, else openpi")
@@ -170,6 +172,11 @@ def make_policy(args):
         return policy, repr(policy)
     if args.policy == "random":
         policy = RandomPolicy(seed=args.policy_seed, action_horizon=args.action_horizon)
+        return policy, repr(policy)
+    if args.policy == "expert":
+        from ..sim.libero.expert import ExpertPolicy
+
+        policy = ExpertPolicy(action_horizon=max(1, args.replan_steps))
         return policy, repr(policy)
     if args.server:
         return _server_policy(args)

@@ -547,7 +547,11 @@ def run_episode(env, policy, init_state: np.ndarray, prompt: str, config: Libero
         env_s += time.perf_counter() - t0
     plan: deque[np.ndarray] = deque()
     success, steps = False, 0
+    # a scripted expert (sim.libero.expert.ExpertPolicy) reads the simulator's state; learned policies never do
+    observe_privileged = getattr(policy, "observe_privileged", None)
     while steps < max_steps:
+        if observe_privileged is not None:
+            observe_privileged(env, obs)
         request = libero_observation(obs, prompt, config.image_size)
         if frames is not None:
             frames.append(np.concatenate([request["observation/image"], request["observation/wrist_image"]], axis=1))

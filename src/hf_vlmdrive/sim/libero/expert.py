@@ -514,8 +514,44 @@ def run_expert_episode(env, expert: ScriptedExpert, init_state: np.ndarray, *, s
     return out
 
 
+class ExpertPolicy:
+    """The scripted expert behind the evaluation's policy interface, for `evaluate_libero` /
+    `hf-vlmdrive eval libero --policy expert` (the expert row of a results table, same protocol string).
+
+    `evaluate_libero` hands it the raw observation and the env every step (`observe_privileged`), which no
+    learned policy gets; `infer` answers with the expert's action for the latest observation, repeated
+    `action_horizon` times (the harness executes `replan_steps` of them open loop). The expert itself acts
+    every step: evaluate it with `replan_steps=1` (`--replan-steps 1`) to measure it as it makes demonstrations.
+    """
+
+    def __init__(self, action_horizon: int = 1, config: ExpertConfig | None = None):
+        self.action_horizon = int(action_horizon)
+        self.config = config or ExpertConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        self._expert: ScriptedExpert | None = None
+        self._obs: Mapping[str, Any] | None = None
+
+    def observe_privileged(self, env, obs: Mapping[str, Any]) -> None:
+        if self._expert is None:  # the first policy step of an episode, after the wait steps
+            self._expert = ScriptedExpert.for_env(env, self.config)
+            self._expert.reset(obs, object_geometry(env, self._expert.object_name),
+                               object_geometry(env, self._expert.container_name))
+        self._obs = obs
+
+    def infer(self, request: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if self._expert is None or self._obs is None:
+            raise RuntimeError("ExpertPolicy needs the simulator's state: run it through evaluate_libero")
+        return {"actions": np.tile(self._expert.act(self._obs), (self.action_horizon, 1))}
+
+    def __repr__(self) -> str:
+        return f"ExpertPolicy(action_horizon={self.action_horizon})"
+
+
 __all__ = [
     "BddlProblem",
+    "ExpertPolicy",
     "ExpertConfig",
     "OSC_POSITION_SCALE",
     "OSC_ROTATION_SCALE",

@@ -2,7 +2,9 @@
 
 Without `--data_dir` the script writes synthetic mobile-robot episodes ("horizontal left" / "horizontal right",
 18 frames) as HDF5 files under `<output_dir>/data/`, trains, and reports the held-out action MSE against a
-constant (training-mean) action; the model, its processor and a model card land in `output_dir`.
+constant (training-mean) action (printed side by side, named as the baseline); the model, its processor, a model
+card and `episode_actions.png` (predicted vs true action per frame of held-out episodes, with the baseline) land in
+`output_dir`. The tiny config's 1,000 steps take about 70 s on 2 CPU cores (held-out MSE 0.020 vs 0.094).
 
 Usage:
 

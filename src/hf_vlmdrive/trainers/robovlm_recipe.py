@@ -173,6 +173,60 @@ def action_metrics(pred: dict[str, np.ndarray], baseline_action: np.ndarray, nam
     return out
 
 
+@torch.no_grad()
+def predict_episode(model, source: EpisodeSource, collator: RoboVLMCollator, episode: int,
+                    window_size: int, chunk_size: int = 1) -> dict[str, Any]:
+    """Per-frame actions of the model over one whole episode: windows of `window_size` frames starting at 0,
+    W, 2W, ... and a last one ending at the episode's end (each frame predicted by the first window that holds
+    it, so with the history the evaluation windows give). Returns `pred`, `target` (T, A) (chunk step 0),
+    `task` and `episode_id`."""
+    ds = RoboVLMWindowDataset(source, window_size, chunk_size, stride=1)
+    n = source.infos[episode].length
+    starts = sorted(set(list(range(0, max(1, n - window_size + 1), window_size)) + [max(0, n - window_size)]))
+    items = [ds[k] for k, (i, s) in enumerate(ds.index) if i == episode and s in starts]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    batch = collator(items)
+    out = model(**{k: v.to(device) for k, v in batch.items() if k not in ("actions", "action_mask")})
+    model.train(was_training)
+    actions = out.actions.float().cpu().numpy()[:, :, 0]  # (windows, L, A)
+    pred = np.full((n, actions.shape[-1]), np.nan, dtype=np.float32)
+    for item, acts in zip(items, actions):
+        for j, a in enumerate(acts):
+            t = item["start"] + j
+            if t < n and np.isnan(pred[t, 0]):
+                pred[t] = a
+    return {"pred": pred, "target": source.load(episode).actions[:, :pred.shape[-1]].astype(np.float32),
+            "task": items[0]["task"], "episode_id": items[0]["episode_id"]}
+
+
+def plot_episode_actions(episodes: list[dict[str, Any]], baseline_action: np.ndarray, path: str | Path,
+                         names: list[str] | None = None, units: list[str] | None = None) -> Path:
+    """Figure: per held-out episode (row) and action value (column, the gripper too when the robot has one), the
+    true and the predicted action at every frame, with the constant training-mean action (dashed)."""
+    from ..visualization import plot_action_chunks
+
+    ref = np.stack([e["target"] for e in episodes])
+    pred = np.stack([e["pred"] for e in episodes])
+    base = np.broadcast_to(np.asarray(baseline_action, np.float32), ref.shape)
+    return plot_action_chunks(ref, pred, path, action_names=names,
+                              baselines={"baseline: training-mean action": base},
+                              titles=[f"{e['episode_id']}: {e['task']}" for e in episodes],
+                              step_label="frame of the held-out episode", units=units)
+
+
+def format_action_metrics(metrics: dict, names: list[str] | None = None) -> str:
+    """A small text table: held-out action MSE / MAE of the model and of the training-mean action."""
+    names = names or []
+    lines = [metrics["protocol"], f"{'predictor':<34} {'MSE':>8} {'MAE':>8}" + "".join(f" {'MSE ' + n:>16}" for n in names)]
+    for who, label in (("model", "model"), ("train_mean_baseline", "baseline: training-mean action")):
+        row = metrics[who]
+        lines.append(f"{label:<34} {row['mse']:8.4f} {row['mae']:8.4f}"
+                     + "".join(f" {row['mse_' + n]:16.4f}" for n in names))
+    return "\n".join(lines)
+
+
 def _source(path: str | None, fallback: Path, seed: int, num: int, image_size: int, camera_key: str | None):
     from ..data.synthetic.mobile_robot import write_mobile_robot_hdf5
 
@@ -216,12 +270,34 @@ def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses, "train_windows": len(train_ds),
                         "global_step": trainer.state.global_step}
+    if trainer.is_world_process_zero():
+        shown = _one_episode_per_task(eval_src, 2)
+        episodes = [predict_episode(model, eval_src, collator, i, cfg.window_size, cfg.action_chunk_size) for i in shown]
+        units = ["m/s", "rad/s"] if names == ["linear_x", "angular_z"] else None
+        if cfg.use_gripper and names is None:
+            names = [f"a{i}" for i in range(action_dim - 1)] + ["gripper"]
+        metrics["plot"] = str(plot_episode_actions(episodes, train_actions.mean(axis=0), out / "episode_actions.png",
+                                                   names, units))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(format_action_metrics(metrics, names if names and len(names) == action_dim else None))
     _write_card(out, model, metrics, script_args, train_src, eval_src)
     logger.info("held-out action MSE %.5f (train-mean baseline %.5f)", metrics["model"]["mse"],
                 metrics["train_mean_baseline"]["mse"])
     trainer.heldout_metrics = metrics
     return trainer
+
+
+def _one_episode_per_task(source: EpisodeSource, num: int) -> list[int]:
+    """Up to `num` episode indices, the first of each task first (then the next episodes)."""
+    picks, seen = [], set()
+    for i, info in enumerate(source.infos):
+        task = info.task
+        if task not in seen:
+            seen.add(task)
+            picks.append(i)
+        if len(picks) == num:
+            return picks
+    return (picks + [i for i in range(len(source)) if i not in picks])[:num]
 
 
 def _write_card(out: Path, model, metrics: dict, args: RoboVLMScriptArguments, train_src, eval_src) -> None:
@@ -253,5 +329,6 @@ def main(argv: list[str] | None = None):
     return train_robovlm(script_args, training_args)
 
 
-__all__ = ["RoboVLMCollator", "RoboVLMWindowDataset", "action_metrics", "build_model_and_processor", "main",
-           "predict_windows", "train_robovlm"]
+__all__ = ["RoboVLMCollator", "RoboVLMWindowDataset", "action_metrics", "build_model_and_processor",
+           "format_action_metrics", "main", "plot_episode_actions", "predict_episode", "predict_windows",
+           "train_robovlm"]

@@ -40,12 +40,14 @@ def build_tiny_qwen_tokenizer(vocab_size: int = 256):
     return fast
 
 
-def tiny_qwen2_5_vl_config(tokenizer=None, hidden_size: int = 32, num_layers: int = 4):
-    """A Qwen2.5-VL config with a 1-layer vision tower and a `num_layers` language model of width `hidden_size`."""
+def tiny_qwen2_5_vl_config(tokenizer=None, hidden_size: int = 32, num_layers: int = 4, vision_depth: int = 1,
+                           vision_hidden_size: int = 32, num_heads: int = 2):
+    """A Qwen2.5-VL config with a `vision_depth`-layer vision tower of width `vision_hidden_size` and a
+    `num_layers` language model of width `hidden_size` (`num_heads` heads in both)."""
     from transformers import Qwen2_5_VLConfig
 
     tokenizer = tokenizer or build_tiny_qwen_tokenizer()
-    heads = 2
+    heads = num_heads
     head_dim = hidden_size // heads
     # mrope_section must sum to head_dim / 2 (temporal, height, width rotary sections).
     half = head_dim // 2
@@ -58,9 +60,10 @@ def tiny_qwen2_5_vl_config(tokenizer=None, hidden_size: int = 32, num_layers: in
         "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
     }
     vision_config = {
-        "depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": hidden_size,
-        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
-        "fullatt_block_indexes": [0], "in_channels": 3,
+        "depth": vision_depth, "hidden_size": vision_hidden_size, "intermediate_size": 2 * vision_hidden_size,
+        "num_heads": heads, "out_hidden_size": hidden_size, "patch_size": 14, "spatial_merge_size": 2,
+        "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": list(range(vision_depth)),
+        "in_channels": 3,
     }
     return Qwen2_5_VLConfig(
         text_config=text_config, vision_config=vision_config, image_token_id=ids["<|image_pad|>"],
@@ -80,37 +83,43 @@ def build_tiny_qwen_processor(tokenizer=None, image_pixels: int = 56 * 56):
     return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor)
 
 
-def tiny_dinov2_config(image_size: int = 28, hidden_size: int = 32):
-    """A 1-layer DINOv2 config (patch 14, so 4 patch tokens per 28 px view)."""
+def tiny_dinov2_config(image_size: int = 28, hidden_size: int = 32, num_layers: int = 1, num_heads: int = 2):
+    """A `num_layers`-layer DINOv2 config (patch 14, so 4 patch tokens per 28 px view)."""
     from transformers import Dinov2Config
 
     return Dinov2Config(
-        image_size=image_size, patch_size=14, hidden_size=hidden_size, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=2 * hidden_size,
+        image_size=image_size, patch_size=14, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, intermediate_size=2 * hidden_size,
     )
 
 
-def save_tiny_qwen2_5_vl(path: str | Path, hidden_size: int = 32, num_layers: int = 4, seed: int = 0) -> Path:
-    """Save a tiny random `Qwen2_5_VLForConditionalGeneration` + its processor to `path` (a Hub-like dir)."""
+def save_tiny_qwen2_5_vl(path: str | Path, hidden_size: int = 32, num_layers: int = 4, seed: int = 0,
+                         image_pixels: int = 56 * 56, **config_kwargs) -> Path:
+    """Save a tiny random `Qwen2_5_VLForConditionalGeneration` + its processor to `path` (a Hub-like dir).
+
+    `image_pixels`: the processor resizes every image to this many pixels; `config_kwargs` go to
+    `tiny_qwen2_5_vl_config` (`vision_depth`, `vision_hidden_size`, `num_heads`)."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     path = Path(path)
     torch.manual_seed(seed)
     tokenizer = build_tiny_qwen_tokenizer()
-    model = Qwen2_5_VLForConditionalGeneration(tiny_qwen2_5_vl_config(tokenizer, hidden_size, num_layers))
+    model = Qwen2_5_VLForConditionalGeneration(tiny_qwen2_5_vl_config(tokenizer, hidden_size, num_layers,
+                                                                      **config_kwargs))
     model.save_pretrained(path)
-    build_tiny_qwen_processor(tokenizer).save_pretrained(path)
+    build_tiny_qwen_processor(tokenizer, image_pixels=image_pixels).save_pretrained(path)
     return path
 
 
-def save_tiny_dinov2(path: str | Path, image_size: int = 28, hidden_size: int = 32, seed: int = 0) -> Path:
-    """Save a tiny random `Dinov2Model` to `path`."""
+def save_tiny_dinov2(path: str | Path, image_size: int = 28, hidden_size: int = 32, seed: int = 0,
+                     **config_kwargs) -> Path:
+    """Save a tiny random `Dinov2Model` to `path` (`config_kwargs`: `num_layers`, `num_heads`)."""
     import torch
     from transformers import Dinov2Model
 
     torch.manual_seed(seed)
-    Dinov2Model(tiny_dinov2_config(image_size, hidden_size)).save_pretrained(path)
+    Dinov2Model(tiny_dinov2_config(image_size, hidden_size, **config_kwargs)).save_pretrained(path)
     return Path(path)
 
 

@@ -59,10 +59,14 @@ def test_speed_follows_the_zones(seed):
 
 
 def test_obstacle_still_stops_the_ego():
+    """Whatever the initial speed, the ego stops before the obstacle and never drives through it (200 worlds;
+    an earlier draw of the obstacle distance let 3 of them pass it)."""
+    for seed in range(200):
+        world = DrivingWorld.random(np.random.default_rng(seed), t_start=-1.0, t_end=11.0, obstacle_probability=1.0,
+                                    speed_profile="zones")
+        assert world.ego_s.max() < world.obstacles[0].s - 2.0, seed
     world = _zone_world(1, obstacle_probability=1.0)
-    obstacle = world.obstacles[0]
-    s_end = float(np.interp(19.0, world.times, world.ego_s))
-    assert world.speed(19.0) < 0.3 and s_end < obstacle.s - 2.0
+    assert world.speed(19.0) < 0.3
 
 
 def test_camera_shows_the_zone_colour():

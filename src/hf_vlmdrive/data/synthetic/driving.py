@@ -172,8 +172,10 @@ class DrivingWorld:
             zone_limits.append(float(rng.choice(limits[limits != zone_limits[-1]])))
             edge += float(rng.uniform(20.0, 45.0))
         zones = np.stack([starts, zone_limits], axis=-1)  # (n, 2)
-        stop_s = float(rng.uniform(25.0, 90.0)) if rng.random() < obstacle_probability else None
         v = float(np.clip(zone_limits[0] + rng.uniform(-3.0, 3.0), 1.0, 14.0))
+        stop_s = None
+        if rng.random() < obstacle_probability:  # far enough to stop at the planned deceleration
+            stop_s = v**2 / (2 * ZONE_PLAN_DECEL) + float(rng.uniform(10.0, 60.0))
         s_now, speed, arc = 0.0, np.empty(len(times)), np.empty(len(times))
         for i in range(len(times)):
             speed[i], arc[i] = v, s_now

@@ -261,3 +261,62 @@ def plot_action_chunks(
 
 __all__ = ["plot_action_chunks", "plot_caption_predictions", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ego_to_image",
            "project_ground_waypoints"]
+
+
+def read_video_frames(path: str | Path) -> np.ndarray:
+    """Every frame of an mp4 as uint8 (N, H, W, 3) (PyAV)."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise ValueError(f"{path}: no video frames")
+    return np.stack(frames)
+
+
+def plot_episode_frame_strips(
+    videos: Sequence[str | Path], output_path: str | Path, titles: Sequence[str] | None = None, num_frames: int = 8,
+    fps: float = 20.0, rotate_180: bool = False, dpi: int = 110,
+) -> Path:
+    """One row per episode video: `num_frames` evenly spaced frames (first and last included), each labelled
+    with its step and time at `fps` (one frame per env step: LIBERO controls at 20 Hz). The frames are shown as the policy received them
+    (the eval harness's videos hold agentview | wrist as sent); `rotate_180` turns each camera half by 180
+    degrees (the raw simulator orientation). Returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    videos = [Path(v) for v in videos]
+    if not videos:
+        raise ValueError("plot_episode_frame_strips: no videos given")
+    titles = list(titles) if titles is not None else [v.stem for v in videos]
+    if len(titles) != len(videos):
+        raise ValueError(f"{len(titles)} titles for {len(videos)} videos")
+    clips = [read_video_frames(v) for v in videos]
+    height, width = clips[0].shape[1:3]
+    fig, axes = plt.subplots(len(clips), num_frames, squeeze=False,
+                             figsize=(num_frames * 1.9 * width / max(height, 1) / 2 + 0.4, 2.2 * len(clips) + 0.3))
+    for row, (clip, title) in enumerate(zip(clips, titles)):
+        picks = np.unique(np.linspace(0, len(clip) - 1, num_frames).round().astype(int))
+        for col in range(num_frames):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(picks):
+                ax.axis("off")
+                continue
+            frame = clip[picks[col]]
+            if rotate_180:
+                # agentview | wrist were rotated together per camera: rotate each half back on its own
+                halves = np.split(frame, 2, axis=1) if frame.shape[1] == 2 * frame.shape[0] else [frame]
+                frame = np.concatenate([h[::-1, ::-1] for h in halves], axis=1)
+            ax.imshow(frame)
+            ax.set_xlabel(f"step {picks[col]} ({picks[col] / fps:.1f} s)", fontsize=7)
+        axes[row, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center", wrap=True)
+    fig.tight_layout()
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output_path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return output_path

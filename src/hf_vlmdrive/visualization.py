@@ -295,8 +295,9 @@ def plot_episode_frame_strips(
         raise ValueError(f"{len(titles)} titles for {len(videos)} videos")
     clips = [read_video_frames(v) for v in videos]
     height, width = clips[0].shape[1:3]
+    panel_w = 1.9  # inches per frame; rows as tall as the frames plus their labels
     fig, axes = plt.subplots(len(clips), num_frames, squeeze=False,
-                             figsize=(num_frames * 1.9 * width / max(height, 1) / 2 + 0.4, 2.2 * len(clips) + 0.3))
+                             figsize=(num_frames * panel_w + 1.6, len(clips) * (panel_w * height / width + 0.45) + 0.2))
     for row, (clip, title) in enumerate(zip(clips, titles)):
         picks = np.unique(np.linspace(0, len(clip) - 1, num_frames).round().astype(int))
         for col in range(num_frames):

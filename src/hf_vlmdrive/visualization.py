@@ -8,6 +8,17 @@ from pathlib import Path
 import numpy as np
 
 
+def _save_figure(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """Write `fig` to `path` (parent folders made), close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **savefig_kwargs)
+    plt.close(fig)
+    return path
+
+
 def project_ground_waypoints(waypoints: np.ndarray, camera) -> tuple[np.ndarray, np.ndarray]:
     """Ego-frame ground points (T, 2) -> pixels (T, 2) and a visibility mask, through a `PinholeCamera`."""
     points = np.concatenate([waypoints, np.zeros((len(waypoints), 1))], axis=-1)
@@ -79,11 +90,7 @@ def plot_waypoint_predictions(
         if i == 0:
             ax_bev.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=110)
 
 
 def _bvpi_lines(record: dict | None) -> list[tuple[str, str]]:
@@ -153,11 +160,7 @@ def plot_roadscene_predictions(
     fig.suptitle("Road-scene BVPI answers and captions on held-out scenes (green: equal to the reference, "
                  "red / orange: different)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=90)
 
 
 def plot_caption_predictions(
@@ -202,11 +205,7 @@ def plot_caption_predictions(
         fig.text(0.01, 0.005, "baseline (constant caption, every image): " + "\n".join(textwrap.wrap(baseline, 150)),
                  fontsize=8, color="tab:blue", va="bottom")
     fig.tight_layout(rect=(0, 0.5 / (1.9 * n + 0.5) if baseline else 0, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=90)
 
 
 def plot_action_chunks(
@@ -252,11 +251,7 @@ def plot_action_chunks(
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=110)
 
 
 __all__ = ["plot_action_chunks", "plot_caption_predictions", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ego_to_image",
@@ -316,8 +311,4 @@ def plot_episode_frame_strips(
             ax.set_xlabel(f"step {picks[col]} ({picks[col] / fps:.1f} s)", fontsize=7)
         axes[row, 0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center", wrap=True)
     fig.tight_layout()
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output_path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return output_path
+    return _save_figure(fig, output_path, dpi=dpi, bbox_inches="tight")

@@ -157,15 +157,11 @@ def run_flamingo_demo(output_dir: str | Path, config: FlamingoDemoConfig | None 
     The results hold `captions` {model, baseline, constant_caption, predictions} (or {skipped}), `train`
     (loss curve), `timings` (seconds per stage), `config`, `figure` and `tables` (markdown).
     """
-    import torch
+    from .threads import torch_threads
 
     cfg = config or FlamingoDemoConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
-    try:
+    with torch_threads(cfg.num_threads):
         return _run(Path(output_dir), cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:

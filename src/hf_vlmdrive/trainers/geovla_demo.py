@@ -110,15 +110,11 @@ def run_geovla_demo(output_dir: str | Path, config: GeoVLADemoConfig | None = No
     The results hold `model` and `baselines` ({name: errors}, see `chunk_errors`), `num_eval_frames`,
     `train` (loss curve), `timings` (seconds per stage), `figure`, `config` and `tables`.
     """
-    import torch
+    from .threads import torch_threads
 
     cfg = config or GeoVLADemoConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads)
-    try:
+    with torch_threads(cfg.num_threads):
         return _run(Path(output_dir), cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:

@@ -146,14 +146,10 @@ def run_roadscene_demo(output_dir: str | Path, config: RoadSceneDemoConfig | Non
     The results hold `bvpi` {model, baseline, parse_rate}, `captions` {model, baseline, constant_caption} (or
     {skipped}), `train` (loss curve), `timings` (seconds per stage) and `config`.
     """
-    import torch
+    from .threads import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads if config else RoadSceneDemoConfig.num_threads)
-    try:
+    with torch_threads(config.num_threads if config else RoadSceneDemoConfig.num_threads):
         return _run(output_dir, config)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:

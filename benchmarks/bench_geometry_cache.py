@@ -39,9 +39,9 @@ def build(config, stats, cache: GeometryFeatureCache | None):
     model.set_norm_stats(stats)
     model.attach_geometry_cache(cache)
     model.train()
-    # foreach=True: the multi-tensor AdamW that Trainer's `adamw_torch` uses on a GPU (on CPU torch defaults to
-    # the per-tensor loop, whose Python overhead would otherwise dominate a tiny model's step).
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
+    # fused=True: the optimizer GeoVLATrainer builds by default (Trainer's `optim` default is `adamw_torch_fused`
+    # with torch >= 2.8, on CPU as on GPU); the per-tensor loop's Python overhead would dominate a tiny step.
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     return model, opt
 
 

@@ -296,7 +296,9 @@ class LayerwiseFlowMatchingHead(nn.Module):
         if self.state_encoder is not None and state is not None:
             parts.insert(0, self.state_encoder(state.unsqueeze(1)))  # (B, 1, W)
         hidden = self.model(torch.cat(parts, dim=1), timesteps, contexts, context_masks)  # (B, 1+F+T, W)
-        return self.action_decoder(hidden)[:, -t:]
+        # starVLA decodes all 1 + F + T positions and keeps the last T; the MLP acts per position, so decoding
+        # only those T is the same result without the (1 + F) / T extra work (5x at F = 32, T = 8).
+        return self.action_decoder(hidden[:, -t:])
 
 
 def starvla_inference_buckets(num_steps: int, num_buckets: int = 1000) -> list[int]:

@@ -63,7 +63,14 @@ def test_layout_and_meta_files(written):
     assert info["features"][CAM]["dtype"] == storage and info["features"]["action"]["shape"] == [7]
     assert (root / "meta/stats.json").is_file()
     if version == "v3.0":
-        assert (root / "meta/tasks.parquet").is_file()
+        # as LeRobot 0.4.4 reads it: pandas, the task string is the row's index (`tasks.iloc[task_index].name`)
+        import pandas as pd
+
+        tasks = pd.read_parquet(root / "meta/tasks.parquet")
+        assert tasks.index.name == "task" and list(tasks.columns) == ["task_index"]
+        assert {tasks.iloc[i].name: int(tasks.iloc[i]["task_index"]) for i in range(len(tasks))} == {
+            t: i for i, t in LeRobotDataset(root).tasks.items()}
+        assert all(isinstance(tasks.iloc[i].name, str) for i in range(len(tasks)))
         assert (root / "data/chunk-000/file-000.parquet").is_file() and (root / "data/chunk-000/file-001.parquet").is_file()
         ep = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
         assert [e["dataset_from_index"] for e in ep] == [0, 10, 20]

@@ -322,6 +322,18 @@ def _list_column(values: np.ndarray):
     return pa.ListArray.from_arrays(offsets, flat)
 
 
+def _write_v3_tasks(path: Path, tasks: Mapping[str, int]) -> None:
+    """`meta/tasks.parquet` as LeRobot v3.0 writes it: the task strings as the pandas index (named `task`),
+    one `task_index` column. LeRobot reads a frame's task as `tasks.iloc[task_index].name`, so a plain `task`
+    column would give it row numbers; the index is stored as a `task` column too, which our reader reads."""
+    import pandas as pd  # comes with `datasets`
+
+    frame = pd.DataFrame({"task_index": pd.array(list(tasks.values()), dtype="int64")},
+                         index=pd.Index([str(t) for t in tasks], name="task"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path)
+
+
 def write_lerobot_dataset(
     root: str | Path,
     episodes: Sequence[LeRobotEpisode],
@@ -446,10 +458,7 @@ def write_lerobot_dataset(
         ep_path = root / V3_EPISODES_PATH.format(chunk_index=0, file_index=0)
         ep_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), ep_path)
-        pq.write_table(
-            pa.table({"task": list(tasks), "task_index": pa.array(list(tasks.values()), type=pa.int64())}),
-            root / "meta" / "tasks.parquet",
-        )
+        _write_v3_tasks(root / "meta" / "tasks.parquet", tasks)
         info_paths = {"data_path": V3_DATA_PATH, "video_path": V3_VIDEO_PATH if image_storage == "video" else None,
                       "data_files_size_in_mb": 100, "video_files_size_in_mb": 500}
     else:

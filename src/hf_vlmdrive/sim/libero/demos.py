@@ -398,7 +398,6 @@ def assemble_dataset(stage: DemoStage, config: DemoConfig, languages: Mapping[in
     write_lerobot_dataset(tmp, episodes, fps=config.fps, version="v3.0", image_storage="video", codec=config.codec,
                           episodes_per_file=config.episodes_per_file, robot_type="panda", state_names=STATE_NAMES,
                           action_names=ACTION_NAMES)
-    _tasks_as_pandas_index(tmp / "meta" / "tasks.parquet")
     for part in ("meta", "data", "videos"):
         shutil.rmtree(out / part, ignore_errors=True)
         os.replace(tmp / part, out / part)
@@ -411,26 +410,6 @@ def assemble_dataset(stage: DemoStage, config: DemoConfig, languages: Mapping[in
             "dataset": {"path": str(out), "episodes": len(episodes), "frames": int(sum(len(e) for e in episodes)),
                         "bytes": int(size), "assemble_s": round(time.perf_counter() - t0, 2),
                         "image_size": config.image_size, "fps": config.fps}}
-
-
-def _tasks_as_pandas_index(path: Path) -> None:
-    """Rewrite a v3.0 `meta/tasks.parquet` the way LeRobot writes it: the task strings as the pandas index.
-
-    LeRobot (0.4.4) reads the file with `pandas.read_parquet` and takes a frame's task from the index
-    (`tasks.iloc[task_index].name`); a plain `task` column gives it the row number instead of the string. The
-    file keeps a `task` column (the index, named), which `hf_vlmdrive.data.lerobot.LeRobotDataset` reads too.
-    """
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas comes with datasets
-        logger.warning("pandas is not installed: %s keeps a plain task column (LeRobot reads row numbers)", path)
-        return
-    table = pd.read_parquet(path)
-    if "task" not in table.columns:
-        return
-    frame = pd.DataFrame({"task_index": table["task_index"].astype("int64").to_numpy()},
-                         index=pd.Index(table["task"].astype(str).to_list(), name="task"))
-    frame.to_parquet(path)
 
 
 def format_demo_report(report: Mapping[str, Any]) -> str:

@@ -112,7 +112,8 @@ def test_demo_beats_the_baselines(tmp_path):
     res = run_roadscene_demo(tmp_path, RoadSceneDemoConfig(seed=0))
     model, base = res["bvpi"]["model"], res["bvpi"]["baseline"]
     assert res["bvpi"]["parse_rate"] >= 0.95 and model["num_unparseable"] <= 2
-    # Measured margins (points): +83, +60, +60, +40, +17 (docs/roadscene.md); asserted with room for float noise.
+    # Measured margins (points): +83, +60, +60, +56, +27 (docs/roadscene.md; seeds 1, 2: outside +23, +10);
+    # asserted with room for the float differences between machines.
     for field in ("sidewalk_pos", "road_pos", "road_vs_sidewalk", "object_present"):
         assert model[f"accuracy/{field}"] > base[f"accuracy/{field}"] + 0.25, field
     assert model["accuracy/object_present_outside"] > base["accuracy/object_present_outside"] + 0.05

@@ -56,7 +56,9 @@ class RoadSceneDemoConfig:
         vocab_size (`int`, defaults to 600): tokenizer vocabulary.
         max_steps (`int`, defaults to 600): optimiser steps.
         batch_size (`int`, defaults to 16): per-device train batch size.
-        learning_rate (`float`, defaults to 3e-3): AdamW learning rate (cosine decay, 5 % warm-up).
+        learning_rate (`float`, defaults to 1e-3): AdamW learning rate (cosine decay, 5 % warm-up). At 3e-3
+            `object_present_outside` stayed at the majority answer on seeds 0-2 on one machine (+2 to +4
+            points) and reached +17 on another; 1e-3 gave +27, +23 and +10 on seeds 0, 1 and 2 there.
         num_beams (`int`, defaults to 1): beams for generation (the reference uses 3; 1 is faster and as good
             on this data).
         seed (`int`, defaults to 0): data, model and training seed.
@@ -73,7 +75,7 @@ class RoadSceneDemoConfig:
     vocab_size: int = 600
     max_steps: int = 600
     batch_size: int = 16
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     num_beams: int = 1
     seed: int = 0
     caption_metrics: bool = True

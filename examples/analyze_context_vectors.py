@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -106,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--heldout_episodes", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from hf_vlmdrive.log import configure_logging
+
+    configure_logging()
     summary = run_study(a.output_dir, a.max_steps, a.per_task, a.train_episodes, a.heldout_episodes, a.seed)
     print(json.dumps({k: summary[k] for k in ("policy_frozen", "policy_finetuned", "comparison", "separability",
                                               "report", "seconds")}, indent=1))

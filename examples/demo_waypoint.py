@@ -24,11 +24,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# First: importing hf_vlmdrive drops an import-time warning that transformers' import of peft / bitsandbytes logs.
+import hf_vlmdrive  # noqa: E402, F401  (also registers the Auto classes)
+
+# isort: split
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModel, AutoProcessor, TrainingArguments  # noqa: E402
 
-import hf_vlmdrive  # noqa: E402, F401  (registers the Auto classes)
 from hf_vlmdrive.cli.parsing import parse_args  # noqa: E402
 from hf_vlmdrive.data.synthetic.driving import PinholeCamera  # noqa: E402
 from hf_vlmdrive.data.synthetic.waymo import write_synthetic_e2ed  # noqa: E402

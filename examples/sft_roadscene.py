@@ -19,6 +19,9 @@ import json
 import sys
 from pathlib import Path
 
+import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of transformers' peft / bitsandbytes import)
+
+# isort: split
 from trl import SFTConfig
 
 from hf_vlmdrive.cli.parsing import parse_args

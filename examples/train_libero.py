@@ -26,10 +26,10 @@ norm_stats.json and the processor; `loss_curve.json` in the output directory hol
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.log import configure_logging
 from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
 from hf_vlmdrive.trainers.geovla_recipe import train_geovla
 
@@ -58,7 +58,7 @@ def demo(argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if "--demo" in argv:
         return demo(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     script_args, training_args = parse_args((GeoVLAScriptArguments, GeoVLATrainingArguments), argv)
     trainer = train_geovla(script_args, training_args)
     if trainer.is_world_process_zero():

@@ -16,6 +16,9 @@ overrides the YAML file, e.g. `--num_train_epochs 3`; any `WaypointVLMConfig` fi
 
 import sys
 
+import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of transformers' peft / bitsandbytes import)
+
+# isort: split
 from transformers import TrainingArguments
 
 from hf_vlmdrive.cli.parsing import parse_args

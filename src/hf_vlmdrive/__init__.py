@@ -14,6 +14,7 @@ The names below are imported on first access (PEP 562).
 from __future__ import annotations
 
 from .lazy import lazy_exports
+from .log import drop_import_noise
 from .models.auto import register_auto_classes
 
 __version__ = "0.1.0.dev0"
@@ -31,6 +32,7 @@ _LAZY_ATTRS = {
 __all__ = [*_LAZY_ATTRS, "register_auto_classes", "__version__"]
 
 register_auto_classes()
+drop_import_noise()  # one upstream import-time warning (see hf_vlmdrive.log)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS)

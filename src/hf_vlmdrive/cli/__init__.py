@@ -9,13 +9,13 @@ Commands parse their own arguments (dataclasses + `HfArgumentParser`, YAML via `
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import USER_ERROR_EXIT_CODE, TrainingInterrupted, UserError, debug_enabled
+from ..log import configure_logging
 
 Runner = Callable[[list[str]], int | None]
 
@@ -71,11 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or debug_enabled()
     argv = [a for a in argv if a != "--debug"]
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # transformers' Trainer imports peft, which imports bitsandbytes, whose CPU backend warns on import that
-    # an optional kernel package is missing. It says nothing about the user's command: keep it for --debug.
-    if not debug:
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    configure_logging(debug)
     registry = build_registry()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(registry.usage())

@@ -1,20 +1,39 @@
-# Two entry points on a fresh machine: `make demo` and `make test`. Both build .venv on first use.
+# Two entry points on a fresh machine: `make demo` and `make test`. Both build .venv on first use, from the lock of
+# the chosen Python (requirements/dev-py<X.Y>.txt, exact versions and hashes): `make test PYTHON=python3.12` builds
+# .venv on 3.12 (a .venv of another Python, or one older than the lock, is rebuilt from scratch).
 PYTHON ?= python3
-VENV := .venv
+PYTHON_BIN := $(shell scripts/find_python.sh $(PYTHON))
+ifeq ($(PYTHON_BIN),)
+$(error Python interpreter '$(PYTHON)' not found; pass PYTHON=python3.11 or PYTHON=python3.12)
+endif
+PY_VERSION := $(shell $(PYTHON_BIN) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# The Python versions the README claims; each has a lock, and `make lock` writes all of them.
+LOCKED_PYTHONS := 3.11 3.12
+LOCK := requirements/dev-py$(PY_VERSION).txt
+# openpi-client, the real client the policy server is tested against: it pins numpy<2 but works with numpy 2, so it
+# is installed with --no-deps from its own hashed file, next to the lock.
+OPENPI_LOCK := requirements/openpi-client.txt
+VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-dev
+STAMP := $(VENV)/.installed-py$(PY_VERSION)
+LATEST_VENV := .venv-latest/py$(PY_VERSION)
+PYTEST_ARGS ?= --durations=25
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-libero lint bench clean
+.PHONY: install demo test test-latest test-libero lock lint bench clean
 
-$(STAMP): setup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	# the real openpi client, to test the policy server against (it pins numpy<2, but works with numpy 2)
-	$(PY) -m pip install -q --no-deps openpi-client==0.1.2
+$(STAMP): $(LOCK) $(OPENPI_LOCK) setup.py
+	rm -rf $(VENV)
+	$(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(OPENPI_LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+requirements/dev-py%.txt:
+	@echo "no lock for Python $* (locked: $(LOCKED_PYTHONS)): pass PYTHON=python3.11 or PYTHON=python3.12," \
+	      "or add $* to LOCKED_PYTHONS in the Makefile and run make lock" >&2; exit 1
 
 install: $(STAMP)
 
@@ -22,8 +41,25 @@ demo: $(STAMP)
 	$(PY) examples/demo_waypoint.py --output_dir demo_output
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests; rc=$$?; \
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The drift check: the newest versions setup.py allows, in a separate venv, then the suite. It prints each package
+# whose version differs from the lock. Green: move the lock forward with `make lock` (CONTRIBUTING.md).
+test-latest:
+	test -x $(LATEST_VENV)/bin/python || $(PYTHON_BIN) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps -r $(OPENPI_LOCK)
+	$(LATEST_VENV)/bin/python scripts/lock_drift.py $(LOCK)
+	$(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# Rewrite every lock from scratch (the newest versions setup.py allows) with pip-tools' pip-compile; one version:
+# `scripts/lock.sh python3.12`, one package: `scripts/lock.sh python3.11 --upgrade-package trl`.
+lock:
+	for v in $(LOCKED_PYTHONS); do scripts/lock.sh python$$v || exit 1; done
+	scripts/lock_openpi.sh
 
 # Closed-loop LIBERO in the real simulator (the `libero` extra, ~1.9 GB; offscreen EGL, CPU is enough).
 test-libero: $(STAMP)

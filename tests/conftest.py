@@ -35,3 +35,14 @@ def cli():
         return main([str(a) for a in argv])
 
     return run
+
+
+# Every test has a time limit (pytest-timeout; `timeout` in pyproject.toml), so a hang fails with its stack instead of
+# running into CI's limit. The end-to-end tests marked `slow` (a learning run each) get a longer one.
+SLOW_TEST_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))

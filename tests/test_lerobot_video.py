@@ -110,6 +110,7 @@ def test_missing_frame_is_an_error_and_the_reader_recovers(tmp_path):
         encode_video(tmp_path / "w.mp4", _frames(4), 10, gop=0)
 
 
+@pytest.mark.timeout(120)  # a deadlocked worker (PyAV 19's inherited converter) fails here, not at CI's limit
 def test_dataset_with_dataloader_workers_equals_in_process_reading(tmp_path):
     root = make_synthetic_libero(tmp_path / "ds", num_episodes=4, episode_length=10, image_size=32,
                                  image_storage="video", episodes_per_file=2)

@@ -138,6 +138,10 @@ def test_console_script_and_example_script(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "examples" / "train_waypoint.py"), "--config", str(cfg)],
                          capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stderr[-2000:]
+    # No import-time noise from transformers' peft -> bitsandbytes -> kernels chain (hf_vlmdrive.log), in a script
+    # that sets up no logging (Python's last-resort handler prints warnings) as on the command line.
+    for stderr in (out.stderr, run.stderr):
+        assert "bitsandbytes" not in stderr and "kernels-community" not in stderr, stderr[-2000:]
     assert (tmp_path / "run" / "config.json").is_file()
     unknown = subprocess.run([sys.executable, "-m", "hf_vlmdrive.cli", "fly", "plane"], capture_output=True,
                              text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)

@@ -139,7 +139,7 @@ def encode_video(path: str | Path, frames: np.ndarray, fps: int, codec: str | No
     return codec
 
 
-_INHERITED_VIDEOS: list[dict] = []  # containers a forked process inherited (see VideoFrameReader._video)
+_INHERITED_VIDEOS: list = []  # containers and converters a forked process inherited (see VideoFrameReader._video)
 
 
 class _OpenVideo:
@@ -181,6 +181,11 @@ class VideoFrameReader:
     switch decoders every frame. `decoder_threads` is the decoder's thread count; 1 (the default) is fastest for the small frames of
     robot datasets and has no frame-pipeline latency after a seek, and DataLoader workers parallelise
     across samples. 0 = FFmpeg's default.
+
+    Frames are converted to RGB by the reader's own single-threaded converter, made in the process that uses
+    it. PyAV >= 19 converts `frame.to_ndarray(format=...)` with one cached converter per thread that runs a
+    pool of FFmpeg threads; a forked DataLoader worker inherits the parent's cached converter without its
+    threads and waits for them forever.
     """
 
     def __init__(self, tolerance_s: float = 1e-3, max_open: int = 16, decoder_threads: int = 1, read_ahead: int = 8):
@@ -189,6 +194,7 @@ class VideoFrameReader:
         self.decoder_threads = decoder_threads
         self.read_ahead = read_ahead
         self._open: dict[str, _OpenVideo] = {}  # insertion order = least recently opened first
+        self._reformatter = None  # this process's RGB converter (av.video.reformatter.VideoReformatter)
         self._pid = os.getpid()
 
     def close(self) -> None:
@@ -208,9 +214,10 @@ class VideoFrameReader:
         if self._pid != os.getpid():
             # A forked DataLoader worker inherits the parent's open containers (fork copies, it does not
             # pickle): their file offsets are shared with the parent and freeing them here hangs in FFmpeg,
-            # so they are set aside untouched (never used, never freed) and this process opens its own.
-            _INHERITED_VIDEOS.append(self._open)
-            self._open = {}
+            # so they are set aside untouched (never used, never freed) and this process opens its own. The
+            # same for the RGB converter: its FFmpeg state belongs to the parent.
+            _INHERITED_VIDEOS.append((self._open, self._reformatter))
+            self._open, self._reformatter = {}, None
             self._pid = os.getpid()
         video = self._open.get(path)
         if video is None:
@@ -221,6 +228,15 @@ class VideoFrameReader:
             video = _OpenVideo(path, self.decoder_threads)
             self._open[path] = video
         return video
+
+    def _rgb(self, frame) -> np.ndarray:
+        """The frame as (H, W, 3) uint8 RGB, converted by this process's own single-threaded converter."""
+        if self._reformatter is None:
+            _av()
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
+        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
     def read(self, path: str | Path, timestamp: float) -> np.ndarray:
         """The RGB frame (H, W, 3) uint8 shown at `timestamp` seconds in `path` (a str is fastest)."""
@@ -241,7 +257,7 @@ class VideoFrameReader:
             if t - timestamp > tol:
                 ahead.appendleft(frame)
                 break
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = self._rgb(frame)
             video.last = (frame.pts, rgb)
             return rgb
         pos = video.pos
@@ -266,7 +282,7 @@ class VideoFrameReader:
             if t - timestamp > tol:
                 ahead.append(frame)  # keep it: it may be the next target
                 break
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = self._rgb(frame)
             video.last = (pts, rgb)
             if sequential and self.read_ahead:
                 # Reading in order (the previous target was the decoder's last frame): decode the next

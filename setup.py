@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -69,7 +69,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     package_dir={"": "src"},
-    packages=find_packages("src"),
+    # Namespace packages too: the metric scripts (metrics/<name>/<name>.py, loaded by `evaluate`) and the card
+    # templates live in folders without __init__.py, which setuptools warns about when they are left out.
+    packages=find_namespace_packages("src", include=["hf_vlmdrive", "hf_vlmdrive.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     package_data={"hf_vlmdrive": ["metrics/*/*.py", "templates/*.md", "**/*.proto"]},
     python_requires=">=3.11",

@@ -17,7 +17,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-py$(PY_VERSION)
 LATEST_VENV := .venv-latest/py$(PY_VERSION)
-PYTEST_ARGS ?= --durations=25
+# Two pytest-xdist workers (about half the wall time of one on 2 cores; each test keeps torch's 2 threads, so the
+# learning tests compute what they compute alone). PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --durations=25
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 

@@ -52,9 +52,9 @@ EXTRAS["deepspeed"] = ["deepspeed>=0.15"]
 # openpi-client (the real client the server is tested against) pins numpy<2 but works with numpy 2: the
 # Makefile installs it with --no-deps next to these.
 # pytest-timeout: every test has a time limit (pyproject.toml), so a hang fails with its stack instead of running
-# into CI's limit.
-EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "pytest-timeout>=2.3", "ruff>=0.6", "grpcio-tools>=1.60",
-                                 "dm-tree>=0.1.8", "typing_extensions>=4.0"]
+# into CI's limit. pytest-xdist: `make test` runs the suite in 2 worker processes.
+EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=8.0", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6",
+                                 "grpcio-tools>=1.60", "dm-tree>=0.1.8", "typing_extensions>=4.0"]
 # diffusers: tests rebuild starVLA's action head from its Attention / FeedForward / Timesteps as a reference.
 EXTRAS["dev"] += ["diffusers>=0.30"]
 # lightning: the checkpoint inspector is tested on .ckpt files Lightning itself writes (DeepSpeed's own engine is

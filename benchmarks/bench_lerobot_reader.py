@@ -32,12 +32,16 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from torch.utils.data import DataLoader
 
 from hf_vlmdrive.data.lerobot import LeRobotDataset, make_synthetic_libero
 
 
 def decode_all(paths: list[Path], threads: int | None) -> int:
+    # One RGB converter for the run, as the reader keeps one (PyAV 18's `to_ndarray(format=...)` builds a new
+    # one per frame, which costs more than decoding these small frames).
+    convert = VideoReformatter()
     n = 0
     for path in paths:
         with av.open(str(path)) as container:
@@ -45,7 +49,7 @@ def decode_all(paths: list[Path], threads: int | None) -> int:
             if threads is not None:
                 stream.codec_context.thread_count = threads
             for frame in container.decode(stream):
-                frame.to_ndarray(format="rgb24")
+                convert.reformat(frame, format="rgb24", threads=1 if threads else 0).to_ndarray()
                 n += 1
     return n
 

@@ -21,6 +21,9 @@ LATEST_VENV := .venv-latest/py$(PY_VERSION)
 # learning tests compute what they compute alone). PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --durations=25
+# The suite, after a Python interpreter; pytest's exit code 5 (no test collected) is a failure.
+RUN_SUITE = -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -44,8 +47,7 @@ demo: $(STAMP)
 	$(PY) examples/demo_waypoint.py --output_dir demo_output
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	$(PY) $(RUN_SUITE)
 
 # The drift check: the newest versions setup.py allows, in a separate venv, then the suite. It prints each package
 # whose version differs from the lock. Green: move the lock forward with `make lock` (CONTRIBUTING.md).
@@ -55,8 +57,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
 	$(LATEST_VENV)/bin/python -m pip install -q --no-deps -r $(OPENPI_LOCK)
 	$(LATEST_VENV)/bin/python scripts/lock_drift.py $(LOCK)
-	$(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+	$(LATEST_VENV)/bin/python $(RUN_SUITE)
 
 # Rewrite every lock from scratch (the newest versions setup.py allows) with pip-tools' pip-compile; one version:
 # `scripts/lock.sh python3.12`, one package: `scripts/lock.sh python3.11 --upgrade-package trl`.

@@ -219,4 +219,3 @@ def test_no_bitsandbytes_noise_on_a_training_command(tmp_path):
                          timeout=300, stdin=subprocess.DEVNULL)
     assert run.returncode == 0, run.stderr[-2000:]
     assert not any(word in run.stderr for word in NOISE), run.stderr[-2000:]
-

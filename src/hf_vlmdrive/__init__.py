@@ -32,7 +32,7 @@ _LAZY_ATTRS = {
 __all__ = [*_LAZY_ATTRS, "register_auto_classes", "__version__"]
 
 register_auto_classes()
-drop_import_noise()  # one upstream import-time warning (see hf_vlmdrive.log)
+drop_import_noise()  # two upstream import-time warnings (see hf_vlmdrive.log)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS)

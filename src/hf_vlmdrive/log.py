@@ -1,8 +1,9 @@
 """Logging set-up shared by the command line and the example scripts, and the two upstream import-time records it drops.
 
 `configure_logging()` is what `hf-vlmdrive` and the example scripts call first: INFO records of every library
-as `LEVEL logger: message` on stderr. `drop_import_noise()` runs on `import hf_vlmdrive`; it adds one filter
-to each of the two loggers named below and changes nothing else of a user's logging set-up.
+as `LEVEL logger: message` on stderr. `drop_import_noise()` runs on `import hf_vlmdrive` (so before any caller of
+`configure_logging` gets here); it adds one filter to each of the two loggers named below and changes nothing
+else of a user's logging set-up.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def configure_logging(debug: bool = False) -> None:
     `--debug` its loggers show errors only.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    drop_import_noise()
     if not debug:
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 

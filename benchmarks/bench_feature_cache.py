@@ -18,7 +18,6 @@ Training samples/s comes from Trainer's own `train_samples_per_second`. The two 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -32,7 +31,8 @@ import torch  # noqa: E402
 from transformers import TrainingArguments  # noqa: E402
 
 from hf_vlmdrive.data.synthetic.waymo import write_synthetic_e2ed  # noqa: E402
-from hf_vlmdrive.trainers.waypoint import WaypointDataArguments, WaypointModelArguments, train_waypoint  # noqa: E402
+from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments  # noqa: E402
+from hf_vlmdrive.trainers.waypoint_recipe import train_waypoint  # noqa: E402
 
 
 def run(mode: str, args, data: str, cache_dir: str, out: Path, steps: int) -> float:
@@ -40,16 +40,16 @@ def run(mode: str, args, data: str, cache_dir: str, out: Path, steps: int) -> fl
     tower = dict(model_type="siglip_vision_model", hidden_size=args.width, intermediate_size=4 * args.width,
                  num_hidden_layers=args.layers, num_attention_heads=args.width // 64, image_size=args.image_size,
                  patch_size=16)
-    model_args = WaypointModelArguments(vision_config=json.dumps(tower), pooling=args.pooling, head_hidden_sizes=[512, 512])
-    data_args = WaypointDataArguments(train_data=data, eval_data=None, image_width=args.image_width,
-                                      image_height=args.image_height, use_feature_cache=mode != "recompute",
-                                      feature_cache_dir=cache_dir)
+    script_args = WaypointScriptArguments(
+        model_config={"vision_config": tower, "pooling": args.pooling, "head_hidden_sizes": [512, 512]},
+        train_data=data, eval_data=None, image_width=args.image_width, image_height=args.image_height,
+        use_feature_cache=mode != "recompute", feature_cache_dir=cache_dir)
     training_args = TrainingArguments(
         output_dir=str(out / mode), max_steps=steps, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.batch_size, learning_rate=1e-4, save_strategy="no", eval_strategy="no",
         report_to="none", disable_tqdm=True, logging_steps=10_000, seed=0, use_cpu=True,
     )
-    trainer = train_waypoint(model_args, data_args, training_args)
+    trainer = train_waypoint(script_args, training_args)
     speed = next(h["train_samples_per_second"] for h in reversed(trainer.state.log_history) if "train_samples_per_second" in h)
     if mode != "recompute":
         assert trainer.data_collator.pixel_batches == 0, "the warm-cache run recomputed some batches"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from hf_vlmdrive.data.collators import GeoVLACollator
 from hf_vlmdrive.data.lerobot import LeRobotDataset, make_synthetic_libero
 from hf_vlmdrive.features.geometry_cache import GeometryFeatureCache
 from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction
@@ -30,7 +31,6 @@ from hf_vlmdrive.testing.tiny_qwen import (
     build_tiny_qwen_tokenizer,
     tiny_qwen2_5_vl_config,
 )
-from hf_vlmdrive.trainers.geovla_collator import GeoVLACollator
 
 
 def build(config, stats, cache: GeometryFeatureCache | None):

@@ -36,7 +36,7 @@ def run_study(output_dir: str | Path, max_steps: int = 300, per_task: int = 10, 
     from hf_vlmdrive.analysis.dataset_stats import dataset_stats
     from hf_vlmdrive.analysis.hooks import DEFAULT_HOOK, extract_context_vectors, save_vectors
     from hf_vlmdrive.analysis.sampling import save_sample, stratified_sample
-    from hf_vlmdrive.cli.parsing import parse_args
+    from hf_vlmdrive.arguments import parse_args
     from hf_vlmdrive.data.synthetic.mobile_robot import write_mobile_robot_hdf5
     from hf_vlmdrive.trainers.robovlm_config import RoboVLMScriptArguments, RoboVLMTrainingArguments
     from hf_vlmdrive.trainers.robovlm_recipe import train_robovlm

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModel, AutoProcessor, TrainingArguments  # noqa: E402
 
-from hf_vlmdrive.cli.parsing import parse_args  # noqa: E402
+from hf_vlmdrive.arguments import parse_args  # noqa: E402
 from hf_vlmdrive.data.synthetic.driving import PinholeCamera  # noqa: E402
 from hf_vlmdrive.data.synthetic.waymo import write_synthetic_e2ed  # noqa: E402
 from hf_vlmdrive.data.waymo_e2e import format_num_parameters, write_submission  # noqa: E402

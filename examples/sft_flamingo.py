@@ -31,7 +31,7 @@ def demo(output_dir: str) -> None:
     """Synthetic scenes + tiny Flamingo -> caption SFT -> held-out caption metrics vs. a constant caption."""
     import torch
 
-    from hf_vlmdrive.trainers.flamingo_demo import run_flamingo_demo
+    from hf_vlmdrive.demos.flamingo import run_flamingo_demo
 
     torch.set_num_threads(1)
     results = run_flamingo_demo(output_dir)

@@ -24,14 +24,14 @@ import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of tra
 # isort: split
 from trl import SFTConfig
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.trainers.roadscene_config import RoadSceneSFTArguments
 from hf_vlmdrive.trainers.roadscene_recipe import train_roadscene
 
 
 def demo(output_dir: str) -> None:
     """Synthetic scenes + tiny SmolVLM2 -> SFT on BVPI + captions -> held-out metrics vs. baselines, figure, card."""
-    from hf_vlmdrive.trainers.roadscene_demo import run_roadscene_demo
+    from hf_vlmdrive.demos.roadscene import run_roadscene_demo
 
     results = run_roadscene_demo(output_dir)
     print(results["tables"])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.log import configure_logging
 from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
 from hf_vlmdrive.trainers.geovla_recipe import train_geovla
@@ -38,7 +38,7 @@ def demo(argv: list[str]) -> int:
     """Synthetic pick-and-place data + tiny GeoVLA -> held-out action chunks vs. two baselines, figure, card."""
     import argparse
 
-    from hf_vlmdrive.trainers.geovla_demo import GeoVLADemoConfig, run_geovla_demo
+    from hf_vlmdrive.demos.geovla import GeoVLADemoConfig, run_geovla_demo
 
     parser = argparse.ArgumentParser(prog="train_libero.py --demo")
     parser.add_argument("--demo", action="store_true")

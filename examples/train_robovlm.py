@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.trainers.robovlm_config import RoboVLMScriptArguments, RoboVLMTrainingArguments
 from hf_vlmdrive.trainers.robovlm_recipe import train_robovlm
 

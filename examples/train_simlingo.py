@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.trainers.simlingo_config import SimLingoScriptArguments, SimLingoTrainingArguments
 from hf_vlmdrive.trainers.simlingo_recipe import train_simlingo
 

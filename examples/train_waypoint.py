@@ -21,7 +21,7 @@ import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of tra
 # isort: split
 from transformers import TrainingArguments
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments
 from hf_vlmdrive.trainers.waypoint_recipe import train_waypoint
 

@@ -142,8 +142,8 @@ def test_reader_errors_are_clear(tmp_path):
 def test_cli_train_and_eval_simlingo(tmp_path, cli):
     out = tmp_path / "run"
     code = cli("train", "simlingo", "--output_dir", out, "--synthetic_train_routes", 2, "--synthetic_eval_routes", 1,
-               "--synthetic_frames_per_route", 6, "--image_width", 32, "--image_height", 16, "--vision_image_size", 16,
-               "--vision_hidden_size", 32, "--max_steps", 3, "--per_device_train_batch_size", 4, "--report_to", "none",
+               "--synthetic_frames_per_route", 6, "--image_width", 32, "--image_height", 16, "--model_config.vision_config.image_size", 16,
+               "--model_config.vision_config.hidden_size", 32, "--max_steps", 3, "--per_device_train_batch_size", 4, "--report_to", "none",
                "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true", "--num_plot_samples", 2,
                "--skip_first_frames", 0, "--require_full_future", "false")
     assert code == 0

@@ -16,7 +16,8 @@ from torch import nn
 from transformers import AutoProcessor, TrainingArguments
 
 import hf_vlmdrive  # noqa: F401
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
+from hf_vlmdrive.errors import UserError
 from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
 from hf_vlmdrive.trainers.param_groups import ParamGroupRule, build_parameter_groups, uses_weight_decay
 from hf_vlmdrive.trainers.simlingo_config import SimLingoScriptArguments, SimLingoTrainingArguments
@@ -43,7 +44,7 @@ def test_model_config_from_yaml_json_and_dotted_flags(tmp_path):
 
 
 def test_every_config_field_is_settable_and_unknown_ones_are_named():
-    from hf_vlmdrive.cli.parsing import config_fields
+    from hf_vlmdrive.arguments import config_fields
     from hf_vlmdrive.models.geovla.configuration_geovla import GeoVLAConfig
 
     # The 7 fields that could not be set before (DiT dropout / MLP ratio, flow matching, state / action keys).
@@ -60,26 +61,21 @@ def test_every_config_field_is_settable_and_unknown_ones_are_named():
         WaypointScriptArguments(model_config="[1, 2]")
 
 
-def test_deprecated_flags_still_work_with_a_warning(tmp_path):
+def test_model_config_fields_as_plain_arguments_say_how_to_write_them(tmp_path):
     cfg = tmp_path / "w.yaml"
-    cfg.write_text("pooling: attention\nvision_config: '{\"model_type\": \"siglip_vision_model\"}'\noutput_dir: o\n")
-    with pytest.warns(FutureWarning, match="deprecated"):
-        script, _ = parse_args((WaypointScriptArguments, TrainingArguments),
-                               ["--config", str(cfg), "--lora_rank", "8", "--head_hidden_sizes", "64", "32",
-                                "--freeze_vision"])
-    assert script.model_config == {"pooling": "attention", "vision_config": {"model_type": "siglip_vision_model"},
-                                   "lora": {"r": 8}, "head_hidden_sizes": [64, 32], "freeze_vision": True}
-    with pytest.warns(FutureWarning):
-        script, _ = parse_args((SimLingoScriptArguments, SimLingoTrainingArguments),
-                               ["--vision_image_size", "64", "--route_as", "coords", "--output_dir", "o"])
-    assert script.model_config == {"vision_config": {"image_size": 64}, "route_as": "coords"}
+    cfg.write_text("pooling: attention\noutput_dir: o\n")
+    with pytest.raises(UserError, match=r"'pooling' is a WaypointVLMConfig field: put it under model_config"):
+        parse_args((WaypointScriptArguments, TrainingArguments), ["--config", str(cfg)])
+    with pytest.raises(UserError, match=r"--route_as is a SimLingoConfig field: write --model_config.route_as VALUE"):
+        parse_args((SimLingoScriptArguments, SimLingoTrainingArguments), ["--route_as", "coords", "--output_dir", "o"])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the new form warns about nothing
-        parse_args((SimLingoScriptArguments, SimLingoTrainingArguments),
-                   ["--model_config.route_as", "coords", "--output_dir", "o"])
+        warnings.simplefilter("error")  # the documented form warns about nothing
+        script, _ = parse_args((SimLingoScriptArguments, SimLingoTrainingArguments),
+                               ["--model_config.route_as", "coords", "--model_config.vision_config.image_size", "64",
+                                "--output_dir", "o"])
+    assert script.model_config == {"route_as": "coords", "vision_config": {"image_size": 64}}
 
 
-# ----------------------------------------------------------------------------------- parameter groups
 def test_parameter_group_builder_rules_multipliers_and_decay():
     toy = nn.Module()
     toy.vision_model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))
@@ -204,9 +200,4 @@ def test_layout_every_family_has_config_recipe_and_processor():
                          ("flamingo.processing_flamingo", "FlamingoProcessor"),
                          ("robovlm.processing_robovlm", "RoboVLMProcessor")):
         assert hasattr(importlib.import_module(f"hf_vlmdrive.models.{module}"), name)
-    # The old import paths still work for one release.
-    from hf_vlmdrive.data.collators import GeoVLACollator
-    from hf_vlmdrive.trainers.geovla_collator import GeoVLACollator as Old
-
-    assert Old is GeoVLACollator
     assert json.dumps(sorted(hf_vlmdrive.__all__))

@@ -17,7 +17,7 @@ import torch
 import yaml
 from transformers import TrainerCallback, TrainingArguments
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.data.collators import WaypointCollator
 from hf_vlmdrive.data.waypoint import load_waypoint_dataset
 from hf_vlmdrive.features.cache import FeatureCache, image_digest, weights_fingerprint
@@ -28,7 +28,8 @@ from hf_vlmdrive.features.waypoint_cache import (
 )
 from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from hf_vlmdrive.models.waypoint_vlm.image_processing import build_image_processor
-from hf_vlmdrive.trainers.waypoint import WaypointDataArguments, WaypointModelArguments, train_waypoint
+from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments
+from hf_vlmdrive.trainers.waypoint_recipe import train_waypoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = str(ROOT / "src")
@@ -211,9 +212,13 @@ def test_model_checks_vision_hidden_states_shape():
 
 # ---------------------------------------------------------------------------------------------- training
 def _args(tmp_path: Path, name: str, **overrides):
+    model_config = dict(vision_config=TOWER, pooling="attention", head_hidden_sizes=[64], past_state_scale=10.0,
+                        waypoint_scale=10.0)
+    for key in ("freeze_vision", "lora"):
+        if key in overrides:
+            model_config[key] = overrides.pop(key)
     cfg = dict(
-        vision_config=json.dumps(TOWER), pooling="attention", head_hidden_sizes=[64],
-        past_state_scale=10.0, waypoint_scale=10.0, train_data="synthetic:48", eval_data="synthetic:16:1",
+        model_config=model_config, train_data="synthetic:48", eval_data="synthetic:16:1",
         image_width=48, image_height=32, output_dir=str(tmp_path / name), per_device_train_batch_size=16,
         per_device_eval_batch_size=16, learning_rate=3e-3, num_train_epochs=3, logging_steps=1,
         save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True, seed=0,
@@ -222,7 +227,7 @@ def _args(tmp_path: Path, name: str, **overrides):
     cfg.update(overrides)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    return parse_args((WaypointModelArguments, WaypointDataArguments, TrainingArguments), ["--config", str(path)])
+    return parse_args((WaypointScriptArguments, TrainingArguments), ["--config", str(path)])
 
 
 class Losses(TrainerCallback):
@@ -271,7 +276,7 @@ def test_trainable_tower_disables_the_cache_with_a_log_line(tmp_path, caplog):
 
 def test_lora_stage_disables_the_cache_and_a_merged_tower_gets_its_own_namespace(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="hf_vlmdrive.trainers.waypoint_recipe"):
-        trainer = train_waypoint(*_args(tmp_path, "lora", lora_rank=8, max_steps=2))
+        trainer = train_waypoint(*_args(tmp_path, "lora", lora={"r": 8}, max_steps=2))
     assert "feature cache disabled" in caplog.text
     assert trainer.data_collator.feature_cache is None and trainer.data_collator.pixel_batches >= 2
     assert not (tmp_path / "cache").exists()
@@ -288,7 +293,7 @@ def test_lora_stage_disables_the_cache_and_a_merged_tower_gets_its_own_namespace
 
 
 def test_cli_cache_features_then_train_reads_only_the_cache(tmp_path, cli, capsys, caplog):
-    model_args, data_args, training_args = _args(tmp_path, "cli")
+    script_args, training_args = _args(tmp_path, "cli")
     config = tmp_path / "cli.yaml"
     assert cli("cache-features", "--config", config) == 0
     out = capsys.readouterr()
@@ -297,6 +302,6 @@ def test_cli_cache_features_then_train_reads_only_the_cache(tmp_path, cli, capsy
     assert report["eval"]["computed"] == 16
     assert "caching tower features (train)" in out.err  # the progress bar
     with caplog.at_level(logging.INFO):
-        trainer = train_waypoint(model_args, data_args, training_args)
+        trainer = train_waypoint(script_args, training_args)
     assert "48 already cached, 0 computed" in caplog.text
     assert trainer.data_collator.cache_batches > 0 and trainer.data_collator.pixel_batches == 0

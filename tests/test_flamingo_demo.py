@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 import hf_vlmdrive  # noqa: F401
 from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
+from hf_vlmdrive.demos.flamingo import FlamingoDemoConfig, build_demo_flamingo
 from hf_vlmdrive.trainers.flamingo_config import FlamingoSFTArguments, FlamingoTrainingArguments
-from hf_vlmdrive.trainers.flamingo_demo import FlamingoDemoConfig, build_demo_flamingo
 from hf_vlmdrive.trainers.flamingo_recipe import train_flamingo
 
 
@@ -88,7 +88,7 @@ def test_demo_beats_the_constant_caption(tmp_path):
     caption's, CIDEr by a wide margin (measured: docs/flamingo.md)."""
     from huggingface_hub import ModelCard
 
-    from hf_vlmdrive.trainers.flamingo_demo import run_flamingo_demo
+    from hf_vlmdrive.demos.flamingo import run_flamingo_demo
 
     res = run_flamingo_demo(tmp_path)
     caps = res["captions"]

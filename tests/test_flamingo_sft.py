@@ -11,12 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 import hf_vlmdrive  # noqa: F401
-from hf_vlmdrive.data.collators import AssistantOnlyVLMCollator
+from hf_vlmdrive.data.collators import AssistantOnlyVLMCollator, FlamingoSFTCollator
 from hf_vlmdrive.data.roadscene import DEFAULT_CAPTION_PROMPT, annotation_prompt
 from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
 from hf_vlmdrive.testing.tiny_flamingo import build_tiny_flamingo
 from hf_vlmdrive.trainers.flamingo_config import FlamingoSFTArguments, FlamingoTrainingArguments
-from hf_vlmdrive.trainers.flamingo_recipe import FlamingoSFTCollator, build_model, merge_cross_attention_lora
+from hf_vlmdrive.trainers.flamingo_recipe import build_model, merge_cross_attention_lora
 from hf_vlmdrive.trainers.flamingo_trainer import FlamingoTrainer, gate_penalty
 
 
@@ -196,7 +196,7 @@ def test_caption_generation_and_metrics_on_a_flamingo_directory(setup, cli, caps
 
 def test_recipe_defaults_and_the_example_config_parse(tmp_path):
     """SPEC 1.3 defaults (lr 3e-5, 100 warm-up steps then constant, batch 2, per-epoch checkpoints, length 384)."""
-    from hf_vlmdrive.cli.parsing import parse_args
+    from hf_vlmdrive.arguments import parse_args
 
     script, train = parse_args([FlamingoSFTArguments, FlamingoTrainingArguments],
                                ["--config", "examples/configs/flamingo_tiny.yaml", "--output_dir", str(tmp_path)])

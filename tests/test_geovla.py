@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoProcessor
 
 import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
+from hf_vlmdrive.data.collators import GeoVLACollator
 from hf_vlmdrive.data.lerobot import LeRobotDataset, make_synthetic_libero
 from hf_vlmdrive.features.geometry_cache import GeometryFeatureCache, content_key
 from hf_vlmdrive.models.common.flow_matching import (
@@ -29,7 +30,6 @@ from hf_vlmdrive.testing.tiny_qwen import (
     tiny_dinov2_config,
     tiny_qwen2_5_vl_config,
 )
-from hf_vlmdrive.trainers.geovla_collator import GeoVLACollator
 
 pytest.importorskip("av")
 
@@ -354,7 +354,7 @@ def test_short_training_lowers_loss_and_keeps_geometry_frozen(tokenizer, dataset
 
 def test_cache_with_augmentation_is_refused_by_training(tmp_path):
     from hf_vlmdrive.trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
-    from hf_vlmdrive.trainers.geovla_train import train_geovla
+    from hf_vlmdrive.trainers.geovla_recipe import train_geovla
 
     args = GeoVLATrainingArguments(output_dir=str(tmp_path), geometry_cache_mb=8, image_augmentation=True,
                                    report_to="none", use_cpu=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hf_vlmdrive.data.synthetic.libero import TASKS, make_reaching_episodes, make_reaching_libero, task_poses
-from hf_vlmdrive.trainers.geovla_demo import (
+from hf_vlmdrive.demos.geovla import (
     LAST_ACTION,
     MEAN_CHUNK,
     GeoVLADemoConfig,

@@ -427,7 +427,8 @@ class _ServedZero(ZeroPolicy):
 def test_cli_server_policy_through_the_websocket_server(tmp_path):
     serving = pytest.importorskip("hf_vlmdrive.serving.server")
     pytest.importorskip("websockets")
-    from hf_vlmdrive.cli.libero import ReconnectingPolicy, build_parser, make_policy
+    from hf_vlmdrive.cli.libero import build_parser, make_policy
+    from hf_vlmdrive.serving import ReconnectingPolicy
 
     with serving.PolicyServer(_ServedZero(), port=0) as server:
         policy, name = make_policy(build_parser().parse_args(["--server", f"127.0.0.1:{server.port}"]))

@@ -138,8 +138,8 @@ def test_train_waypoint_writes_a_card_with_the_baseline(tmp_path, cli):
 def test_train_simlingo_writes_a_card(tmp_path, cli):
     out = tmp_path / "run"
     assert cli("train", "simlingo", "--output_dir", out, "--synthetic_train_routes", 1, "--synthetic_eval_routes", 1,
-               "--synthetic_frames_per_route", 5, "--image_width", 32, "--image_height", 16, "--vision_image_size",
-               16, "--vision_hidden_size", 32, "--max_steps", 1, "--per_device_train_batch_size", 2, "--report_to",
+               "--synthetic_frames_per_route", 5, "--image_width", 32, "--image_height", 16,
+               "--model_config.vision_config.image_size", 16, "--model_config.vision_config.hidden_size", 32, "--max_steps", 1, "--per_device_train_batch_size", 2, "--report_to",
                "none", "--save_strategy", "no", "--disable_tqdm", "true", "--use_cpu", "true", "--num_plot_samples",
                1, "--skip_first_frames", 0, "--require_full_future", "false") == 0
     card = check_card(out, "simlingo")

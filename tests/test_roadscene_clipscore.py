@@ -11,7 +11,7 @@ from PIL import Image
 
 from hf_vlmdrive.metrics import load_metric
 from hf_vlmdrive.metrics.clipscore.clipscore import clip_score
-from hf_vlmdrive.trainers.roadscene_tiny_model import train_tiny_tokenizer
+from hf_vlmdrive.testing.tiny_smolvlm import train_tiny_tokenizer
 
 CAPTIONS = ["a car on the road", "the sidewalk is on the left", "a person", "trees"]
 

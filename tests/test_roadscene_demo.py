@@ -12,8 +12,8 @@ import pytest
 
 from hf_vlmdrive.data.roadscene import OBJECT_NAMES, annotation_answer, load_bvpi_annotations
 from hf_vlmdrive.data.synthetic.roadscene import random_annotation, render_scene, write_synthetic_roadscene
+from hf_vlmdrive.demos.roadscene import majority_annotation, majority_bvpi_answer
 from hf_vlmdrive.metrics.bvpi.bvpi import bvpi_metrics
-from hf_vlmdrive.trainers.roadscene_demo import majority_annotation, majority_bvpi_answer
 
 SKY, GRASS, ROAD, SIDEWALK = (135, 190, 235), (90, 140, 60), (70, 70, 70), (200, 200, 190)
 COLORS = {"person": (220, 40, 40), "car": (30, 60, 220), "bicycle": (240, 200, 20), "obstacle": (150, 80, 20),
@@ -107,7 +107,7 @@ def test_demo_beats_the_baselines(tmp_path):
     constant caption. Measured figures: docs/roadscene.md."""
     from huggingface_hub import ModelCard
 
-    from hf_vlmdrive.trainers.roadscene_demo import RoadSceneDemoConfig, run_roadscene_demo
+    from hf_vlmdrive.demos.roadscene import RoadSceneDemoConfig, run_roadscene_demo
 
     res = run_roadscene_demo(tmp_path, RoadSceneDemoConfig(seed=0))
     model, base = res["bvpi"]["model"], res["bvpi"]["baseline"]

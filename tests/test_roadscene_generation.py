@@ -11,7 +11,7 @@ import pytest
 
 from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
 from hf_vlmdrive.generation import generate_predictions
-from hf_vlmdrive.trainers.roadscene_tiny_model import build_tiny_smolvlm
+from hf_vlmdrive.testing.tiny_smolvlm import build_tiny_smolvlm
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,12 @@ import torch
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
+from hf_vlmdrive.data.collators import AssistantOnlyVLMCollator  # noqa: E402
 from hf_vlmdrive.data.roadscene import load_sft_dataset  # noqa: E402
 from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene  # noqa: E402
-from hf_vlmdrive.trainers.roadscene_tiny_model import build_tiny_smolvlm  # noqa: E402
-from hf_vlmdrive.trainers.sft_roadscene import (  # noqa: E402
-    AssistantOnlyVLMCollator,
-    RoadSceneSFTArguments,
-    build_model,
-    load_processor,
-    run_sft,
-)
+from hf_vlmdrive.testing.tiny_smolvlm import build_tiny_smolvlm  # noqa: E402
+from hf_vlmdrive.trainers.roadscene_config import RoadSceneSFTArguments  # noqa: E402
+from hf_vlmdrive.trainers.roadscene_recipe import build_model, load_processor, train_roadscene  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +125,9 @@ def test_run_sft_saves_and_resumes(setup):
                          report_to=[], use_cpu=True, gradient_checkpointing=False, logging_steps=1,
                          resume_from_checkpoint="last")
 
-    first = run_sft(args, config(1))
+    first = train_roadscene(args, config(1)).sft_metrics
     assert (root / "resume" / "checkpoint-1").is_dir() and (root / "resume" / "adapter_config.json").is_file()
-    second = run_sft(args, config(2))
+    second = train_roadscene(args, config(2)).sft_metrics
     assert (root / "resume" / "checkpoint-2").is_dir()
     # The resumed run only did the one missing step.
     assert first["num_train_records"] == second["num_train_records"] == 6

@@ -28,8 +28,9 @@ def test_train_writes_the_episode_figure_and_names_the_baseline(tmp_path, capsys
     from transformers import AutoModel, AutoProcessor
 
     import hf_vlmdrive  # noqa: F401
+    from hf_vlmdrive.data.collators import RoboVLMCollator
     from hf_vlmdrive.data.episodes_hdf5 import open_episodes
-    from hf_vlmdrive.trainers.robovlm_recipe import RoboVLMCollator, predict_episode
+    from hf_vlmdrive.trainers.robovlm_recipe import predict_episode
 
     out = tmp_path / "run"
     assert cli_main(["train", "robovlm", "--output_dir", str(out), *TINY]) == 0

@@ -7,8 +7,7 @@ import pytest
 
 from hf_vlmdrive.data.carla import CAMERA_YAW_DEG, camera_extrinsics, camera_intrinsics
 from hf_vlmdrive.data.synthetic.driving import PinholeCamera
-from hf_vlmdrive.trainers.simlingo_recipe import distinct_samples, plot_simlingo_predictions
-from hf_vlmdrive.visualization import project_ego_to_image
+from hf_vlmdrive.visualization import distinct_samples, plot_simlingo_predictions, project_ego_to_image
 
 
 @pytest.mark.parametrize("camera", ["rgb", "rgb_left", "rgb_right"])

@@ -11,14 +11,10 @@ import yaml
 from transformers import AutoConfig, AutoModel, TrainerCallback, TrainingArguments
 
 import hf_vlmdrive  # noqa: F401
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
-from hf_vlmdrive.trainers.waypoint import (
-    WaypointDataArguments,
-    WaypointModelArguments,
-    build_waypoint_model,
-    train_waypoint,
-)
+from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments
+from hf_vlmdrive.trainers.waypoint_recipe import build_waypoint_model, train_waypoint
 
 TINY_SIGLIP = dict(
     model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -257,21 +253,24 @@ def test_from_backbone_loads_the_tower_then_adds_lora(tmp_path):
             continue
         assert torch.equal(tensor, src[name.replace(".base_layer", "")]), name
     # The training flag takes the same route.
-    built, _ = build_waypoint_model(WaypointModelArguments(backbone=str(tmp_path / "backbone"), lora_rank=32,
-                                                           head_hidden_sizes=[32, 32]))
+    built, _ = build_waypoint_model(WaypointScriptArguments(backbone=str(tmp_path / "backbone"),
+                                                            model_config={"lora": {"r": 32}, "head_hidden_sizes": [32, 32]}))
     assert built.config.lora["r"] == 32 and built.config.lora["lora_alpha"] == 64
 
 
 # ---------------------------------------------------------------------------------------------- training
 def tiny_yaml(tmp_path: Path, name: str, **overrides) -> Path:
+    model_config = dict(vision_config=TINY_SIGLIP, pooling="attention", head_hidden_sizes=[32, 32],
+                        past_state_scale=10.0, waypoint_scale=10.0)
     cfg = dict(
-        vision_config=json.dumps(TINY_SIGLIP), pooling="attention", head_hidden_sizes=[32, 32],
-        past_state_scale=10.0, waypoint_scale=10.0, train_data="synthetic:32", eval_data="synthetic:8:1",
+        train_data="synthetic:32", eval_data="synthetic:8:1",
         image_width=48, image_height=32, output_dir=str(tmp_path / name), per_device_train_batch_size=8,
         learning_rate=3e-3, max_steps=4, logging_steps=1, save_strategy="no", eval_strategy="no",
         report_to="none", disable_tqdm=True, seed=0,
     )
-    cfg.update(overrides)
+    for key, value in overrides.items():  # model config fields go under model_config
+        (model_config if key in WaypointVLMConfig().to_dict() else cfg)[key] = value
+    cfg["model_config"] = {k: v for k, v in model_config.items() if v is not None}
     cfg = {k: v for k, v in cfg.items() if v is not None}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -287,17 +286,15 @@ class Snapshot(TrainerCallback):
 
 def _train(tmp_path, name, *extra: str, **overrides):
     argv = ["--config", str(tiny_yaml(tmp_path, name, **overrides)), *extra]
-    model_args, data_args, training_args = parse_args(
-        (WaypointModelArguments, WaypointDataArguments, TrainingArguments), argv
-    )
+    script_args, training_args = parse_args((WaypointScriptArguments, TrainingArguments), argv)
     snapshot = Snapshot()
-    trainer = train_waypoint(model_args, data_args, training_args, callbacks=[snapshot])
+    trainer = train_waypoint(script_args, training_args, callbacks=[snapshot])
     return trainer, snapshot.initial
 
 
 def test_trainer_changes_only_lora_and_head_and_reloads(tmp_path, caplog):
     caplog.set_level("INFO", logger="hf_vlmdrive.trainers.waypoint_recipe")
-    trainer, initial = _train(tmp_path, "lora", "--lora_rank", "8")
+    trainer, initial = _train(tmp_path, "lora", "--model_config.lora.r", "8")
     assert "frozen + LoRA r=8" in caplog.text
     final = trainer.model.state_dict()
     changed = {k for k in final if not torch.equal(initial[k], final[k])}
@@ -327,14 +324,14 @@ def test_stage_two_continues_a_stage_one_model(tmp_path, cli):
     stage1_dir = Path(stage1.args.output_dir)
     assert AutoModel.from_pretrained(stage1_dir).config.lora is None
     # build_waypoint_model adds adapters to the loaded stage-1 model; it starts exactly as stage 1.
-    model, _ = build_waypoint_model(WaypointModelArguments(model_name_or_path=str(stage1_dir), lora_rank=16))
+    model, _ = build_waypoint_model(WaypointScriptArguments(model_name_or_path=str(stage1_dir), model_config={"lora": {"r": 16}}))
     assert model.config.lora["r"] == 16 and len(lora_names(model)) == 16
     x = inputs()
     assert torch.allclose(model.eval()(**x).waypoints, stage1.model.eval()(**x).waypoints, atol=1e-6)
     # The CLI flag on the stage-1 directory (no vision_config: the model comes from the directory).
     cfg = tiny_yaml(tmp_path, "stage2", vision_config=None, pooling=None, head_hidden_sizes=None)
-    assert cli("train", "waypoint", "--config", cfg, "--model_name_or_path", stage1_dir, "--lora_rank", "16",
-               "--lora_target_modules", "q_proj", "v_proj", "--lora_dropout", "0.0") == 0
+    assert cli("train", "waypoint", "--config", cfg, "--model_name_or_path", stage1_dir, "--model_config.lora.r", "16",
+               "--model_config.lora.target_modules", "q_proj", "v_proj", "--model_config.lora.lora_dropout", "0.0") == 0
     stage2 = AutoModel.from_pretrained(tmp_path / "stage2")
     assert stage2.config.lora == {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
                                   "target_modules": ["q_proj", "v_proj"], "bias": "none"}
@@ -344,13 +341,13 @@ def test_stage_two_continues_a_stage_one_model(tmp_path, cli):
             assert torch.equal(tensor, s1[name.replace(".base_layer", "")]), name
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in s2.items() if ".lora_B." in k)
     # Continuing a stage-2 model keeps its adapters; asking for different ones is an error.
-    again, _ = build_waypoint_model(WaypointModelArguments(model_name_or_path=str(tmp_path / "stage2")))
+    again, _ = build_waypoint_model(WaypointScriptArguments(model_name_or_path=str(tmp_path / "stage2")))
     assert again.config.lora == stage2.config.lora and not again.vision_is_frozen
     with pytest.raises(ValueError, match="already has LoRA"):
-        build_waypoint_model(WaypointModelArguments(model_name_or_path=str(tmp_path / "stage2"), lora_rank=8))
+        build_waypoint_model(WaypointScriptArguments(model_name_or_path=str(tmp_path / "stage2"), model_config={"lora": {"r": 8}}))
     with pytest.raises(ValueError, match="need a LoRA rank"):
-        build_waypoint_model(WaypointModelArguments(vision_config=json.dumps(TINY_SIGLIP),
-                                                    lora_target_modules=["q_proj"]))
+        build_waypoint_model(WaypointScriptArguments(model_config={"vision_config": TINY_SIGLIP,
+                                                                   "lora": {"target_modules": ["q_proj"]}}))
     with pytest.raises(ValueError, match="freeze_vision must be True"):
-        build_waypoint_model(WaypointModelArguments(vision_config=json.dumps(TINY_SIGLIP), lora_rank=8,
-                                                    freeze_vision=False))
+        build_waypoint_model(WaypointScriptArguments(model_config={"vision_config": TINY_SIGLIP, "lora": {"r": 8},
+                                                                   "freeze_vision": False}))

@@ -14,15 +14,11 @@ import torch
 import yaml
 from transformers import AutoImageProcessor, AutoModel, TrainerCallback, TrainingArguments
 
-from hf_vlmdrive.cli.parsing import parse_args
+from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.data.collators import WaypointCollator
 from hf_vlmdrive.data.waypoint import load_waypoint_dataset
-from hf_vlmdrive.trainers.waypoint import (
-    WaypointModelArguments,
-    WaypointScriptArguments,
-    build_waypoint_model,
-    train_waypoint,
-)
+from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments
+from hf_vlmdrive.trainers.waypoint_recipe import build_waypoint_model, train_waypoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TOWER = json.dumps(dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
@@ -111,10 +107,8 @@ def test_config_errors_are_clear(tmp_path, cli):
     with pytest.raises(ValueError, match="--vision_config must be a JSON object"):
         build_waypoint_model(WaypointScriptArguments(model_config={"vision_config": "{not json"}))
     assert cli("train", "waypoint", "--config", tiny_yaml(tmp_path), "--model_config.poling", "mean") == 2
-    # The deprecated (model_args, data_args) form still builds the same model, with a FutureWarning.
-    with pytest.warns(FutureWarning, match="WaypointScriptArguments"):
-        legacy, _ = build_waypoint_model(WaypointModelArguments(vision_config=TINY_TOWER, pooling="mean"))
-    assert legacy.config.pooling == "mean"
+    # A model config field given as a plain flag says where it goes.
+    assert cli("train", "waypoint", "--config", tiny_yaml(tmp_path), "--pooling", "mean") == 2
 
 
 def test_collator_keys_and_shapes():

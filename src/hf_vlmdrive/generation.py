@@ -103,7 +103,7 @@ def generate_predictions(
 
     Returns counts: `num_records`, `num_skipped_done` (already in the output), `num_generated`.
     """
-    from .data.collators import load_chat_image as _load_image
+    from .data.images import load_chat_image as _load_image
 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():

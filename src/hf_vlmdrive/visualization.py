@@ -1,9 +1,11 @@
-"""Figures: predicted vs. true trajectories drawn into the camera images; road-scene answers beside their image."""
+"""Figures of every family: predicted vs. true trajectories drawn into the camera images (waypoints, SimLingo),
+road-scene answers and captions beside their image, action chunks and per-episode actions (GeoVLA, RoboVLM)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -254,8 +256,117 @@ def plot_action_chunks(
     return _save_figure(fig, path, dpi=110)
 
 
-__all__ = ["plot_action_chunks", "plot_caption_predictions", "plot_roadscene_predictions", "plot_waypoint_predictions", "project_ego_to_image",
-           "project_ground_waypoints"]
+# ---------------------------------------------------------------------------------------- SimLingo
+def distinct_samples(predictions: dict[str, np.ndarray], num: int, groups: list | None = None) -> list[int]:
+    """`num` sample indices that look different: greedy farthest-point selection over (route end lateral
+    offset, route end distance, speed), preferring samples from routes not chosen yet (`groups[i]` = the route
+    of sample i). Deterministic; starts from the sample whose route turns most."""
+    route = predictions["route_labels"]
+    feats = np.stack([route[:, -1, 1], 0.5 * route[:, -1, 0], predictions["speed"][:, 0]], -1).astype(np.float64)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    n = len(feats)
+    chosen = [int(np.argmax(np.abs(route[:, -1, 1])))] if n else []
+    while len(chosen) < min(num, n):
+        dist = np.min(np.linalg.norm(feats[:, None] - feats[chosen][None], axis=-1), axis=1)
+        if groups is not None:
+            used = {groups[c] for c in chosen}
+            dist = dist + np.array([0.0 if groups[i] in used else 10.0 for i in range(n)])
+        dist[chosen] = -np.inf
+        chosen.append(int(np.argmax(dist)))
+    return chosen
+
+
+def plot_simlingo_predictions(predictions: dict[str, np.ndarray], path: str | Path, num: int = 6,
+                              route_spacing: float = 1.0, dataset=None, indices: list[int] | None = None,
+                              waypoint_hz: float = 4.0) -> Path:
+    """Save a figure of `num` distinct held-out samples (see `distinct_samples`), one row each: the front
+    camera image with the true / predicted / baseline route and speed waypoints projected onto the ground
+    (needs `dataset`, the [`CarlaRouteDataset`] the predictions came from), and the same in bird's-eye view
+    (metres, x forward, lateral with the left to the left). Baselines: the straight-line route and the
+    constant-velocity waypoints (`waypoint_hz` speed waypoints per second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics.trajectory.trajectory import straight_route_baseline
+
+    groups = [dataset.index[i][0] for i in range(len(dataset))] if dataset is not None else None
+    picks = list(indices) if indices is not None else distinct_samples(predictions, num, groups)
+    num_route = predictions["route"].shape[1]
+    straight = straight_route_baseline(1, num_route, route_spacing)[0]
+    cols = 2 if dataset is not None else 1
+    fig, axes = plt.subplots(len(picks), cols, figsize=(4.6 * cols, 2.9 * len(picks)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.5, 1]} if cols == 2 else None)
+    for row, i in enumerate(picks):
+        m = predictions["speed_wps_mask"][i].astype(bool)
+        rm = predictions["route_mask"][i].astype(bool)
+        v = float(predictions["speed"][i, 0])
+        pr_w = predictions["speed_wps"][i]
+        cv = np.stack([v * np.arange(1, len(pr_w) + 1) / waypoint_hz, np.zeros(len(pr_w))], -1)
+        tracks = [  # (points, style, colour, label)
+            (predictions["route_labels"][i][rm], "-", "tab:green", "route true"),
+            (predictions["route"][i], "-", "tab:red", "route predicted"),
+            (straight, "--", "tab:blue", "route baseline (straight line)"),
+            (predictions["speed_wps_labels"][i][m], "o", "tab:green", "waypoints true"),
+            (pr_w, "x", "tab:red", "waypoints predicted"),
+            (cv, ".", "tab:blue", "waypoints baseline (constant velocity)"),
+        ]
+        route_ade = float(np.linalg.norm(predictions["route"][i][rm] - predictions["route_labels"][i][rm], axis=-1).mean())
+        title = f"sample {i}, v = {v:.1f} m/s, route ADE {route_ade:.2f} m"
+        if dataset is not None:
+            sample = dataset[i]
+            title = f"{sample['route_name']} frame {sample['frame']}: v = {v:.1f} m/s, route ADE {route_ade:.2f} m"
+            image = np.asarray(sample["pixel_values"][-1, 0]).transpose(1, 2, 0)
+            ax = axes[row][0]
+            ax.imshow(image)
+            h, w = image.shape[:2]
+            for pts, style, colour, label in tracks:
+                uv, ok = project_ego_to_image(pts, sample["intrinsics"][0], sample["extrinsics"][0], (w, h))
+                ax.plot(uv[ok, 0], uv[ok, 1], style, color=colour, ms=3, lw=1.4, label=label)
+            ax.set_xlim(0, w - 1)
+            ax.set_ylim(h - 1, 0)
+            ax.set_xlabel("image u (px)", fontsize=7)
+            ax.set_ylabel("image v (px)", fontsize=7)
+            ax.set_title(title, fontsize=8, loc="left")
+            ax.tick_params(labelsize=6)
+        ax = axes[row][cols - 1]
+        for pts, style, colour, label in tracks:
+            ax.plot(-pts[:, 1], pts[:, 0], style, color=colour, ms=3, lw=1.4, label=label)
+        ax.set_xlabel("lateral -y (m, right +)", fontsize=7)
+        ax.set_ylabel("x (m, forward)", fontsize=7)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=6)
+        if dataset is None:
+            ax.set_title(title, fontsize=8, loc="left")
+    handles, labels = axes[0][cols - 1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (3 * len(picks) + 1), 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- RoboVLM
+def plot_episode_actions(episodes: list[dict[str, Any]], baseline_action: np.ndarray, path: str | Path,
+                         names: list[str] | None = None, units: list[str] | None = None) -> Path:
+    """Figure: per held-out episode (row) and action value (column, the gripper too when the robot has one), the
+    true and the predicted action at every frame, with the constant training-mean action (dashed)."""
+    ref = np.stack([e["target"] for e in episodes])
+    pred = np.stack([e["pred"] for e in episodes])
+    base = np.broadcast_to(np.asarray(baseline_action, np.float32), ref.shape)
+    return plot_action_chunks(ref, pred, path, action_names=names,
+                              baselines={"baseline: training-mean action": base},
+                              titles=[f"{e['episode_id']}: {e['task']}" for e in episodes],
+                              step_label="frame of the held-out episode", units=units)
+
+
+__all__ = ["distinct_samples", "plot_action_chunks", "plot_caption_predictions", "plot_episode_actions",
+           "plot_episode_frame_strips", "plot_roadscene_predictions", "plot_simlingo_predictions",
+           "plot_waypoint_predictions", "project_ego_to_image", "project_ground_waypoints"]
 
 
 def read_video_frames(path: str | Path) -> np.ndarray:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..arguments import parse_args
 from ..errors import UserError, UserFileNotFoundError
-from .parsing import parse_args
 
 logger = logging.getLogger(__name__)
 

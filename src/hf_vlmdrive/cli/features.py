@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..arguments import parse_args
 from ..errors import UserError
-from .parsing import parse_args
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..arguments import parse_args
 from ..hub import check_model_source
-from .parsing import parse_args
 
 
 @dataclass

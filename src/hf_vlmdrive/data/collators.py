@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import random
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import UserError
+from .images import load_chat_image
+from .roadscene import ANNOTATION_PROMPT, DEFAULT_CAPTION_PROMPT
 
 logger = logging.getLogger(__name__)
-
-
-def as_pil_image(image: Any):
-    """A decoded RGB `PIL.Image` from a PIL image, a `datasets.Image(decode=False)` dict or encoded bytes."""
-    import io
-
-    from PIL import Image
-
-    if isinstance(image, dict):
-        data = image.get("bytes")
-        image = Image.open(io.BytesIO(data)) if data is not None else Image.open(image["path"])
-    elif isinstance(image, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(image))
-    return image.convert("RGB")
 
 
 @dataclass
@@ -205,21 +195,6 @@ class SimLingoCollator:
 # each assistant turn (with the generation prompt) and through it, and keeps the labels of the tokens in
 # between; everything else (system/user text, the expanded image tokens, padding) is -100.
 
-def load_chat_image(image: Any):
-    from PIL import Image
-
-    if isinstance(image, (str, Path)):
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    if isinstance(image, dict) and ("bytes" in image or "path" in image):  # undecoded datasets.Image
-        import io
-
-        src = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
-        with Image.open(src) as im:
-            return im.convert("RGB")
-    return image.convert("RGB") if hasattr(image, "convert") else image
-
-
 def _clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop the `None` fields Arrow adds to structured parts (`{"type": "image", "text": None}`)."""
     out = []
@@ -336,4 +311,70 @@ class AssistantOnlyVLMCollator:
         return int(ids.shape[0]), ids
 
 
-__all__ = ["AssistantOnlyVLMCollator", "GeoVLACollator", "SimLingoCollator", "WaypointCollator", "as_pil_image", "load_chat_image"]
+# ---------------------------------------------------------------------------------------- Flamingo SFT
+_before, _after = ANNOTATION_PROMPT.split("{annotations}")
+ANNOTATION_RE = re.compile(rf"^{re.escape(_before)}.*{re.escape(_after)}$", re.DOTALL)
+
+
+@dataclass
+class FlamingoSFTCollator:
+    """Text dropout on visual descriptions, then `AssistantOnlyVLMCollator`.
+
+    Input: examples with `messages` and `images` (as the road-scene data module builds them). With
+    probability `text_dropout`, a user text part that carries the annotations ("Using road annotations:
+    {...}, generate caption and cue.") is replaced by the plain caption prompt, so the answer must come from
+    the image. Output keys: `input_ids`, `attention_mask`, `pixel_values` (B, T_img, 1, 3, H, W), `labels`.
+    """
+
+    base: AssistantOnlyVLMCollator
+    text_dropout: float = 0.0
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+    def prompt_length(self, example: dict[str, Any], whole: bool = False) -> int:
+        """See `AssistantOnlyVLMCollator.prompt_length` (measured without dropout: the longer prompt)."""
+        return self.base.prompt_length(example, whole=whole)
+
+    def drop_descriptions(self, example: dict[str, Any]) -> dict[str, Any]:
+        """A copy of `example` with each annotation prompt dropped with probability `text_dropout`."""
+        example = dict(example)
+        messages = copy.deepcopy(example["messages"])
+        for message in messages:
+            if message["role"] != "user" or not isinstance(message["content"], list):
+                continue
+            for part in message["content"]:
+                text = part.get("text")
+                if part.get("type") == "text" and text and ANNOTATION_RE.match(text):
+                    if self._rng.random() < self.text_dropout:
+                        part["text"] = DEFAULT_CAPTION_PROMPT
+        example["messages"] = messages
+        return example
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.text_dropout > 0:
+            examples = [self.drop_descriptions(ex) for ex in examples]
+        return self.base(examples)
+
+
+# ---------------------------------------------------------------------------------------- RoboVLM windows
+@dataclass
+class RoboVLMCollator:
+    """Batches windows with a [`RoboVLMProcessor`].
+
+    Input keys per item: `frames` (L, H, W, 3), `actions` (L, chunk, A), `action_mask` (L, chunk), `task`.
+    Output keys: `pixel_values` (B, L, 3, S, S), `input_ids` / `attention_mask` (B, T), `actions`, `action_mask`.
+    """
+
+    processor: Any
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.processor(images=[list(it["frames"]) for it in items], text=[it["task"] for it in items],
+                               actions=np.stack([it["actions"] for it in items]),
+                               action_mask=np.stack([it["action_mask"] for it in items]))
+        return dict(batch)
+
+
+__all__ = ["FlamingoSFTCollator", "RoboVLMCollator", "AssistantOnlyVLMCollator", "GeoVLACollator", "SimLingoCollator", "WaypointCollator"]

@@ -17,11 +17,14 @@ only and load an [`Episode`] (frames, actions, task) on demand.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from ..errors import UserError, UserFileNotFoundError, require_extra
 
@@ -201,7 +204,53 @@ def open_episodes(path: str | Path, camera_key: str | None = None) -> EpisodeSou
     return HDF5EpisodeSource(path)
 
 
+class RoboVLMWindowDataset(Dataset):
+    """Training windows over an [`EpisodeSource`]: every `stride`-th start of `window_size` consecutive frames.
+
+    Item keys: `frames` (L, H, W, 3) uint8, `actions` (L, chunk, A) float32 (the action of frame t and the next
+    chunk-1 frames), `action_mask` (L, chunk) bool (False past the episode's end), `task` (str), `episode_id`, `start`.
+    Episodes shorter than the window give one window padded by repeating the last frame (masked).
+    """
+
+    def __init__(self, source: EpisodeSource, window_size: int, chunk_size: int = 1, stride: int = 1,
+                 cache_episodes: int = 256):
+        self.source, self.window, self.chunk = source, int(window_size), int(chunk_size)
+        self.index: list[tuple[int, int]] = []
+        for i, info in enumerate(source.infos):
+            starts = range(0, max(1, info.length - self.window + 1), int(stride))
+            self.index += [(i, s) for s in starts]
+        if not self.index:
+            raise UserError(f"{source.root}: no episodes to make windows from")
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+        self._cache_size = cache_episodes
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _episode(self, i: int):
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        ep = self.source.load(i)
+        self._cache[i] = ep
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return ep
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        i, start = self.index[k]
+        ep = self._episode(i)
+        n = len(ep)
+        frames_idx = np.minimum(np.arange(start, start + self.window), n - 1)
+        steps = frames_idx[:, None] + np.arange(self.chunk)[None]  # (L, chunk)
+        mask = (steps < n) & (np.arange(start, start + self.window) < n)[:, None]
+        actions = ep.actions[np.minimum(steps, n - 1)]  # (L, chunk, A)
+        return {"frames": ep.images[frames_idx], "actions": actions.astype(np.float32), "action_mask": mask,
+                "task": ep.task, "episode_id": ep.episode_id, "start": int(start)}
+
+
 __all__ = [
+    "RoboVLMWindowDataset",
     "ACTION_KEY",
     "IMAGES_KEY",
     "Episode",

@@ -94,7 +94,7 @@ def fill_waypoint_cache(
     The model stays where it is (move it to the GPU first to encode there). Returns the counts of
     `fill_feature_cache` ({"images", "cached", "computed", "corrupt"}).
     """
-    from ..data.collators import as_pil_image
+    from ..data.images import as_pil_image
     from ..models.waypoint_vlm.processing_waypoint_vlm import image_processor_of
 
     image_processor = image_processor_of(image_processor)

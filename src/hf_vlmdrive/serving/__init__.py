@@ -4,7 +4,7 @@
 - `policy`: the `Policy` protocol, `KeyMap`, `ModelPolicy` and `load_policy(model_dir)` (GeoVLA checkpoints).
 - `server`: `PolicyServer` (websockets asyncio; openpi bare-observation dialect + `{type, request_id, payload}`
   envelope on one port, `/healthz`, api key, limits).
-- `client`: `PolicyClient` (timeouts, reset, envelope ping).
+- `client`: `PolicyClient` (timeouts, reset, envelope ping), `ReconnectingPolicy` (a new connection after an error).
 
 Needs `websockets` and `msgpack` (the `serving` extra). Names are imported on first access (PEP 562).
 """
@@ -22,6 +22,7 @@ _LAZY_ATTRS = {
     "PolicyServer": ".server",
     "PolicyClient": ".client",
     "PolicyServerError": ".client",
+    "ReconnectingPolicy": ".client",
 }
 
 __all__ = list(_LAZY_ATTRS)

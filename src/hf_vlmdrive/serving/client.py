@@ -3,7 +3,8 @@
 Same wire format as openpi's `WebsocketClientPolicy` (bare msgpack observation -> msgpack reply, metadata
 frame on connect, text frame = server error), plus what that client lacks: timeouts, `close()` / a context
 manager, a `reset()` that reaches the server (the reset key of the server's metadata), the envelope `ping`,
-and errors that say what happened.
+and errors that say what happened. `ReconnectingPolicy` wraps any such client for long evaluations: after an
+error it connects again for the next request.
 
 >>> with PolicyClient("127.0.0.1", 10093) as client:  # doctest: +SKIP
 ...     actions = client.infer(obs)["actions"]  # (T, D) float32
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import time
 from typing import Any
 
 from .msgpack_numpy import packb, unpackb
+
+logger = logging.getLogger(__name__)
 
 
 class PolicyServerError(RuntimeError):
@@ -129,4 +133,40 @@ class PolicyClient:
         self.close()
 
 
-__all__ = ["PolicyClient", "PolicyServerError"]
+class ReconnectingPolicy:
+    """A websocket client that reconnects after an error (openpi's server closes the connection on any error,
+    which would otherwise fail every later episode too). `connect()` builds a fresh client."""
+
+    def __init__(self, connect):
+        self._connect = connect
+        self._client = connect()  # fail fast when the server is not there
+
+    def _get(self):
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def infer(self, obs: dict) -> dict:
+        try:
+            return self._get().infer(obs)
+        except Exception:
+            self.close()
+            raise
+
+    def reset(self) -> None:
+        try:
+            self._get().reset()
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                logger.debug("closing the policy client failed", exc_info=True)
+
+
+__all__ = ["PolicyClient", "PolicyServerError", "ReconnectingPolicy"]

@@ -15,19 +15,13 @@ Entry points: `train_flamingo(script_args, training_args) -> FlamingoTrainer` an
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import random
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ..data.collators import AssistantOnlyVLMCollator
-from ..data.roadscene import ANNOTATION_PROMPT, DEFAULT_CAPTION_PROMPT
+from ..data.collators import AssistantOnlyVLMCollator, FlamingoSFTCollator
 from ..errors import UserError
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
@@ -36,54 +30,9 @@ from .flamingo_trainer import FlamingoTrainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FlamingoSFTCollator", "build_model", "main", "merge_cross_attention_lora", "train_flamingo"]
+__all__ = ["build_model", "main", "merge_cross_attention_lora", "train_flamingo"]
 
-_before, _after = ANNOTATION_PROMPT.split("{annotations}")
-ANNOTATION_RE = re.compile(rf"^{re.escape(_before)}.*{re.escape(_after)}$", re.DOTALL)
 LORA_TARGETS = r".*\.gated_cross_attn_layer\.attn\.(to_q|to_kv|to_out)"
-
-
-@dataclass
-class FlamingoSFTCollator:
-    """Text dropout on visual descriptions, then `AssistantOnlyVLMCollator`.
-
-    Input: examples with `messages` and `images` (as the road-scene data module builds them). With
-    probability `text_dropout`, a user text part that carries the annotations ("Using road annotations:
-    {...}, generate caption and cue.") is replaced by the plain caption prompt, so the answer must come from
-    the image. Output keys: `input_ids`, `attention_mask`, `pixel_values` (B, T_img, 1, 3, H, W), `labels`.
-    """
-
-    base: AssistantOnlyVLMCollator
-    text_dropout: float = 0.0
-    seed: int = 0
-    _rng: random.Random = field(init=False, repr=False)
-
-    def __post_init__(self):
-        self._rng = random.Random(self.seed)
-
-    def prompt_length(self, example: dict[str, Any], whole: bool = False) -> int:
-        """See `AssistantOnlyVLMCollator.prompt_length` (measured without dropout: the longer prompt)."""
-        return self.base.prompt_length(example, whole=whole)
-
-    def drop_descriptions(self, example: dict[str, Any]) -> dict[str, Any]:
-        """A copy of `example` with each annotation prompt dropped with probability `text_dropout`."""
-        example = dict(example)
-        messages = copy.deepcopy(example["messages"])
-        for message in messages:
-            if message["role"] != "user" or not isinstance(message["content"], list):
-                continue
-            for part in message["content"]:
-                text = part.get("text")
-                if part.get("type") == "text" and text and ANNOTATION_RE.match(text):
-                    if self._rng.random() < self.text_dropout:
-                        part["text"] = DEFAULT_CAPTION_PROMPT
-        example["messages"] = messages
-        return example
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if self.text_dropout > 0:
-            examples = [self.drop_descriptions(ex) for ex in examples]
-        return self.base(examples)
 
 
 def _new_token_rows_only(model, processor) -> None:
@@ -218,7 +167,7 @@ def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTra
 
 def main(argv: list[str] | None = None) -> int:
     """Parse (`FlamingoSFTArguments`, `FlamingoTrainingArguments`) from a YAML `--config` + flags and train."""
-    from ..cli.parsing import parse_args
+    from ..arguments import parse_args
 
     argv = ["--model_name_or_path" if a == "--model" else a for a in (argv or [])]
     script_args, training_args = parse_args([FlamingoSFTArguments, FlamingoTrainingArguments], argv,

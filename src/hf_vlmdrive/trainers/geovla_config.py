@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ..cli.parsing import ModelConfigArguments
+from ..arguments import ModelConfigArguments
 from ..errors import UserError
 from ..models.geovla.configuration_geovla import GeoVLAConfig
 
@@ -45,19 +45,6 @@ class GeoVLATrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every collated key (GeoVLA needs them)."})
 
 
-# Flags that mirrored GeoVLAConfig fields before `model_config` (kept for one release).
-GEOVLA_DEPRECATED_FLAGS = {
-    "geometry_num_layers": "geometry_config.num_layers",
-    "geometry_num_heads": "geometry_config.num_heads",
-    "geometry_output_size": "geometry_config.output_size",
-    **{name: name for name in (
-        "compressor_type", "num_geometry_tokens", "compressor_num_heads", "dit_num_layers", "dit_hidden_size",
-        "dit_num_heads", "dit_vlm_layer_map", "action_chunk_size", "num_inference_steps", "normalization_mode",
-        "freeze_patterns",
-    )},
-}
-
-
 @dataclass
 class GeoVLAScriptArguments(ModelConfigArguments):
     """Data and model arguments of `examples/train_libero.py` / `hf-vlmdrive train geovla`.
@@ -89,7 +76,6 @@ class GeoVLAScriptArguments(ModelConfigArguments):
     )
 
     model_config_class = GeoVLAConfig
-    deprecated_model_flags = GEOVLA_DEPRECATED_FLAGS
     data_derived_fields = ("action_dim", "state_dim", "vlm_config", "vlm_name_or_path", "geometry_name_or_path")
 
     def __post_init__(self):
@@ -106,4 +92,4 @@ class GeoVLAScriptArguments(ModelConfigArguments):
         return int(self.model_config.get("action_chunk_size", GeoVLAConfig().action_chunk_size))
 
 
-__all__ = ["GEOVLA_DEPRECATED_FLAGS", "GeoVLAScriptArguments", "GeoVLATrainingArguments"]
+__all__ = ["GeoVLAScriptArguments", "GeoVLATrainingArguments"]

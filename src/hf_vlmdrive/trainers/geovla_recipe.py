@@ -133,7 +133,7 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `--config file.yaml` + overrides and train."""
-    from ..cli.parsing import parse_args
+    from ..arguments import parse_args
 
     script_args, training_args = parse_args((GeoVLAScriptArguments, GeoVLATrainingArguments), argv)
     train_geovla(script_args, training_args)

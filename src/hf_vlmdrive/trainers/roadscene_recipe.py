@@ -10,7 +10,6 @@ Reads top to bottom: arguments (`roadscene_config.py`) -> data (`hf_vlmdrive.dat
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from .roadscene_config import RoadSceneSFTArguments
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RoadSceneSFTArguments", "build_model", "load_processor", "run_sft", "train_roadscene",
+__all__ = ["RoadSceneSFTArguments", "build_model", "load_processor", "train_roadscene",
            "write_roadscene_card"]
 
 
@@ -195,8 +194,3 @@ def _check_lengths(dataset, collator, max_length: int | None, skip: bool, split:
     return dataset.select([j for j in range(len(dataset)) if j not in drop]), len(too_long)
 
 
-def run_sft(args: RoadSceneSFTArguments, sft_config) -> dict[str, Any]:
-    """Deprecated (removed in 0.2): `train_roadscene(...)` returns the trainer; this returns its metrics."""
-    warnings.warn("run_sft is deprecated: use train_roadscene (returns the SFTTrainer; metrics in "
-                  "trainer.sft_metrics)", FutureWarning, stacklevel=2)
-    return train_roadscene(args, sft_config).sft_metrics

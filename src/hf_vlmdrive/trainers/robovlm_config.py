@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ..cli.parsing import ModelConfigArguments
+from ..arguments import ModelConfigArguments
 from ..errors import UserError
 from ..models.robovlm.configuration_robovlm import RoboVLMConfig
 

@@ -6,84 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from ..data.episodes_hdf5 import EpisodeSource, open_episodes
+from ..data.collators import RoboVLMCollator
+from ..data.episodes_hdf5 import EpisodeSource, RoboVLMWindowDataset, open_episodes
 from ..errors import UserError
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
 from .robovlm_config import RoboVLMScriptArguments
 
 logger = logging.getLogger(__name__)
-
-
-class RoboVLMWindowDataset(Dataset):
-    """Training windows over an [`EpisodeSource`]: every `stride`-th start of `window_size` consecutive frames.
-
-    Item keys: `frames` (L, H, W, 3) uint8, `actions` (L, chunk, A) float32 (the action of frame t and the next
-    chunk-1 frames), `action_mask` (L, chunk) bool (False past the episode's end), `task` (str), `episode_id`, `start`.
-    Episodes shorter than the window give one window padded by repeating the last frame (masked).
-    """
-
-    def __init__(self, source: EpisodeSource, window_size: int, chunk_size: int = 1, stride: int = 1,
-                 cache_episodes: int = 256):
-        self.source, self.window, self.chunk = source, int(window_size), int(chunk_size)
-        self.index: list[tuple[int, int]] = []
-        for i, info in enumerate(source.infos):
-            starts = range(0, max(1, info.length - self.window + 1), int(stride))
-            self.index += [(i, s) for s in starts]
-        if not self.index:
-            raise UserError(f"{source.root}: no episodes to make windows from")
-        self._cache: OrderedDict[int, Any] = OrderedDict()
-        self._cache_size = cache_episodes
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _episode(self, i: int):
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        ep = self.source.load(i)
-        self._cache[i] = ep
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return ep
-
-    def __getitem__(self, k: int) -> dict[str, Any]:
-        i, start = self.index[k]
-        ep = self._episode(i)
-        n = len(ep)
-        frames_idx = np.minimum(np.arange(start, start + self.window), n - 1)
-        steps = frames_idx[:, None] + np.arange(self.chunk)[None]  # (L, chunk)
-        mask = (steps < n) & (np.arange(start, start + self.window) < n)[:, None]
-        actions = ep.actions[np.minimum(steps, n - 1)]  # (L, chunk, A)
-        return {"frames": ep.images[frames_idx], "actions": actions.astype(np.float32), "action_mask": mask,
-                "task": ep.task, "episode_id": ep.episode_id, "start": int(start)}
-
-
-@dataclass
-class RoboVLMCollator:
-    """Batches windows with a [`RoboVLMProcessor`].
-
-    Input keys per item: `frames` (L, H, W, 3), `actions` (L, chunk, A), `action_mask` (L, chunk), `task`.
-    Output keys: `pixel_values` (B, L, 3, S, S), `input_ids` / `attention_mask` (B, T), `actions`, `action_mask`.
-    """
-
-    processor: Any
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = self.processor(images=[list(it["frames"]) for it in items], text=[it["task"] for it in items],
-                               actions=np.stack([it["actions"] for it in items]),
-                               action_mask=np.stack([it["action_mask"] for it in items]))
-        return dict(batch)
 
 
 # The recipe's tiny random Kosmos-2 when no backbone is given (model_config.backbone_config overrides it).
@@ -201,21 +137,6 @@ def predict_episode(model, source: EpisodeSource, collator: RoboVLMCollator, epi
             "task": items[0]["task"], "episode_id": items[0]["episode_id"]}
 
 
-def plot_episode_actions(episodes: list[dict[str, Any]], baseline_action: np.ndarray, path: str | Path,
-                         names: list[str] | None = None, units: list[str] | None = None) -> Path:
-    """Figure: per held-out episode (row) and action value (column, the gripper too when the robot has one), the
-    true and the predicted action at every frame, with the constant training-mean action (dashed)."""
-    from ..visualization import plot_action_chunks
-
-    ref = np.stack([e["target"] for e in episodes])
-    pred = np.stack([e["pred"] for e in episodes])
-    base = np.broadcast_to(np.asarray(baseline_action, np.float32), ref.shape)
-    return plot_action_chunks(ref, pred, path, action_names=names,
-                              baselines={"baseline: training-mean action": base},
-                              titles=[f"{e['episode_id']}: {e['task']}" for e in episodes],
-                              step_label="frame of the held-out episode", units=units)
-
-
 def format_action_metrics(metrics: dict, names: list[str] | None = None) -> str:
     """A small text table: held-out action MSE / MAE of the model and of the training-mean action."""
     names = names or []
@@ -271,6 +192,8 @@ def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
     metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses, "train_windows": len(train_ds),
                         "global_step": trainer.state.global_step}
     if trainer.is_world_process_zero():
+        from ..visualization import plot_episode_actions
+
         shown = _one_episode_per_task(eval_src, 2)
         episodes = [predict_episode(model, eval_src, collator, i, cfg.window_size, cfg.action_chunk_size) for i in shown]
         units = ["m/s", "rad/s"] if names == ["linear_x", "angular_z"] else None
@@ -321,7 +244,7 @@ def _write_card(out: Path, model, metrics: dict, args: RoboVLMScriptArguments, t
 
 def main(argv: list[str] | None = None):
     """`hf-vlmdrive train robovlm`: parse (YAML `--config` + flags) and run."""
-    from ..cli.parsing import parse_args
+    from ..arguments import parse_args
     from .robovlm_config import RoboVLMTrainingArguments
 
     script_args, training_args = parse_args([RoboVLMScriptArguments, RoboVLMTrainingArguments], argv,
@@ -329,6 +252,6 @@ def main(argv: list[str] | None = None):
     return train_robovlm(script_args, training_args)
 
 
-__all__ = ["RoboVLMCollator", "RoboVLMWindowDataset", "action_metrics", "build_model_and_processor",
-           "format_action_metrics", "main", "plot_episode_actions", "predict_episode", "predict_windows",
+__all__ = ["action_metrics", "build_model_and_processor",
+           "format_action_metrics", "main", "predict_episode", "predict_windows",
            "train_robovlm"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ..cli.parsing import ModelConfigArguments
+from ..arguments import ModelConfigArguments
 from ..errors import UserError
 from ..models.simlingo.configuration_simlingo import SimLingoConfig
 
@@ -53,15 +53,6 @@ class SimLingoTrainingArguments(TrainingArguments):
             raise UserError(
                 f"SimLingoTrainingArguments.vision_learning_rate must be >= 0, got {self.vision_learning_rate!r}"
             )
-
-
-# Flags that mirrored SimLingoConfig fields before `model_config` (kept for one release).
-SIMLINGO_DEPRECATED_FLAGS = {
-    "num_frames": "num_frames", "route_as": "route_as", "speed_wps_mode": "speed_wps_mode",
-    "freeze_vision": "freeze_vision", "vision_hidden_size": "vision_config.hidden_size",
-    "vision_layers": "vision_config.num_hidden_layers", "vision_image_size": "vision_config.image_size",
-    "vision_patch_size": "vision_config.patch_size",
-}
 
 
 @dataclass
@@ -123,7 +114,6 @@ class SimLingoScriptArguments(ModelConfigArguments, CarlaReaderArguments):
     num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
 
     model_config_class = SimLingoConfig
-    deprecated_model_flags = SIMLINGO_DEPRECATED_FLAGS
     data_derived_fields = ("num_cameras",)
 
 
@@ -139,4 +129,4 @@ class SimLingoEvalArguments(CarlaReaderArguments):
     num_plot_samples: int = field(default=6, metadata={"help": "Samples drawn in predictions.png."})
 
 
-__all__ = ["SIMLINGO_DEPRECATED_FLAGS", "CarlaReaderArguments", "SimLingoEvalArguments", "SimLingoScriptArguments", "SimLingoTrainingArguments"]
+__all__ = ["CarlaReaderArguments", "SimLingoEvalArguments", "SimLingoScriptArguments", "SimLingoTrainingArguments"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,11 @@ import torch
 from ..errors import UserError
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
-from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
+from ..metrics.trajectory.trajectory import (
+    constant_velocity_baseline,
+    straight_route_baseline,
+    trajectory_metrics,
+)
 from .simlingo_config import SimLingoEvalArguments, SimLingoScriptArguments
 from .simlingo_trainer import SimLingoTrainer
 
@@ -79,7 +82,10 @@ def evaluate_and_report(model, dataset, output_dir: str | Path | None, batch_siz
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        metrics["plot"] = str(plot_simlingo_predictions(preds, out / "predictions.png", num=num_plot, dataset=dataset))
+        from ..visualization import plot_simlingo_predictions
+
+        metrics["plot"] = str(plot_simlingo_predictions(preds, out / "predictions.png", num=num_plot, dataset=dataset,
+                                                        waypoint_hz=SPEED_WPS_HZ))
     print(format_metrics(metrics))
     return metrics
 
@@ -112,12 +118,6 @@ def predict_simlingo(model, dataset, batch_size: int = 8, progress: bool = True)
             out[key].append(batch[key].numpy())
     model.train(was_training)
     return {k: np.concatenate(v) for k, v in out.items()}
-
-
-def straight_route_baseline(num_samples: int, num_points: int = 20, spacing: float = 1.0) -> np.ndarray:
-    """The route a lane-keeping-straight car would follow: points `spacing` m apart straight ahead."""
-    line = np.stack([spacing * np.arange(num_points), np.zeros(num_points)], axis=-1)
-    return np.broadcast_to(line, (num_samples, num_points, 2)).copy()
 
 
 def simlingo_metrics(predictions: dict[str, np.ndarray], route_spacing: float = 1.0) -> dict:
@@ -165,98 +165,6 @@ def simlingo_metrics(predictions: dict[str, np.ndarray], route_spacing: float = 
         ),
     }
     return result
-
-
-def distinct_samples(predictions: dict[str, np.ndarray], num: int, groups: list | None = None) -> list[int]:
-    """`num` sample indices that look different: greedy farthest-point selection over (route end lateral
-    offset, route end distance, speed), preferring samples from routes not chosen yet (`groups[i]` = the route
-    of sample i). Deterministic; starts from the sample whose route turns most."""
-    route = predictions["route_labels"]
-    feats = np.stack([route[:, -1, 1], 0.5 * route[:, -1, 0], predictions["speed"][:, 0]], -1).astype(np.float64)
-    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
-    n = len(feats)
-    chosen = [int(np.argmax(np.abs(route[:, -1, 1])))] if n else []
-    while len(chosen) < min(num, n):
-        dist = np.min(np.linalg.norm(feats[:, None] - feats[chosen][None], axis=-1), axis=1)
-        if groups is not None:
-            used = {groups[c] for c in chosen}
-            dist = dist + np.array([0.0 if groups[i] in used else 10.0 for i in range(n)])
-        dist[chosen] = -np.inf
-        chosen.append(int(np.argmax(dist)))
-    return chosen
-
-
-def plot_simlingo_predictions(predictions: dict[str, np.ndarray], path: str | Path, num: int = 6,
-                              route_spacing: float = 1.0, dataset=None, indices: list[int] | None = None) -> Path:
-    """Save a figure of `num` distinct held-out samples (see `distinct_samples`), one row each: the front
-    camera image with the true / predicted / baseline route and speed waypoints projected onto the ground
-    (needs `dataset`, the [`CarlaRouteDataset`] the predictions came from), and the same in bird's-eye view
-    (metres, x forward, lateral with the left to the left). Baselines: the straight-line route and the
-    constant-velocity waypoints."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..visualization import project_ego_to_image
-
-    groups = [dataset.index[i][0] for i in range(len(dataset))] if dataset is not None else None
-    picks = list(indices) if indices is not None else distinct_samples(predictions, num, groups)
-    num_route = predictions["route"].shape[1]
-    straight = straight_route_baseline(1, num_route, route_spacing)[0]
-    cols = 2 if dataset is not None else 1
-    fig, axes = plt.subplots(len(picks), cols, figsize=(4.6 * cols, 2.9 * len(picks)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.5, 1]} if cols == 2 else None)
-    for row, i in enumerate(picks):
-        m = predictions["speed_wps_mask"][i].astype(bool)
-        rm = predictions["route_mask"][i].astype(bool)
-        v = float(predictions["speed"][i, 0])
-        pr_w = predictions["speed_wps"][i]
-        cv = np.stack([v * np.arange(1, len(pr_w) + 1) / SPEED_WPS_HZ, np.zeros(len(pr_w))], -1)
-        tracks = [  # (points, style, colour, label)
-            (predictions["route_labels"][i][rm], "-", "tab:green", "route true"),
-            (predictions["route"][i], "-", "tab:red", "route predicted"),
-            (straight, "--", "tab:blue", "route baseline (straight line)"),
-            (predictions["speed_wps_labels"][i][m], "o", "tab:green", "waypoints true"),
-            (pr_w, "x", "tab:red", "waypoints predicted"),
-            (cv, ".", "tab:blue", "waypoints baseline (constant velocity)"),
-        ]
-        route_ade = float(np.linalg.norm(predictions["route"][i][rm] - predictions["route_labels"][i][rm], axis=-1).mean())
-        title = f"sample {i}, v = {v:.1f} m/s, route ADE {route_ade:.2f} m"
-        if dataset is not None:
-            sample = dataset[i]
-            title = f"{sample['route_name']} frame {sample['frame']}: v = {v:.1f} m/s, route ADE {route_ade:.2f} m"
-            image = np.asarray(sample["pixel_values"][-1, 0]).transpose(1, 2, 0)
-            ax = axes[row][0]
-            ax.imshow(image)
-            h, w = image.shape[:2]
-            for pts, style, colour, label in tracks:
-                uv, ok = project_ego_to_image(pts, sample["intrinsics"][0], sample["extrinsics"][0], (w, h))
-                ax.plot(uv[ok, 0], uv[ok, 1], style, color=colour, ms=3, lw=1.4, label=label)
-            ax.set_xlim(0, w - 1)
-            ax.set_ylim(h - 1, 0)
-            ax.set_xlabel("image u (px)", fontsize=7)
-            ax.set_ylabel("image v (px)", fontsize=7)
-            ax.set_title(title, fontsize=8, loc="left")
-            ax.tick_params(labelsize=6)
-        ax = axes[row][cols - 1]
-        for pts, style, colour, label in tracks:
-            ax.plot(-pts[:, 1], pts[:, 0], style, color=colour, ms=3, lw=1.4, label=label)
-        ax.set_xlabel("lateral -y (m, right +)", fontsize=7)
-        ax.set_ylabel("x (m, forward)", fontsize=7)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=6)
-        if dataset is None:
-            ax.set_title(title, fontsize=8, loc="left")
-    handles, labels = axes[0][cols - 1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.9 / (3 * len(picks) + 1), 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def format_metrics(metrics: dict) -> str:
@@ -341,13 +249,6 @@ def _write_card(out: Path, model, metrics: dict, script_args, train_dir, eval_di
     )
 
 
-def run_train(script_args: SimLingoScriptArguments, training_args) -> dict:
-    """Deprecated (removed in 0.2): `train_simlingo(...)` returns the trainer; this returns its held-out metrics."""
-    warnings.warn("run_train is deprecated: use train_simlingo (returns the Trainer; metrics in "
-                  "trainer.heldout_metrics)", FutureWarning, stacklevel=2)
-    return train_simlingo(script_args, training_args).heldout_metrics
-
-
 def build_processor(config, image_width: int, image_height: int, route_image_size: int):
     """The [`SimLingoProcessor`] matching the recipe's reader settings (saved beside the weights)."""
     from ..models.simlingo.processing_simlingo import SimLingoProcessor
@@ -373,14 +274,10 @@ __all__ = [
     "SimLingoScriptArguments",
     "build_model",
     "build_processor",
-    "distinct_samples",
-    "plot_simlingo_predictions",
     "predict_simlingo",
     "simlingo_metrics",
-    "straight_route_baseline",
     "train_simlingo",
     "evaluate_and_report",
     "format_metrics",
     "run_eval",
-    "run_train",
 ]

@@ -75,16 +75,4 @@ class SimLingoTrainer(ParameterGroupsMixin, Trainer):
         return self.lr_scheduler
 
 
-_MOVED_TO_RECIPE = ("plot_simlingo_predictions", "predict_simlingo", "simlingo_metrics", "straight_route_baseline")
-
-
-def __getattr__(name: str):
-    # Evaluation lives in the recipe (`simlingo_recipe.py`); the old import path works for one release.
-    if name in _MOVED_TO_RECIPE:
-        from . import simlingo_recipe
-
-        return getattr(simlingo_recipe, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["SimLingoTrainer", "simlingo_group_rules", "simlingo_parameter_groups"]

@@ -8,26 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cli.parsing import ModelConfigArguments
+from ..arguments import ModelConfigArguments
 from ..models.waypoint_vlm.configuration_waypoint_vlm import WaypointVLMConfig
-
-# Flags that mirrored WaypointVLMConfig fields before `model_config` (kept for one release).
-WAYPOINT_DEPRECATED_FLAGS = {
-    "vision_config": "vision_config",
-    "pooling": "pooling",
-    "head_hidden_sizes": "head_hidden_sizes",
-    "head_dropout": "head_dropout",
-    "loss_type": "loss_type",
-    "num_intents": "num_intents",
-    "intent_offset": "intent_offset",
-    "past_state_scale": "past_state_scale",
-    "waypoint_scale": "waypoint_scale",
-    "freeze_vision": "freeze_vision",
-    "lora_rank": "lora.r",
-    "lora_alpha": "lora.lora_alpha",
-    "lora_dropout": "lora.lora_dropout",
-    "lora_target_modules": "lora.target_modules",
-}
 
 
 @dataclass
@@ -70,8 +52,7 @@ class WaypointScriptArguments(ModelConfigArguments, WaypointDataArguments):
         metadata={"help": "Hub id or directory of a VLM / vision model whose vision tower to use (e.g. HuggingFaceTB/SmolVLM-Base)."},
     )
     model_config_class = WaypointVLMConfig
-    deprecated_model_flags = WAYPOINT_DEPRECATED_FLAGS
     data_derived_fields = ("num_cameras",)
 
 
-__all__ = ["WAYPOINT_DEPRECATED_FLAGS", "WaypointDataArguments", "WaypointScriptArguments"]
+__all__ = ["WaypointDataArguments", "WaypointScriptArguments"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, AutoProcessor, Trainer, set_seed
+from transformers import AutoImageProcessor, AutoProcessor, Trainer, TrainingArguments, set_seed
 
 from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
@@ -29,34 +28,9 @@ from ..model_card import _vision_state
 from ..models.common.lora import normalize_lora_config
 from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from ..models.waypoint_vlm.processing_waypoint_vlm import WaypointVLMProcessor, build_image_processor
-from .waypoint_config import WAYPOINT_DEPRECATED_FLAGS, WaypointScriptArguments
+from .waypoint_config import WaypointScriptArguments
 
 logger = logging.getLogger(__name__)
-
-
-def _script_arguments(args, data_args=None) -> WaypointScriptArguments:
-    """`WaypointScriptArguments` as they are, or built from the deprecated (model_args, data_args) pair."""
-    if isinstance(args, WaypointScriptArguments):
-        return args
-    import dataclasses
-
-    warnings.warn("WaypointModelArguments / WaypointDataArguments are deprecated: use WaypointScriptArguments "
-                  "(model hyperparameters under model_config)", FutureWarning, stacklevel=3)
-    model_config: dict = {}
-    plain: dict = {}
-    for f in dataclasses.fields(args):
-        value = getattr(args, f.name)
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if f.name in WAYPOINT_DEPRECATED_FLAGS:
-            if value != default:
-                from ..cli.parsing import _set_path
-
-                _set_path(model_config, WAYPOINT_DEPRECATED_FLAGS[f.name], value)
-        else:
-            plain[f.name] = value
-    if data_args is not None:
-        plain.update({f.name: getattr(data_args, f.name) for f in dataclasses.fields(data_args)})
-    return WaypointScriptArguments(model_config=model_config, **plain)
 
 
 def _vision_config_dict(value) -> dict | None:
@@ -114,14 +88,13 @@ def load_processor(name_or_path: str, config: WaypointVLMConfig) -> WaypointVLMP
     return WaypointVLMProcessor(image_processor, num_cameras=config.num_cameras)
 
 
-def build_waypoint_model(script_args, num_cameras: int = 1):
+def build_waypoint_model(script_args: WaypointScriptArguments, num_cameras: int = 1):
     """Model and processor for the arguments (continue, from a backbone, or from `model_config.vision_config`).
 
     `model_config.lora` ({r: 16} or a rank) adds LoRA adapters to the vision tower on every route; with
     `model_name_or_path` of a stage-1 model (frozen tower + head) this is the reference's second stage. A model
     that already has adapters keeps them (and `lora` must then match them). Returns (model, WaypointVLMProcessor).
     """
-    script_args = _script_arguments(script_args)
     kwargs, lora = _model_config(script_args, num_cameras)
     sources = {"model_name_or_path": script_args.model_name_or_path, "backbone": script_args.backbone,
                "model_config.vision_config": kwargs.get("vision_config")}
@@ -167,10 +140,10 @@ def _add_lora_to_loaded(model, lora: dict, source: str) -> None:
     if model.config.lora is None:
         model.enable_vision_lora(lora)
         return
-    wanted = normalize_lora_config(lora, model.config.vision_config.model_type, field="--lora_* arguments")
+    wanted = normalize_lora_config(lora, model.config.vision_config.model_type, field="model_config.lora")
     if wanted != model.config.lora:
         raise UserError(
-            f"model {source} already has LoRA {model.config.lora}, not the requested {wanted}; drop --lora_* "
+            f"model {source} already has LoRA {model.config.lora}, not the requested {wanted}; drop model_config.lora "
             "to continue training its adapters, or merge them first (`merge_vision_lora()` + save_pretrained)"
         )
 
@@ -187,11 +160,9 @@ def make_compute_metrics():
     return compute_metrics
 
 
-def train_waypoint(script_args, training_args, *legacy, callbacks: list | None = None) -> Trainer:
+def train_waypoint(script_args: WaypointScriptArguments, training_args: TrainingArguments,
+                   callbacks: list | None = None) -> Trainer:
     """Train (or resume) a waypoint model with `Trainer`; saves model + processor to `output_dir`.
-
-    `train_waypoint(script_args, training_args)` with [`WaypointScriptArguments`]; the old form
-    `train_waypoint(model_args, data_args, training_args)` still works (deprecated, removed in 0.2).
 
     `--resume_from_checkpoint last` resumes from the newest checkpoint in `output_dir`.
     With `data_args.use_feature_cache` and a frozen tower, the tower's outputs for every train / eval image
@@ -199,8 +170,6 @@ def train_waypoint(script_args, training_args, *legacy, callbacks: list | None =
     `hf-vlmdrive cache-features`), and training reads them instead of images.
     Returns the Trainer, so callers can evaluate or inspect it.
     """
-    if legacy:  # (model_args, data_args, training_args)
-        script_args, training_args = _script_arguments(script_args, training_args), legacy[0]
     data_args = script_args
     cameras = tuple(data_args.camera_names)
     set_seed(training_args.seed)  # a tower built from a config gets the same weights (and cache entries) every run

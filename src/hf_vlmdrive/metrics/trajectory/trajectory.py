@@ -179,6 +179,12 @@ def constant_velocity_baseline(
     return origin[:, None, :] + velocity[:, None, :] * times[None, :, None]
 
 
+def straight_route_baseline(num_samples: int, num_points: int = 20, spacing: float = 1.0) -> np.ndarray:
+    """The route a lane-keeping-straight car would follow: points `spacing` m apart straight ahead."""
+    line = np.stack([spacing * np.arange(num_points), np.zeros(num_points)], axis=-1)
+    return np.broadcast_to(line, (num_samples, num_points, 2)).copy()
+
+
 class Trajectory(evaluate.Metric):
     """ADE / FDE / horizon and nuScenes-L2 (both conventions) trajectory metrics."""
 

@@ -61,7 +61,7 @@ def build_image_processor(config: WaypointVLMConfig, source: str | None = None, 
 
 
 def _pil(image: Any):
-    from ...data.collators import as_pil_image
+    from ...data.images import as_pil_image
 
     if isinstance(image, np.ndarray):
         from PIL import Image

@@ -19,7 +19,6 @@ Steps (`run_geovla_demo`):
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .common import finish_demo, loss_curve, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,6 @@ def run_geovla_demo(output_dir: str | Path, config: GeoVLADemoConfig | None = No
     The results hold `model` and `baselines` ({name: errors}, see `chunk_errors`), `num_eval_frames`,
     `train` (loss curve), `timings` (seconds per stage), `figure`, `config` and `tables`.
     """
-    from .threads import torch_threads
-
     cfg = config or GeoVLADemoConfig()
     with torch_threads(cfg.num_threads):
         return _run(Path(output_dir), cfg)
@@ -128,9 +127,9 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
     from ..data.synthetic.libero import ACTION_NAMES, make_reaching_libero
     from ..model_card import write_model_card
     from ..testing.tiny_geovla import ACTION_CHUNK_SIZE
+    from ..trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
+    from ..trainers.geovla_recipe import train_geovla
     from ..visualization import plot_action_chunks
-    from .geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
-    from .geovla_recipe import train_geovla
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -159,7 +158,7 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
         dataloader_num_workers=0, geometry_cache_mb=64)
     trainer = train_geovla(script_args, training_args)
     timings["train"] = time.perf_counter() - t
-    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    losses = loss_curve(trainer.state.log_history)
 
     t = time.perf_counter()
     model = trainer.model.eval()
@@ -214,11 +213,8 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
         eval_data=f"{cfg.num_eval_episodes} held-out synthetic episodes (seed {cfg.seed + 1})",
         datasets=["synthetic-libero-reaching"],
         limitations="A tiny model trained on synthetic data to show the training path works; it is not a robot policy.")
-    results.update(train={"loss_curve": losses, "num_train_frames": len(train_ds)}, timings=timings,
-                   config=asdict(cfg), figure=str(figure), protocol=protocol)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-    results["tables"] = tables
-    return results
+    return finish_demo(out, results, tables, train={"loss_curve": losses, "num_train_frames": len(train_ds)},
+                       timings=timings, config=asdict(cfg), figure=str(figure), protocol=protocol)
 
 
 __all__ = ["LAST_ACTION", "MEAN_CHUNK", "GeoVLADemoConfig", "chunk_errors", "format_demo_table", "mean_action_chunk",

@@ -1,4 +1,4 @@
-"""Argument parsing shared by the CLI and the examples: dataclasses + `HfArgumentParser` + YAML.
+"""Argument parsing shared by the recipes, the CLI and the examples: dataclasses + `HfArgumentParser` + YAML.
 
 `parse_args(types, argv)` reads `--config file.yaml` (if given) as defaults, then applies the remaining
 command-line flags on top, so `train.py --config cfg.yaml --learning_rate 3e-4` works as in TRL.
@@ -14,9 +14,9 @@ inherit [`ModelConfigArguments`], whose one field `model_config` is a mapping of
     --model_config '{"pooling": "attention"}'
 
 Every field of the config (and of its sub-configs: `--model_config.geometry_config.num_layers 2`) is
-settable this way; keys are checked against the config's signature before anything runs. The flags that
-mirrored config fields before (`--pooling`, `--dit_num_layers`, ...) still work for one release, with a
-deprecation warning, through each recipe's `deprecated_model_flags` table.
+settable this way; keys are checked against the config's signature before anything runs.
+
+This module sits below `cli/` and `trainers/` (both import it; it imports neither).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any, ClassVar
 import yaml
 from transformers import HfArgumentParser
 
-from ..errors import UserError, UserFileNotFoundError
+from .errors import UserError, UserFileNotFoundError
 
 MODEL_CONFIG_FLAG = "--model_config"
 
@@ -97,8 +96,8 @@ def config_fields(config_class: type) -> list[str]:
 class ModelConfigArguments:
     """Base of a recipe's script arguments: `model_config`, the model's config fields (see the module docstring).
 
-    Subclasses set `model_config_class` (the family's config) and may map old flag names to config keys in
-    `deprecated_model_flags` (`{"dit_num_layers": "dit_num_layers", "lora_rank": "lora.r"}`).
+    Subclasses set `model_config_class` (the family's config) and list in `data_derived_fields` the config
+    fields the recipe takes from the data.
     """
 
     model_config: dict | str | None = field(
@@ -108,7 +107,6 @@ class ModelConfigArguments:
     )
 
     model_config_class: ClassVar[type | None] = None
-    deprecated_model_flags: ClassVar[dict[str, str]] = {}
     # Config fields the recipe derives from the data (e.g. action_dim); giving them is an error.
     data_derived_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -131,20 +129,12 @@ class ModelConfigArguments:
 
 
 def _extract_model_config(argv: list[str], types: Sequence[type], yaml_values: dict) -> tuple[list[str], dict | None]:
-    """Pull `--model_config.k v`, `--model_config JSON` and deprecated model flags out of `argv` / the YAML
+    """Pull `--model_config.k v` and `--model_config JSON` out of `argv` and `model_config` out of the YAML
     values; returns the remaining argv and the merged model_config (None when no type takes one)."""
     owner = next((t for t in types if isinstance(t, type) and issubclass(t, ModelConfigArguments)), None)
     if owner is None:
         return argv, None
-    deprecated = owner.deprecated_model_flags
     merged = _as_mapping(yaml_values.pop("model_config", None), "model_config in the YAML file")
-    for key in [k for k in yaml_values if k in deprecated]:
-        warnings.warn(f"config key {key!r} is deprecated: use model_config: {{{deprecated[key]}: ...}}",
-                      FutureWarning, stacklevel=3)
-        value = yaml_values.pop(key)
-        if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
-            value = yaml.safe_load(value)  # a JSON value in a string (`vision_config: '{...}'`)
-        _set_path(merged, deprecated[key], value)
     rest: list[str] = []
     overrides: dict = {}
     i = 0
@@ -153,24 +143,18 @@ def _extract_model_config(argv: list[str], types: Sequence[type], yaml_values: d
         name, _, inline = arg.partition("=")
         flag = name[2:] if name.startswith("--") else None
         is_dotted = flag is not None and flag.startswith("model_config.")
-        if flag == "model_config" or is_dotted or (flag in deprecated):
+        if flag == "model_config" or is_dotted:
             j = i + 1
             tokens = [inline] if inline else []
             while not inline and j < len(argv) and not argv[j].startswith("--"):
                 tokens.append(argv[j])
                 j += 1
-            if not tokens and flag in deprecated:
-                tokens = ["true"]  # a bare boolean flag (`--freeze_vision`)
             if not tokens:
                 raise UserError(f"{name} needs a value")
-            if flag == "model_config":
-                overrides = _merge(overrides, _as_mapping(" ".join(tokens), "--model_config"))
-            elif is_dotted:
+            if is_dotted:
                 _set_path(overrides, flag[len("model_config."):], _read_value(tokens))
             else:
-                warnings.warn(f"--{flag} is deprecated: use --model_config.{deprecated[flag]}", FutureWarning,
-                              stacklevel=3)
-                _set_path(overrides, deprecated[flag], _read_value(tokens))
+                overrides = _merge(overrides, _as_mapping(" ".join(tokens), "--model_config"))
             i = j
             continue
         rest.append(arg)
@@ -260,6 +244,25 @@ def check_yaml_types(values: dict[str, Any], types_: Sequence[type], source: str
                 )
 
 
+def _refuse_config_fields_as_arguments(argv: list[str], values: dict, types: Sequence[type], known: set[str],
+                                       config_path: str | None) -> None:
+    """A model config field given as a plain flag or YAML key (`--pooling`, `pooling:`) is an error that says
+    how to write it (`--model_config.pooling`, `model_config: {pooling: ...}`)."""
+    owner = next((t for t in types if isinstance(t, type) and issubclass(t, ModelConfigArguments)), None)
+    if owner is None or owner.model_config_class is None:
+        return
+    fields = set(config_fields(owner.model_config_class)) - known
+    name = owner.model_config_class.__name__
+    for arg in argv:
+        flag = arg.partition("=")[0][2:] if arg.startswith("--") else None
+        if flag in fields:
+            raise UserError(f"--{flag} is a {name} field: write --model_config.{flag} VALUE")
+    for key in values:
+        if key in fields:
+            raise UserError(f"config file {config_path}: {key!r} is a {name} field: put it under model_config "
+                            f"(model_config: {{{key}: ...}})")
+
+
 def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """Parse `argv` into instances of the dataclasses `types` (YAML `--config` first, flags override)."""
     argv = list(argv or [])
@@ -272,9 +275,10 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
         del argv[i : i + 2]
     values = load_yaml_config(config_path) if config_path is not None else {}
     argv, model_config = _extract_model_config(argv, types, values)
+    known = {f.name for t in types for f in dataclasses.fields(t) if f.init}
+    _refuse_config_fields_as_arguments(argv, values, types, known, config_path)
     parser = HfArgumentParser(list(types), prog=prog)
     if values:
-        known = {f.name for t in types for f in dataclasses.fields(t) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
             import difflib

@@ -16,7 +16,7 @@ Steps (`run_flamingo_demo`):
 4. `generate_predictions` (greedy or beam search) on the held-out caption prompts.
 5. COCO caption metrics (`caption_metrics`, pycocoevalcap; needs Java) for the model and for the
    *constant-caption baseline*: the caption of the training set's per-field majority scene, the same for
-   every image (`roadscene_demo.majority_annotation`, as the road-scene quick path).
+   every image (`demos.roadscene.majority_annotation`, as the road-scene quick path).
 6. `flamingo_predictions.png` (image | reference | prediction per held-out scene), `results.json`, and the
    model card (README.md) with the side-by-side table.
 """
@@ -30,10 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .common import (
+    CAPTION_ROWS,
+    CONSTANT,
+    caption_scores,
+    caption_table,
+    finish_demo,
+    loss_curve,
+    read_predictions,
+    torch_threads,
+)
+
 logger = logging.getLogger(__name__)
 
-CAPTION_ROWS = ("Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
-CONSTANT = "constant caption"
 
 __all__ = ["FlamingoDemoConfig", "build_demo_flamingo", "format_caption_table", "run_flamingo_demo"]
 
@@ -131,24 +140,9 @@ def build_demo_flamingo(output_dir: str | Path, texts: list[str], config: Flamin
     return out
 
 
-def _side_by_side(model: dict, baseline: dict, rows) -> str:
-    lines = [f"| metric | model | {CONSTANT} | margin |", "|---|---:|---:|---:|"]
-    for key in rows:
-        if key in model and key in baseline:
-            m, b = model[key], baseline[key]
-            lines.append(f"| {key} | {m:.3f} | {b:.3f} | {m - b:+.3f} |")
-    return "\n".join(lines)
-
-
 def format_caption_table(results: dict) -> str:
     """Markdown: caption metrics of the model vs. the constant caption, with the protocol line."""
-    caps = results["captions"]
-    if "model" not in caps:
-        return f"Captions: not evaluated ({caps.get('skipped')})."
-    return "\n".join([
-        f"Captions on {caps['model']['num_samples']} held-out scenes (baseline = {CONSTANT}: "
-        f"\"{caps['constant_caption']}\"):", "", _side_by_side(caps["model"], caps["baseline"], CAPTION_ROWS), "",
-        f"Protocol: {caps['model']['protocol']}."])
+    return caption_table(results["captions"])
 
 
 def run_flamingo_demo(output_dir: str | Path, config: FlamingoDemoConfig | None = None) -> dict:
@@ -157,8 +151,6 @@ def run_flamingo_demo(output_dir: str | Path, config: FlamingoDemoConfig | None 
     The results hold `captions` {model, baseline, constant_caption, predictions} (or {skipped}), `train`
     (loss curve), `timings` (seconds per stage), `config`, `figure` and `tables` (markdown).
     """
-    from .threads import torch_threads
-
     cfg = config or FlamingoDemoConfig()
     with torch_threads(cfg.num_threads):
         return _run(Path(output_dir), cfg)
@@ -172,9 +164,9 @@ def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:
     from ..data.roadscene import DEFAULT_CAPTION_PROMPT, load_bvpi_annotations
     from ..data.synthetic.roadscene import caption_from_annotation, write_synthetic_roadscene
     from ..generation import generate_predictions
-    from .flamingo_config import FlamingoSFTArguments, FlamingoTrainingArguments
-    from .flamingo_recipe import train_flamingo
-    from .roadscene_demo import majority_annotation
+    from ..trainers.flamingo_config import FlamingoSFTArguments, FlamingoTrainingArguments
+    from ..trainers.flamingo_recipe import train_flamingo
+    from .roadscene import majority_annotation
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -203,7 +195,7 @@ def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:
         max_length=256, dataloader_num_workers=0)
     trainer = train_flamingo(args, training)
     timings["train"] = time.perf_counter() - t
-    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    losses = loss_curve(trainer.state.log_history)
 
     t = time.perf_counter()
     model = trainer.model.eval()
@@ -218,24 +210,13 @@ def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:
     timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    by_id = {json.loads(line)["id"]: json.loads(line)["prediction"] for line in preds_path.open(encoding="utf-8")}
     ids = [f"scene_{i:05d}" for i in range(len(eval_anns))]
-    predictions = [by_id.get(i, "") for i in ids]
+    predictions = read_predictions(preds_path, ids)
     refs = [json.loads(line)["captions"] for line in eval_paths["captions"].open(encoding="utf-8")]
     constant = caption_from_annotation(majority_annotation(train_anns))
     results: dict[str, Any] = {"captions": {"constant_caption": constant, "predictions": predictions[:8],
                                             "exact_match": sum(p in r for p, r in zip(predictions, refs)) / len(refs)}}
-    if cfg.caption_metrics:
-        from ..errors import UserError
-        from ..metrics.caption.caption import caption_metrics
-
-        try:
-            results["captions"]["model"] = caption_metrics(predictions, refs)
-            results["captions"]["baseline"] = caption_metrics([constant] * len(refs), refs)
-        except (UserError, OSError) as err:  # no Java
-            results["captions"]["skipped"] = str(err)
-    else:
-        results["captions"]["skipped"] = "caption_metrics=False"
+    results["captions"].update(caption_scores(predictions, refs, constant, enabled=cfg.caption_metrics))
     timings["metrics"] = time.perf_counter() - t
 
     from PIL import Image
@@ -248,13 +229,10 @@ def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:
         predictions[:shown], [r[0] for r in refs[:shown]], out / "flamingo_predictions.png", titles=ids[:shown],
         title="Flamingo captions on held-out scenes (green: equal to a reference, orange: different)",
         alternatives=[r for r in refs[:shown]], baseline=constant)
-    results.update(train={"loss_curve": losses, "num_train_records": len(trainer.train_dataset)},
-                   timings=timings, config=cfg.__dict__, figure=str(figure))
     tables = format_caption_table(results)
     _write_card(model_dir, model, args, cfg, results, tables, len(trainer.train_dataset))
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-    results["tables"] = tables
-    return results
+    return finish_demo(out, results, tables, train={"loss_curve": losses, "num_train_records": len(trainer.train_dataset)},
+                       timings=timings, config=cfg.__dict__, figure=str(figure))
 
 
 def _write_card(model_dir: Path, model, args, cfg: FlamingoDemoConfig, results: dict, tables: str,

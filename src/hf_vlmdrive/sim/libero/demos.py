@@ -46,8 +46,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import UserError
-from . import LIBERO_MAX_STEPS, LiberoSuite, _close, _versions
+from .config import LIBERO_MAX_STEPS
+from .env import LiberoSuite, _close
 from .expert import ExpertConfig, ScriptedExpert, run_expert_episode
+from .results import _versions
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from . import LIBERO_DUMMY_ACTION, libero_state, preprocess_image
+from .config import LIBERO_DUMMY_ACTION
+from .observation import libero_state, preprocess_image
 
 # robosuite 1.4's controllers/config/osc_pose.json, the controller LIBERO builds (input range [-1, 1]).
 OSC_POSITION_SCALE = 0.05  # m of goal displacement per action unit

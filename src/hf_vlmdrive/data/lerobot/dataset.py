@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import UserError, UserFileNotFoundError
+from ...errors import UserError, UserFileNotFoundError
 
 logger = logging.getLogger(__name__)
 

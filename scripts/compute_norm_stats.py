@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from hf_vlmdrive.data.lerobot import LeRobotDataset, compute_stats, load_mixture, save_stats
-from hf_vlmdrive.data.lerobot.dataset import _vector_stats
+from hf_vlmdrive.data.lerobot.stats import _vector_stats
 
 
 def main(argv: list[str]) -> int:

@@ -4,6 +4,7 @@ One module per concern:
 
 - `layout`: the on-disk layouts (v2.1 / v3.0 paths, `SUPPORTED_VERSIONS`), `LeRobotFormatError`;
 - `video`: mp4 encoding (`encode_video`) and frame decoding at timestamps (`VideoFrameReader`);
+- `depth`: depth cameras (`is_depth_map`): lerobot's 12-bit depth video de-quantised (`dequantize_depth`);
 - `stats`: `meta/stats.json` statistics (`compute_stats`, `aggregate_episode_stats`, `save_stats`, `load_stats`);
 - `dataset`: the reader, [`LeRobotDataset`], one sample per frame with an action chunk;
 - `mixture`: [`LeRobotMixture`], [`WeightedMixtureSampler`], `load_mixture` and the named `MIXTURES`;
@@ -38,6 +39,9 @@ _LAZY_ATTRS = {
     "pick_video_codec": ".video",
     "save_stats": ".stats",
     "write_lerobot_dataset": ".writer",
+    "DepthQuantization": ".depth",
+    "dequantize_depth": ".depth",
+    "is_depth_feature": ".depth",
 }
 
 __all__ = list(_LAZY_ATTRS)

@@ -18,6 +18,14 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ...errors import UserError, UserFileNotFoundError
+from .depth import (
+    DEPTH_PIX_FMT,
+    DEPTH_UNITS,
+    DepthQuantization,
+    convert_depth_unit,
+    dequantize_depth,
+    is_depth_feature,
+)
 from .layout import DEFAULT_CHUNKS_SIZE, SUPPORTED_VERSIONS, LeRobotFormatError, _pa, _read_json, _read_jsonl
 from .stats import aggregate_episode_stats, compute_stats, load_stats
 from .video import VideoFrameReader
@@ -60,11 +68,18 @@ class LeRobotDataset(Dataset):
         actions (`np.ndarray` (T, A) float32): actions of this frame and the next T-1 frames;
         action_is_pad (`np.ndarray` (T,) bool): True where the chunk runs past the episode's end (the last
         action is repeated there); episode_index, frame_index, index (`int`); dataset (`str`).
+    A dataset with depth cameras (`is_depth_map` in a feature's info, LeRobot v3.0 since lerobot 0.4.4) adds:
+        depth (`list[np.ndarray]`): one float32 depth map per depth camera, in `depth_keys` order, shaped as
+        meta/info.json says (e.g. (H, W, 1)), with lerobot's values (see `depth.py`): millimetres rounded to
+        whole millimetres (`depth_unit="mm"`, lerobot's default) or metres; depth_keys (`list[str]`).
 
     Args:
         root: the dataset directory (with `meta/info.json`).
         action_horizon: T, the action-chunk length.
-        camera_keys: cameras to return (default: every `image`/`video` feature, sorted).
+        camera_keys: RGB cameras to return (default: every `image`/`video` feature that is not a depth map,
+            sorted).
+        depth_keys: depth cameras to return (default: every depth-map feature, sorted).
+        depth_unit: "mm" (lerobot's default `depth_output_unit`) or "m".
         state_key / action_key: feature names of the state and the action.
         read_stats: read `meta/stats.json` into `self.stats` (missing file: computed in memory, warned).
         name: a name for this dataset in mixtures (default: the directory name).
@@ -80,6 +95,8 @@ class LeRobotDataset(Dataset):
         read_stats: bool = True,
         name: str | None = None,
         video_tolerance_s: float = 1e-3,
+        depth_keys: Sequence[str] | None = None,
+        depth_unit: str = "mm",
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -106,7 +123,11 @@ class LeRobotDataset(Dataset):
                     f"{self.root / 'meta/info.json'}: feature {key!r} not found; features are {sorted(self.features)}"
                 )
         self.state_key, self.action_key = state_key, action_key
+        if depth_unit not in DEPTH_UNITS:
+            raise UserError(f"depth_unit must be one of {DEPTH_UNITS}, got {depth_unit!r}")
+        self.depth_unit = depth_unit
         cams = [k for k, f in self.features.items() if f.get("dtype") in ("image", "video")]
+        depths = [k for k in cams if is_depth_feature(self.features[k])]
         undeclared = self._undeclared_cameras(cams)
         if undeclared:
             _warn_once(
@@ -114,8 +135,13 @@ class LeRobotDataset(Dataset):
                 "meta/info.json, so they are ignored; add them to info.json's features to use them"
             )
         if camera_keys is None:
-            camera_keys = sorted(cams)
+            camera_keys = sorted(set(cams) - set(depths))
         for cam in camera_keys:
+            if cam in depths:
+                raise UserError(
+                    f"{self.root}: camera {cam!r} is a depth map (is_depth_map in meta/info.json), not an RGB camera; "
+                    f"pass it in depth_keys (items carry it under 'depth'); depth cameras are {depths}"
+                )
             if cam not in cams:
                 on_disk = " (it has video files on disk, but info.json does not declare it)" if cam in undeclared else ""
                 raise LeRobotFormatError(
@@ -123,6 +149,19 @@ class LeRobotDataset(Dataset):
                     f"cameras are {cams}"
                 )
         self.camera_keys = list(camera_keys)
+        if depth_keys is None:
+            depth_keys = sorted(depths)
+        for key in depth_keys:
+            if key not in depths:
+                raise UserError(
+                    f"{self.root}: {key!r} is not a depth-map feature of meta/info.json (an image/video feature whose "
+                    f"info has is_depth_map: true); depth cameras are {depths}"
+                )
+        self.depth_keys = list(depth_keys)
+        self._depth_quant = {
+            key: DepthQuantization.from_feature(self.features[key], key, str(self.root / "meta" / "info.json"))
+            for key in self.depth_keys if self.features[key]["dtype"] == "video"
+        }
         self._video = VideoFrameReader(tolerance_s=video_tolerance_s)
         self._video_files: dict[tuple[str, int], tuple[str, float]] = {}
         self._rows: tuple[list, ...] | None = None
@@ -161,7 +200,7 @@ class LeRobotDataset(Dataset):
             for f in files:
                 rows.extend(pq.read_table(f).to_pylist())
             required = ["episode_index", "length", "dataset_from_index", "dataset_to_index"]
-            for cam in self.camera_keys:
+            for cam in [*self.camera_keys, *self.depth_keys]:
                 if self.features[cam]["dtype"] == "video":
                     required += [f"videos/{cam}/chunk_index", f"videos/{cam}/file_index", f"videos/{cam}/from_timestamp"]
             missing = [c for c in required if rows and c not in rows[0]]
@@ -211,7 +250,7 @@ class LeRobotDataset(Dataset):
         action_w = int(np.prod(self.features[self.action_key]["shape"]))
         states, actions = [], []
         cols: dict[str, list] = {k: [] for k in ("timestamp", "frame_index", "episode_index", "index", "task_index")}
-        image_cams = [c for c in self.camera_keys if self.features[c]["dtype"] == "image"]
+        image_cams = [c for c in [*self.camera_keys, *self.depth_keys] if self.features[c]["dtype"] == "image"]
         self._image_columns: dict[str, list] = {c: [] for c in image_cams}
         for path in self._data_files():
             if not path.is_file():
@@ -297,20 +336,24 @@ class LeRobotDataset(Dataset):
             self._horizon = np.arange(self.action_horizon)
         return self._rows
 
+    def _image_bytes(self, cam: str, row: int) -> bytes:
+        """The encoded image (PNG, TIFF ...) of a `dtype: image` feature at `row`: inline bytes or a file."""
+        value = self._image_columns[cam][row].as_py()
+        data = value.get("bytes") if isinstance(value, dict) else value
+        if data is None:
+            path = value.get("path") if isinstance(value, dict) else None
+            if not path:
+                raise LeRobotFormatError(f"{self.root}: row {row} of {cam!r} has neither image bytes nor a path")
+            data = (self.root / path).read_bytes()
+        return data
+
     def read_image(self, cam: str, row: int) -> np.ndarray:
         """The (H, W, 3) uint8 frame of camera `cam` at row `row`; checked against info.json's shape."""
         feature = self.features[cam]
         if feature["dtype"] == "image":
             from PIL import Image
 
-            value = self._image_columns[cam][row].as_py()
-            data = value.get("bytes") if isinstance(value, dict) else value
-            if data is None:
-                path = value.get("path") if isinstance(value, dict) else None
-                if not path:
-                    raise LeRobotFormatError(f"{self.root}: row {row} of {cam!r} has neither image bytes nor a path")
-                data = (self.root / path).read_bytes()
-            rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            rgb = np.asarray(Image.open(io.BytesIO(self._image_bytes(cam, row))).convert("RGB"))
         else:
             path, t = self._video_path_and_time(cam, row)
             rgb = self._video.read(path, t)
@@ -321,6 +364,29 @@ class LeRobotDataset(Dataset):
                 f"{self.root}: camera {cam!r} frame has shape {rgb.shape} but meta/info.json says {list(expected)}"
             )
         return rgb
+
+    def read_depth(self, key: str, row: int) -> np.ndarray:
+        """The float32 depth map of depth camera `key` at row `row`, in `depth_unit`, shaped as meta/info.json
+        says (e.g. (H, W, 1)), with the values lerobot 0.6.1 returns: a depth video's 12-bit codes are
+        de-quantised with the feature's `video.depth_min` / `video.depth_max` / `video.shift` / `video.use_log`;
+        a depth image (raw TIFF) keeps its values, converted from its `depth_unit` when that differs."""
+        feature = self.features[key]
+        if feature["dtype"] == "image":
+            from PIL import Image
+
+            values = np.asarray(Image.open(io.BytesIO(self._image_bytes(key, row))), dtype=np.float32)
+            stored = (feature.get("info") or {}).get("depth_unit")
+            values = convert_depth_unit(values, stored, self.depth_unit)
+        else:
+            path, t = self._video_path_and_time(key, row)
+            values = dequantize_depth(self._video.read(path, t, DEPTH_PIX_FMT), self._depth_quant[key], self.depth_unit)
+        expected = tuple(int(x) for x in feature["shape"])
+        if values.size != int(np.prod(expected)):
+            raise LeRobotFormatError(
+                f"{self.root}: depth camera {key!r} frame has shape {values.shape} but meta/info.json says "
+                f"{list(expected)}"
+            )
+        return values.reshape(expected)
 
     def action_chunk(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Actions of rows [row, row+T) within the episode, the last one repeated past its end, and the pad mask."""
@@ -338,7 +404,7 @@ class LeRobotDataset(Dataset):
         task = self.tasks.get(tasks[row])
         if task is None:
             raise LeRobotFormatError(f"{self.root}: row {row} has task_index {tasks[row]}, unknown to the task table")
-        return {
+        item = {
             "images": [self.read_image(cam, row) for cam in self.camera_keys],
             "camera_keys": list(self.camera_keys),
             "language": task,
@@ -350,6 +416,10 @@ class LeRobotDataset(Dataset):
             "index": indices[row],
             "dataset": self.name,
         }
+        if self.depth_keys:
+            item["depth"] = [self.read_depth(key, row) for key in self.depth_keys]
+            item["depth_keys"] = list(self.depth_keys)
+        return item
 
 
 __all__ = ["LeRobotDataset"]

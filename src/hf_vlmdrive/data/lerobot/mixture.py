@@ -25,7 +25,7 @@ class LeRobotMixture(Dataset):
     """Several LeRobot datasets concatenated, with a sampling weight per dataset.
 
     Indexing is over the concatenation; [`WeightedMixtureSampler`] draws datasets by weight (a dataset's
-    frames are drawn uniformly inside it). Cameras, state and action widths must agree.
+    frames are drawn uniformly inside it). Cameras, depth cameras, state and action widths must agree.
     """
 
     def __init__(self, datasets: Sequence[LeRobotDataset], weights: Sequence[float] | None = None):
@@ -36,8 +36,11 @@ class LeRobotMixture(Dataset):
             raise UserError(f"mixture weights must be {len(datasets)} non-negative numbers with a positive sum, got {weights}")
         ref = datasets[0]
         for ds in datasets[1:]:
-            if ds.camera_keys != ref.camera_keys or ds.states.shape[1] != ref.states.shape[1] or ds.actions.shape[1] != ref.actions.shape[1]:
-                raise UserError(f"dataset {ds.name!r} does not match {ref.name!r} in cameras / state / action widths")
+            if (ds.camera_keys != ref.camera_keys or ds.depth_keys != ref.depth_keys
+                    or ds.states.shape[1] != ref.states.shape[1] or ds.actions.shape[1] != ref.actions.shape[1]):
+                raise UserError(
+                    f"dataset {ds.name!r} does not match {ref.name!r} in cameras / depth cameras / state / action widths"
+                )
         self.datasets = list(datasets)
         self.weights = [w / sum(weights) for w in weights]
         self.offsets = np.cumsum([0] + [len(d) for d in datasets])

@@ -83,7 +83,7 @@ class _OpenVideo:
         self.container.seek(0, stream=self.stream, backward=True)
         self.decoder = None  # the frame iterator after the last seek
         self.pos: int | None = None  # pts of the last frame the decoder produced
-        self.last: tuple[int, np.ndarray] | None = None  # (pts, RGB) of the last frame returned
+        self.last: tuple[int, np.ndarray, str] | None = None  # (pts, array, pixel format) of the last frame returned
         self.ahead: collections.deque = collections.deque()  # decoded, not yet converted frames after `last`
 
     def close(self) -> None:
@@ -97,7 +97,7 @@ class VideoFrameReader:
     frame is found by decoding forward from the decoder's current position when that position lies
     between the target's key frame and the target (sequential reading, or a later frame of the same
     group of pictures), and otherwise by one seek to the key frame at or before the target. Only the target
-    frame is converted to RGB. Containers are not picklable: a DataLoader worker gets an empty reader and
+    frame is converted (to RGB, or to the pixel format asked for). Containers are not picklable: a DataLoader worker gets an empty reader and
     opens its own files.
 
     When reads come in order (the previous target was the last frame decoded), the next `read_ahead`
@@ -153,24 +153,26 @@ class VideoFrameReader:
             self._open[path] = video
         return video
 
-    def _rgb(self, frame) -> np.ndarray:
-        """The frame as (H, W, 3) uint8 RGB, converted by this process's own single-threaded converter."""
+    def _convert(self, frame, pix_fmt: str) -> np.ndarray:
+        """The frame as an array of `pix_fmt` ("rgb24": (H, W, 3) uint8; "gray12le": (H, W) uint16), converted by
+        this process's own single-threaded converter."""
         if self._reformatter is None:
             _av()
             from av.video.reformatter import VideoReformatter
 
             self._reformatter = VideoReformatter()
-        return self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        return self._reformatter.reformat(frame, format=pix_fmt, threads=1).to_ndarray()
 
-    def read(self, path: str | Path, timestamp: float) -> np.ndarray:
-        """The RGB frame (H, W, 3) uint8 shown at `timestamp` seconds in `path` (a str is fastest)."""
+    def read(self, path: str | Path, timestamp: float, pix_fmt: str = "rgb24") -> np.ndarray:
+        """The frame shown at `timestamp` seconds in `path` (a str is fastest): RGB (H, W, 3) uint8 by default,
+        or as `pix_fmt` (e.g. "gray12le" for the 12-bit codes of a LeRobot depth video, (H, W) uint16)."""
         # Fast path: this process's own open file (a forked worker must not use the parent's; see `_video`).
         video = self._open.get(path) if self._pid == os.getpid() else None
         if video is None:
             video = self._video(str(path))
         tb, tol = video.time_base, self.tolerance_s
         last = video.last
-        if last is not None and abs(last[0] * tb - timestamp) <= tol:
+        if last is not None and abs(last[0] * tb - timestamp) <= tol and last[2] == pix_fmt:
             return last[1]
         ahead = video.ahead
         while ahead:  # frames decoded ahead by a sequential read: the next target is usually the first
@@ -181,8 +183,8 @@ class VideoFrameReader:
             if t - timestamp > tol:
                 ahead.appendleft(frame)
                 break
-            rgb = self._rgb(frame)
-            video.last = (frame.pts, rgb)
+            rgb = self._convert(frame, pix_fmt)
+            video.last = (frame.pts, rgb, pix_fmt)
             return rgb
         pos = video.pos
         sequential = last is not None and pos is not None and last[0] == pos and not ahead
@@ -206,8 +208,8 @@ class VideoFrameReader:
             if t - timestamp > tol:
                 ahead.append(frame)  # keep it: it may be the next target
                 break
-            rgb = self._rgb(frame)
-            video.last = (pts, rgb)
+            rgb = self._convert(frame, pix_fmt)
+            video.last = (pts, rgb, pix_fmt)
             if sequential and self.read_ahead:
                 # Reading in order (the previous target was the decoder's last frame): decode the next
                 # frames of this file now, in one run, while its decoder state is hot in the CPU caches.

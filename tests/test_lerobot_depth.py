@@ -164,3 +164,28 @@ def test_depth_image_units_convert_as_lerobot():
     np.testing.assert_array_equal(convert_depth_unit(values, None, "m"), values)  # unit unknown: unchanged
     with pytest.raises(LeRobotFormatError, match="depth_unit 'cm'"):
         convert_depth_unit(values, "cm", "m")
+
+
+@needs_decoders
+def test_timestamp_task_index_and_extra_features_equal_lerobots(reference):
+    ds = LeRobotDataset(FIXTURE / "dataset", action_horizon=1)
+    assert ds.extra_keys == ["observation.environment_state", "next.reward", "next.done"]
+    for i in ITEMS:
+        item = ds[i]
+        assert np.float32(item["timestamp"]) == reference[f"{i}/timestamp"]
+        assert item["task_index"] == int(reference[f"{i}/task_index"])
+        for key in ds.extra_keys:
+            ref = reference[f"{i}/{key}"]
+            value = np.asarray(item[key])
+            assert value.shape == ref.shape and value.dtype == ref.dtype, key  # shape [1]: a scalar, as lerobot
+            np.testing.assert_array_equal(value, ref, err_msg=f"item {i} {key}")
+
+
+def test_extra_features_are_checked(tmp_path):
+    with pytest.raises(UserError, match="'observation.state' is not an extra numeric feature"):
+        LeRobotDataset(FIXTURE / "dataset", extra_keys=["observation.state"])
+    assert "next.reward" not in LeRobotDataset(FIXTURE / "dataset", extra_keys=[], depth_keys=[])[0]
+    root = _copy(tmp_path)
+    _edit_info(root, lambda info: info["features"]["observation.environment_state"].update({"shape": [3]}))
+    with pytest.raises(LeRobotFormatError, match=r"'observation.environment_state' has 2 values per row .* \[3\]"):
+        LeRobotDataset(root)

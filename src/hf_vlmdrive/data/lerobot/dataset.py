@@ -59,6 +59,29 @@ def _list_to_numpy(column, width: int, name: str, source: str) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 1)
 
 
+# Columns every LeRobot data file has besides the features a dataset declares.
+_INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def _feature_to_numpy(column, shape: Sequence[int], dtype: str, name: str, source: str) -> np.ndarray:
+    """A numeric feature column (scalars or, nested, fixed-length lists) as an (N, *shape) array of `dtype`."""
+    pa, _ = _pa()
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(column)
+    while pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        column = column.flatten()
+    try:
+        values = column.to_numpy(zero_copy_only=False).astype(np.dtype(dtype))
+    except TypeError as err:
+        raise LeRobotFormatError(f"{source}: feature {name!r} has dtype {dtype!r} that is not numeric: {err}") from err
+    if values.size != n * int(np.prod(shape)):
+        raise LeRobotFormatError(
+            f"{source}: feature {name!r} has {values.size // max(n, 1)} values per row but meta/info.json says "
+            f"shape {list(shape)}"
+        )
+    return values.reshape(n, *shape)
+
+
 class LeRobotDataset(Dataset):
     """A LeRobot v2.1 / v3.0 dataset directory as a map-style torch `Dataset` of frames.
 
@@ -67,7 +90,10 @@ class LeRobotDataset(Dataset):
         camera_keys (`list[str]`); language (`str`): the task; state (`np.ndarray` (S,) float32);
         actions (`np.ndarray` (T, A) float32): actions of this frame and the next T-1 frames;
         action_is_pad (`np.ndarray` (T,) bool): True where the chunk runs past the episode's end (the last
-        action is repeated there); episode_index, frame_index, index (`int`); dataset (`str`).
+        action is repeated there); episode_index, frame_index, index, task_index (`int`); timestamp (`float`, s
+        within the episode); dataset (`str`); and every extra numeric feature of `extra_keys` (reward, done,
+        environment state ...) under its own name, shaped as LeRobot returns it (a shape [1] feature as a numpy
+        scalar, LeRobot's 0-d tensor), in its meta/info.json dtype.
     A dataset with depth cameras (`is_depth_map` in a feature's info, LeRobot v3.0 since lerobot 0.4.4) adds:
         depth (`list[np.ndarray]`): one float32 depth map per depth camera, in `depth_keys` order, shaped as
         meta/info.json says (e.g. (H, W, 1)), with lerobot's values (see `depth.py`): millimetres rounded to
@@ -80,6 +106,8 @@ class LeRobotDataset(Dataset):
             sorted).
         depth_keys: depth cameras to return (default: every depth-map feature, sorted).
         depth_unit: "mm" (lerobot's default `depth_output_unit`) or "m".
+        extra_keys: other numeric features to return (default: every feature that is not a camera, the state,
+            the action or an index column).
         state_key / action_key: feature names of the state and the action.
         read_stats: read `meta/stats.json` into `self.stats` (missing file: computed in memory, warned).
         name: a name for this dataset in mixtures (default: the directory name).
@@ -97,6 +125,7 @@ class LeRobotDataset(Dataset):
         video_tolerance_s: float = 1e-3,
         depth_keys: Sequence[str] | None = None,
         depth_unit: str = "mm",
+        extra_keys: Sequence[str] | None = None,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -162,6 +191,16 @@ class LeRobotDataset(Dataset):
             key: DepthQuantization.from_feature(self.features[key], key, str(self.root / "meta" / "info.json"))
             for key in self.depth_keys if self.features[key]["dtype"] == "video"
         }
+        skip = {state_key, action_key, *cams, *_INDEX_COLUMNS}
+        extras = [k for k, f in self.features.items() if k not in skip and f.get("dtype") not in ("string", None)]
+        if extra_keys is None:
+            extra_keys = extras
+        for key in extra_keys:
+            if key not in extras:
+                raise UserError(
+                    f"{self.root}: {key!r} is not an extra numeric feature of meta/info.json; extra features are {extras}"
+                )
+        self.extra_keys = list(extra_keys)
         self._video = VideoFrameReader(tolerance_s=video_tolerance_s)
         self._video_files: dict[tuple[str, int], tuple[str, float]] = {}
         self._rows: tuple[list, ...] | None = None
@@ -249,14 +288,15 @@ class LeRobotDataset(Dataset):
         state_w = int(np.prod(self.features[self.state_key]["shape"]))
         action_w = int(np.prod(self.features[self.action_key]["shape"]))
         states, actions = [], []
-        cols: dict[str, list] = {k: [] for k in ("timestamp", "frame_index", "episode_index", "index", "task_index")}
+        cols: dict[str, list] = {k: [] for k in _INDEX_COLUMNS}
+        extras: dict[str, list] = {k: [] for k in self.extra_keys}
         image_cams = [c for c in [*self.camera_keys, *self.depth_keys] if self.features[c]["dtype"] == "image"]
         self._image_columns: dict[str, list] = {c: [] for c in image_cams}
         for path in self._data_files():
             if not path.is_file():
                 raise UserFileNotFoundError(f"data file {path} is missing (named by meta/info.json data_path)")
             table = pq.read_table(path)
-            for needed in [self.state_key, self.action_key, *cols, *image_cams]:
+            for needed in [self.state_key, self.action_key, *cols, *image_cams, *extras]:
                 if needed not in table.column_names:
                     raise LeRobotFormatError(f"{path} lacks column {needed!r}; it has {table.column_names}")
             states.append(_list_to_numpy(table.column(self.state_key), state_w, self.state_key, str(path)))
@@ -265,10 +305,18 @@ class LeRobotDataset(Dataset):
                 cols[k].append(table.column(k).to_numpy())
             for c in image_cams:
                 self._image_columns[c].append(table.column(c).combine_chunks())
+            for k in extras:
+                feature = self.features[k]
+                shape = [int(x) for x in feature.get("shape", [1])]
+                extras[k].append(_feature_to_numpy(table.column(k), shape, feature["dtype"], k, str(path)))
             tables.append(path)
         self.states = np.concatenate(states) if states else np.zeros((0, state_w), np.float32)
         self.actions = np.concatenate(actions) if actions else np.zeros((0, action_w), np.float32)
         self._columns = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+        # LeRobot returns a shape [1] feature as a scalar: (N, 1) -> (N,), so that a row is a 0-d array.
+        self._extras = {k: (np.concatenate(v) if v else np.zeros((0, *self.features[k].get("shape", [1]))))
+                        for k, v in extras.items()}
+        self._extras = {k: v.reshape(len(v)) if v.shape[1:] == (1,) else v for k, v in self._extras.items()}
         self._image_columns = {c: pa.concat_arrays(v) if len(v) > 1 else v[0] for c, v in self._image_columns.items()}
         self._columns["timestamp"] = self._columns["timestamp"].astype(np.float64).reshape(-1)
         # Episode boundaries from the rows themselves, checked against the episode metadata.
@@ -399,7 +447,7 @@ class LeRobotDataset(Dataset):
     def __getitem__(self, row: int) -> dict[str, Any]:
         if not 0 <= row < len(self):
             raise IndexError(f"index {row} out of range for a dataset of {len(self)} frames")
-        episodes, _, frames, indices, tasks, _ = self._row_lists()
+        episodes, timestamps, frames, indices, tasks, _ = self._row_lists()
         actions, is_pad = self.action_chunk(row)
         task = self.tasks.get(tasks[row])
         if task is None:
@@ -414,8 +462,12 @@ class LeRobotDataset(Dataset):
             "episode_index": episodes[row],
             "frame_index": frames[row],
             "index": indices[row],
+            "task_index": tasks[row],
+            "timestamp": timestamps[row],
             "dataset": self.name,
         }
+        for key in self.extra_keys:
+            item[key] = self._extras[key][row].copy()
         if self.depth_keys:
             item["depth"] = [self.read_depth(key, row) for key in self.depth_keys]
             item["depth_keys"] = list(self.depth_keys)

@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from hf_vlmdrive.data.lerobot import LeRobotDataset, _vector_stats, compute_stats, load_mixture, save_stats
+from hf_vlmdrive.data.lerobot import LeRobotDataset, compute_stats, load_mixture, save_stats
+from hf_vlmdrive.data.lerobot.stats import _vector_stats
 
 
 def main(argv: list[str]) -> int:

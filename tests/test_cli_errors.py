@@ -143,7 +143,7 @@ def test_lerobot_camera_not_in_info_json_warns_once_and_a_requested_one_raises(t
     info = json.loads((root / "meta" / "info.json").read_text())
     del info["features"]["observation.images.wrist_image"]
     (root / "meta" / "info.json").write_text(json.dumps(info))
-    with caplog.at_level("WARNING", logger="hf_vlmdrive.data.lerobot"):
+    with caplog.at_level("WARNING", logger="hf_vlmdrive.data.lerobot.dataset"):
         ds = LeRobotDataset(root, action_horizon=2)
         LeRobotDataset(root, action_horizon=2)
     assert ds.camera_keys == ["observation.images.image"]

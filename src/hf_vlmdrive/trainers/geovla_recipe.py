@@ -55,7 +55,7 @@ def dataset_stats(dataset: LeRobotDataset | LeRobotMixture) -> dict:
         return dataset.stats
     if len(dataset.datasets) == 1:
         return dataset.datasets[0].stats
-    from ..data.lerobot import _vector_stats
+    from ..data.lerobot.stats import _vector_stats
 
     return {"observation.state": _vector_stats(dataset.states), "action": _vector_stats(dataset.actions)}
 

@@ -263,6 +263,10 @@ def _refuse_config_fields_as_arguments(argv: list[str], values: dict, types: Seq
                             f"(model_config: {{{key}: ...}})")
 
 
+def _raise_user_error(message: str):
+    raise UserError(message)
+
+
 def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """Parse `argv` into instances of the dataclasses `types` (YAML `--config` first, flags override)."""
     argv = list(argv or [])
@@ -278,6 +282,7 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
     known = {f.name for t in types for f in dataclasses.fields(t) if f.init}
     _refuse_config_fields_as_arguments(argv, values, types, known, config_path)
     parser = HfArgumentParser(list(types), prog=prog)
+    parser.error = _raise_user_error  # a bad command line is a user error: two lines, not argparse's usage block
     if values:
         unknown = sorted(set(values) - known)
         if unknown:

@@ -1,6 +1,6 @@
 """`hf-vlmdrive`: one command-line entry point, one module per command group.
 
-Every module of this package (other than the helpers starting with `_` and `parsing`) defines
+Every module of this package (other than the helpers starting with `_`) defines
 `register(registry)` and adds its commands there, e.g. `registry.add(("train", "waypoint"), run, "...")`.
 Modules are discovered at start-up, so a new command group is a new file and nothing else.
 Commands parse their own arguments (dataclasses + `HfArgumentParser`, YAML via `--config`).
@@ -53,7 +53,7 @@ def build_registry() -> CommandRegistry:
     """Import every command module of this package and let it register its commands."""
     registry = CommandRegistry()
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "parsing":
+        if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(registry)

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._argparse import ArgumentParser
+
 
 def _emit(result: dict, output_json: str | None, summary: dict | None = None) -> None:
     text = json.dumps(result, indent=1)
@@ -19,7 +21,7 @@ def _emit(result: dict, output_json: str | None, summary: dict | None = None) ->
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"hf-vlmdrive analyze {prog}", description=description)
+    return ArgumentParser(prog=f"hf-vlmdrive analyze {prog}", description=description)
 
 
 def _dataset_stats(argv: list[str]) -> int:
@@ -101,7 +103,7 @@ def _extract(argv: list[str]) -> int:
 
     import hf_vlmdrive  # noqa: F401  (Auto registrations)
 
-    source = check_model_source(a.model, "--model")
+    source = check_model_source(a.model, "--model", families=("robovlm",), command="`hf-vlmdrive analyze extract`")
     model = AutoModel.from_pretrained(source)
     processor = AutoProcessor.from_pretrained(source)
     records = load_sample(a.sample)

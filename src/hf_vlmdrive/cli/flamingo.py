@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._argparse import ArgumentParser
+
 
 def build_convert_parser(prog: str = "hf-vlmdrive convert open-flamingo") -> argparse.ArgumentParser:
     """The converter's options (also those of scripts/convert_open_flamingo.py)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description="Convert an OpenFlamingo 2.0.1 checkpoint into a save_pretrained directory "
                                "(FlamingoForConditionalGeneration + FlamingoProcessor + generation config).")
     parser.add_argument("--checkpoint", required=True,

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..arguments import parse_args
-from ..hub import check_model_source
+from ..hub import check_model_source, generates_text
 
 
 @dataclass
@@ -34,7 +34,10 @@ def run(argv: list[str]) -> int:
 
     (args,) = parse_args([GenerateArguments], _dash_to_underscore(argv), prog="hf-vlmdrive generate")
     counts = generate_predictions(
-        check_model_source(args.model, "--model"), args.input, args.output, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        check_model_source(args.model, "--model", families=generates_text, command="`hf-vlmdrive generate`",
+                           wanted="an image-text-to-text model (SmolVLM2 / Idefics3 from `sft roadscene`, Flamingo "
+                                  "from `sft flamingo`, or any AutoModelForImageTextToText checkpoint)"),
+        args.input, args.output, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, task=args.task, image_root=args.image_root, prompt=args.prompt,
     )
     print(json.dumps(counts))

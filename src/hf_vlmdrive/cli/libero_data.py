@@ -13,10 +13,11 @@ import argparse
 import sys
 
 from ..errors import UserError
+from ._argparse import ArgumentParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hf-vlmdrive data libero-demos",
+    p = ArgumentParser(prog="hf-vlmdrive data libero-demos",
                                 description="Scripted-expert demonstrations in the LIBERO simulator, written as a "
                                             "LeRobot v3.0 dataset (mp4 video); only successful attempts are kept.")
     p.add_argument("--out", required=True, help="dataset directory (attempts are staged in OUT/.staging)")

@@ -10,14 +10,14 @@ loads with the Auto classes): see `hf_vlmdrive.push`. Authentication is huggingf
 
 from __future__ import annotations
 
-import argparse
+from ._argparse import ArgumentParser
 
 
 def run(argv: list[str]) -> int:
     """Parse the arguments, validate the folder, print the plan, and upload unless --dry-run."""
     from ..push import plan_as_json, push_model_dir
 
-    parser = argparse.ArgumentParser(prog="hf-vlmdrive push", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="hf-vlmdrive push", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="model directory (a training run's output_dir)")
     parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="Hub repo, ORG/NAME")
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",

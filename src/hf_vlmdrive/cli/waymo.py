@@ -55,7 +55,8 @@ def run_predict(argv: list[str]) -> int:
         raise UserError("--model and --data are required")
     if not args.submission and not args.output_json:
         raise UserError("give --submission out.binproto and/or --output_json")
-    model = AutoModel.from_pretrained(check_model_source(args.model, "--model"))
+    model = AutoModel.from_pretrained(check_model_source(args.model, "--model", families=("waypoint_vlm",),
+                                                         command="`hf-vlmdrive predict waypoint`"))
     processor = load_processor(args.model, model.config)
     from ..data.waymo_e2e import ReadStats
 

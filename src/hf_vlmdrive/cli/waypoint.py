@@ -53,7 +53,8 @@ def run_eval(argv: list[str]) -> int:
     (args,) = parse_args((WaypointEvalArguments,), argv, prog="hf-vlmdrive eval waypoint")
     if not args.model:
         raise UserError("--model is required (a trained waypoint_vlm directory or Hub id)")
-    model = AutoModel.from_pretrained(check_model_source(args.model, "--model"))
+    model = AutoModel.from_pretrained(check_model_source(args.model, "--model", families=("waypoint_vlm",),
+                                                         command="`hf-vlmdrive eval waypoint`"))
     processor = load_processor(args.model, model.config)
     cameras = ("FRONT",) if model.config.num_cameras == 1 else ("FRONT_LEFT", "FRONT", "FRONT_RIGHT")
     from ..data.waymo_e2e import ReadStats

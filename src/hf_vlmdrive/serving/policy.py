@@ -34,6 +34,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import UserError, UserFileNotFoundError
+from ..hub import check_model_family, family_name
+
 logger = logging.getLogger(__name__)
 
 NOISE_MODES = ("episode", "fixed", "random")
@@ -105,11 +108,22 @@ class KeyMap:
         if isinstance(value, KeyMap):
             return value
         if isinstance(value, str):
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise UserError(f"key map {value!r} is not JSON ({err}); e.g. "
+                                '\'{"images": ["cam0", "cam1"], "state": "state", "prompt": "task"}\'') from err
+        if not isinstance(value, Mapping):
+            raise UserError(f"key map must be a JSON object of KeyMap fields, got {type(value).__name__} {value!r}")
         unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown key_map fields {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(cls)]}")
-        return cls(**value)
+            raise UserError(f"unknown key_map fields {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(cls)]}")
+        try:
+            return cls(**value)
+        except UserError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise UserError(f"key map {dict(value)}: {err}") from err
 
 
 def reset_requested(obs: Any, key: str) -> bool:
@@ -284,6 +298,24 @@ class ModelPolicy:
         }
 
 
+def check_policy_dir(model_dir: str | Path, flag: str = "--model") -> Path:
+    """The checks `load_policy` makes before it loads anything: a local GeoVLA checkpoint directory with its
+    norm_stats.json. Raises a `UserError` naming the directory, what is wrong and what to do."""
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.is_dir():
+        raise UserFileNotFoundError(f"{flag} {model_dir}: no such directory; give a GeoVLA checkpoint directory "
+                                    "(the output_dir of `hf-vlmdrive train geovla`, or one of its checkpoint-* folders)")
+    if not (model_dir / "config.json").is_file():
+        raise UserFileNotFoundError(f"{flag} {model_dir} is not a checkpoint directory (no config.json); give the "
+                                    "output_dir of `hf-vlmdrive train geovla` or one of its checkpoint-* folders")
+    check_model_family(str(model_dir), flag, ("geovla",), "the policy server")
+    if not (model_dir / "norm_stats.json").is_file():
+        raise UserFileNotFoundError(
+            f"{flag} {model_dir} has no norm_stats.json, so actions cannot be un-normalised; give a directory "
+            "`hf-vlmdrive train geovla` wrote (it saves the file to output_dir and every checkpoint-* folder)")
+    return model_dir
+
+
 def load_policy(
     model_dir: str | Path,
     key_map: KeyMap | Mapping[str, Any] | str | None = None,
@@ -309,28 +341,27 @@ def load_policy(
 
     import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a checkpoint directory (no config.json)")
+    model_dir = check_policy_dir(model_dir)
     stats_file = model_dir / "norm_stats.json"
-    if not stats_file.is_file():
-        raise FileNotFoundError(f"{model_dir} has no norm_stats.json: the server cannot un-normalise actions")
+    key_map = KeyMap.from_any(key_map)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
     model = AutoModel.from_pretrained(model_dir, **kwargs)
     if getattr(model.config, "model_type", None) != "geovla":
-        raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model; the policy server serves 'geovla'")
+        raise UserError(f"{model_dir} holds a {family_name(model.config.model_type)} model; the policy server "
+                        f"serves {family_name('geovla')} policies")
     model.to(device).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     if not hasattr(processor, "prepare_inputs"):
         raise ValueError(f"{model_dir}: AutoProcessor gave {type(processor).__name__}, expected a GeoVLAProcessor "
                          f"(save the training processor next to the model)")
     sha = hashlib.sha256(stats_file.read_bytes()).hexdigest()
-    policy = ModelPolicy(model, processor, KeyMap.from_any(key_map), num_steps=num_steps, seed=seed, noise=noise,
+    policy = ModelPolicy(model, processor, key_map, num_steps=num_steps, seed=seed, noise=noise,
                          model_dir=str(model_dir), norm_stats_sha256=sha)
     logger.info("loaded %s from %s on %s (chunk %d x %d, %d Euler steps)", type(model).__name__, model_dir, device,
                 model.config.action_chunk_size, model.config.action_dim, policy.metadata["num_steps"])
     return policy
 
 
-__all__ = ["KeyMap", "ModelPolicy", "NOISE_MODES", "ObservationError", "Policy", "load_policy", "reset_requested"]
+__all__ = ["KeyMap", "ModelPolicy", "NOISE_MODES", "ObservationError", "Policy", "check_policy_dir", "load_policy",
+           "reset_requested"]

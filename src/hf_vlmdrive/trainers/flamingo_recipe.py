@@ -59,7 +59,7 @@ def build_model(args: FlamingoSFTArguments, output_dir: str | Path):
         if not (tiny / "config.json").is_file():
             build_tiny_flamingo(tiny, gate_value=0.0)
         source = str(tiny)
-    check_model_source(source, "--model_name_or_path")
+    check_model_source(source, "--model_name_or_path", families=("flamingo",), command="`hf-vlmdrive sft flamingo`")
     model = FlamingoForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(source)
     if model.config.train_lm_embeddings != args.train_lm_embeddings:

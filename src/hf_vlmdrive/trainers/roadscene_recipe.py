@@ -16,7 +16,7 @@ import torch
 
 from ..data.collators import AssistantOnlyVLMCollator
 from ..errors import UserError
-from ..hub import check_model_source
+from ..hub import check_model_source, generates_text
 from ..interrupt import train_interruptibly
 from .roadscene_config import RoadSceneSFTArguments
 
@@ -103,7 +103,8 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
             annotations_path=args.annotations_file,
         )
         logger.info(eval_report.summary())
-    check_model_source(args.model_name_or_path, "--model_name_or_path")
+    check_model_source(args.model_name_or_path, "--model_name_or_path", families=generates_text,
+                       command="`hf-vlmdrive sft roadscene`", wanted="an image-text-to-text model (SmolVLM2 / Idefics3)")
     processor = load_processor(args.model_name_or_path)
     model = build_model(args)
     collator = AssistantOnlyVLMCollator(processor, max_length=sft_config.max_length)

@@ -261,8 +261,8 @@ def run_eval(args: SimLingoEvalArguments) -> dict:
     """Evaluate a trained checkpoint on CARLA route folders."""
     from ..models.simlingo import SimLingoForWaypointPrediction
 
-    model = SimLingoForWaypointPrediction.from_pretrained(check_model_source(args.model_name_or_path,
-                                                                            "--model_name_or_path"))
+    model = SimLingoForWaypointPrediction.from_pretrained(check_model_source(
+        args.model_name_or_path, "--model_name_or_path", families=("simlingo",), command="`hf-vlmdrive eval simlingo`"))
     cfg = model.config
     ds = _dataset(args.data_dir, args.cameras, cfg.num_frames, args.image_width, args.image_height, cfg.route_as,
                   args.route_image_size, cfg.num_speed_wps, cfg.num_route_points, args)

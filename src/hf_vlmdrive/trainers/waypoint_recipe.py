@@ -106,8 +106,9 @@ def build_waypoint_model(script_args: WaypointScriptArguments, num_cameras: int 
             f"{chosen or 'none'}"
         )
     if script_args.model_name_or_path:
-        model = WaypointVLMModel.from_pretrained(check_model_source(script_args.model_name_or_path,
-                                                                    "--model_name_or_path"))
+        model = WaypointVLMModel.from_pretrained(check_model_source(
+            script_args.model_name_or_path, "--model_name_or_path", families=("waypoint_vlm",),
+            command="`hf-vlmdrive train waypoint` (continuing a model)"))
         # A saved model keeps its config.json: model_config may restate it, but not change it.
         changed = sorted(k for k, v in kwargs.items() if k != "num_cameras" and getattr(model.config, k, v) != v)
         if changed:

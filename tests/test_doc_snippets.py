@@ -4,11 +4,11 @@ Each snippet is one test case, named `<file>:<line of the fence>`. The snippets 
 namespace, in file order (a later snippet may use an earlier one's names; running one case alone runs the
 earlier snippets of its file first), in a working directory of their own where the paths the docs name
 (`demo_output/waypoint-tiny`, `outputs/waypoint_tiny`, ...) hold tiny models and real-format files written
-by the library's own builders (`SETUP` below).
+by the library's own builders; for docs/serving.md a tiny policy server listens on the port it names, and the
+observation its comments describe is in the namespace (`SETUP` below).
 
-A snippet that cannot run here (a Hub download of a real checkpoint, a GPU, the LIBERO simulator, a running
-server, minutes of training) carries a marker on the line before its fence, and the reason is the skip
-reason:
+A snippet that cannot run here (a Hub download of a real checkpoint, a GPU, the LIBERO simulator, minutes of
+training) carries a marker on the line before its fence, and the reason is the skip reason:
 
     <!-- snippet: skip (needs the Hub: HuggingFaceTB/SmolVLM-Base) -->
     ```python
@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# openpi-client 0.1.2 (docs/serving.md's snippet) calls websockets' connect() the deprecated way.
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -109,7 +112,38 @@ def _waymo(work: Path) -> None:
     _tiny_waypoint(work / "outputs" / "waypoint_tiny")
 
 
-SETUP: dict[str, Callable[[Path], None]] = {"README.md": _readme, "docs/waymo.md": _waymo}
+def _serving(work: Path) -> dict[str, Any]:
+    """The server the snippets connect to (`hf-vlmdrive serve` on a tiny random GeoVLA, port 10093, as the doc
+    says) and the observation their comments describe (`img`, `wrist`, `state`, `task_description`, `obs`)."""
+    import socket
+
+    import numpy as np
+
+    from hf_vlmdrive.serving import load_policy
+    from hf_vlmdrive.serving.server import PolicyServer
+    from hf_vlmdrive.testing.tiny_geovla import save_tiny_geovla
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 10093)) == 0:
+            pytest.skip("port 10093, which the serving snippets name, is in use")
+    server = PolicyServer(load_policy(save_tiny_geovla(work / "tiny_geovla"), device="cpu"), host="127.0.0.1",
+                          port=10093).start()
+    rng = np.random.default_rng(0)
+    observation = {
+        "img": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "wrist": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        "state": rng.normal(size=8),
+        "task_description": "put the bowl on the plate",
+    }
+    obs = {"observation/image": observation["img"], "observation/wrist_image": observation["wrist"],
+           "observation/state": observation["state"], "prompt": observation["task_description"]}
+    return {**observation, "obs": obs, "_cleanup": server.stop}
+
+
+# A setup prepares the working directory; it may return names for the namespace (`_cleanup`: called at the end).
+SETUP: dict[str, Callable[[Path], dict[str, Any] | None]] = {
+    "README.md": _readme, "docs/serving.md": _serving, "docs/waymo.md": _waymo,
+}
 
 
 @dataclass
@@ -129,7 +163,7 @@ def _run(snippet: Snippet, state: _FileRun) -> None:
     exec(code, state.namespace)
     state.done[snippet.line] = True
     for name, expression in CHECKS.get(snippet.file, []):
-        if re.search(rf"^{name}\s*=", snippet.source, flags=re.M):
+        if re.search(rf"^\s*{name}\s*=", snippet.source, flags=re.M):
             assert eval(expression, state.namespace), f"{snippet.id}: {expression} does not hold"
 
 
@@ -139,6 +173,7 @@ CHECKS: dict[str, list[tuple[str, str]]] = {
         ("waypoints", "tuple(waypoints.shape) == (1, 20, 2)"),
         ("scores", "(round(scores['ade'], 3), round(scores['fde'], 3)) == (0.3, 0.3)"),
     ],
+    "docs/serving.md": [("actions", "tuple(actions.shape) == (8, 7) and str(actions.dtype) == 'float32'")],
     "docs/waymo.md": [
         ("ds", "len(ds) == 3 and stats.summary().startswith('read 3 frame(s), skipped 0')"),
         ("ds3", "len(ds3[0]['images']) == 3"),
@@ -152,6 +187,19 @@ def _datasets_cache_in_tmp(monkeypatch, tmp_path_factory):
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.getbasetemp() / "hf_datasets_cache")
+    # websockets >= 15 connects through *_proxy variables unless no_proxy covers the host (docs/serving.md).
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup_setups():
+    yield
+    for state in _RUNS.values():
+        cleanup = state.namespace.get("_cleanup")
+        if cleanup is not None:
+            cleanup()
+    _RUNS.clear()
 
 
 def test_every_snippet_is_found_and_every_marker_belongs_to_one():
@@ -173,9 +221,10 @@ def test_snippet_runs(snippet: Snippet, tmp_path_factory, monkeypatch):
     if state is None:
         work = tmp_path_factory.mktemp(re.sub(r"\W", "_", snippet.file))
         monkeypatch.chdir(work)
+        state = _FileRun(work)
         if snippet.file in SETUP:
-            SETUP[snippet.file](work)
-        state = _RUNS[snippet.file] = _FileRun(work)
+            state.namespace.update(SETUP[snippet.file](work) or {})
+        _RUNS[snippet.file] = state
     monkeypatch.chdir(state.work)
     for earlier in SNIPPETS:
         if earlier.file != snippet.file or earlier.line >= snippet.line or earlier.skip:

@@ -312,3 +312,33 @@ def test_attention_pool_equals_multihead_attention_with_its_weights(dim, heads):
     ref_grads = torch.autograd.grad((reference * weight).sum(), [tokens, *pool.parameters()])
     for a, b in zip(fast_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_processor_takes_one_sample_or_a_batch():
+    """One sample (a bare image, (16, 6) past states, a plain int intent) gives a batch of 1 equal to the same
+    sample given as a batch of lists; mismatched batch sizes and wrong ranks are errors naming the input."""
+    import numpy as np
+    from PIL import Image
+
+    from hf_vlmdrive.errors import UserError
+    from hf_vlmdrive.models.waypoint_vlm.processing_waypoint_vlm import WaypointVLMProcessor
+
+    processor = WaypointVLMProcessor.from_config(tiny_config())
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    states, waypoints = rng.normal(size=(16, 6)), rng.normal(size=(20, 2))
+    one = processor(images=image, past_states=states, intent=2, future_waypoints=waypoints)
+    batch = processor(images=[image], past_states=[states], intent=[2], future_waypoints=[waypoints])
+    assert {k: tuple(v.shape) for k, v in one.items()} == {
+        "pixel_values": (1, 3, 32, 32), "past_states": (1, 16, 6), "intent": (1,), "labels": (1, 20, 2)}
+    for key in batch:
+        assert torch.equal(one[key], batch[key]), key
+    assert one["intent"].dtype == torch.long and one["intent"].tolist() == [2]
+    assert processor(intent=np.int64(3))["intent"].tolist() == [3]
+    two = processor(images=[image, image], past_states=np.stack([states, states]), intent=torch.tensor([1, 3]))
+    assert tuple(two["pixel_values"].shape) == (2, 3, 32, 32) and two["intent"].tolist() == [1, 3]
+    assert WaypointVLMModel(tiny_config()).eval()(**one).waypoints.shape == (1, 20, 2)
+    with pytest.raises(UserError, match=r"different numbers of samples: \{'past_states': 1, 'intent': 2\}"):
+        processor(past_states=states, intent=[1, 2])
+    with pytest.raises(UserError, match=r"past_states must have 2 dimension\(s\) per sample .* got shape \(6,\)"):
+        processor(past_states=states[0])

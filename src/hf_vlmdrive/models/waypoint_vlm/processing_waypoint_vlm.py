@@ -70,6 +70,23 @@ def _pil(image: Any):
     return as_pil_image(image)
 
 
+def _batched(values: Any, name: str, sample_ndim: int) -> np.ndarray:
+    """`values` as an array with a leading batch dimension: one sample (`sample_ndim` dimensions, e.g. a plain
+    int intent or a (16, 6) past_states) gets a batch of 1; a batch (list or array) is stacked."""
+    if isinstance(values, (list, tuple)) and values and sample_ndim > 0:
+        array = np.stack([np.asarray(v) for v in values])
+    else:
+        array = np.asarray(values)
+    if array.ndim == sample_ndim:
+        array = array[None]
+    if array.ndim != sample_ndim + 1:
+        raise UserError(
+            f"{name} must have {sample_ndim} dimension(s) per sample (one sample) or {sample_ndim + 1} (a batch), "
+            f"got shape {tuple(array.shape)}"
+        )
+    return array
+
+
 class WaypointVLMProcessor(ProcessorMixin):
     """Turns camera images, past ego states and the driving intent into [`WaypointVLMModel`] inputs.
 
@@ -104,17 +121,22 @@ class WaypointVLMProcessor(ProcessorMixin):
         return_tensors: str = "pt",
         **kwargs,
     ) -> BatchFeature:
-        """Model inputs for a batch.
+        """Model inputs for a batch, or for one sample (then every output has a batch dimension of 1).
 
         Args:
-            images: one image per sample (`num_cameras == 1`), or a list of `num_cameras` images per sample.
-            past_states: (B, 16, 6) past ego states (pos x,y; vel x,y; accel x,y), oldest first.
-            intent: (B,) driving intents (Waymo enum).
-            future_waypoints: (B, 20, 2), optional; returned as `labels`.
+            images: one image per sample (`num_cameras == 1`), or a list of `num_cameras` images per sample;
+                a bare image (not in a list) is one sample.
+            past_states: (B, 16, 6) past ego states (pos x,y; vel x,y; accel x,y), oldest first; (16, 6) is
+                one sample.
+            intent: (B,) driving intents (Waymo enum); a plain int is one sample.
+            future_waypoints: (B, 20, 2), optional; returned as `labels`; (20, 2) is one sample.
         """
         import torch
 
         out: dict[str, Any] = {}
+        if images is not None and self.num_cameras == 1 and not isinstance(images, (list, tuple)):
+            if not (isinstance(images, np.ndarray) and images.ndim == 4):  # (B, H, W, 3) stays a batch
+                images = [images]
         if images is not None:
             if self.num_cameras == 1 and not (images and isinstance(images[0], (list, tuple))):
                 out["pixel_values"] = self.preprocess_images(list(images))  # (B, 3, S, S)
@@ -129,11 +151,14 @@ class WaypointVLMProcessor(ProcessorMixin):
                 pixels = self.preprocess_images(flat)
                 out["pixel_values"] = pixels.reshape(len(images), self.num_cameras, *pixels.shape[1:])  # (B, N, 3, S, S)
         if past_states is not None:
-            out["past_states"] = torch.as_tensor(np.stack([np.asarray(p) for p in past_states]), dtype=torch.float32)
+            out["past_states"] = torch.as_tensor(_batched(past_states, "past_states", 2), dtype=torch.float32)
         if intent is not None:
-            out["intent"] = torch.as_tensor([int(i) for i in intent], dtype=torch.long)
+            out["intent"] = torch.as_tensor(_batched(intent, "intent", 0).astype(np.int64))
         if future_waypoints is not None:
-            out["labels"] = torch.as_tensor(np.stack([np.asarray(w) for w in future_waypoints]), dtype=torch.float32)
+            out["labels"] = torch.as_tensor(_batched(future_waypoints, "future_waypoints", 2), dtype=torch.float32)
+        sizes = {name: len(value) for name, value in out.items()}
+        if len(set(sizes.values())) > 1:
+            raise UserError(f"the inputs hold different numbers of samples: {sizes}; give each one entry per sample")
         return BatchFeature(out, tensor_type=None)
 
     @property

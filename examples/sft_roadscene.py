@@ -25,6 +25,7 @@ import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of tra
 from trl import SFTConfig
 
 from hf_vlmdrive.arguments import parse_args
+from hf_vlmdrive.log import quiet_trl_renames
 from hf_vlmdrive.trainers.roadscene_config import RoadSceneSFTArguments
 from hf_vlmdrive.trainers.roadscene_recipe import train_roadscene
 
@@ -47,8 +48,9 @@ def main(argv: list[str]) -> int:
         i = argv.index("--output_dir") if "--output_dir" in argv else -1
         demo(argv[i + 1] if i >= 0 else "demo_output/roadscene")
         return 0
-    script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="sft_roadscene.py")
-    print(json.dumps(train_roadscene(script_args, sft_config).sft_metrics, indent=2))
+    with quiet_trl_renames():  # transformers 5.25 warns about TRL's own defaults (see hf_vlmdrive.log)
+        script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="sft_roadscene.py")
+        print(json.dumps(train_roadscene(script_args, sft_config).sft_metrics, indent=2))
     return 0
 
 

@@ -45,10 +45,19 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise UserError(f"config file {path} is not valid YAML: {err}") from err
+        raise UserError(f"config file {path} is not valid YAML: {_yaml_error_line(err)}") from err
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a mapping of argument names to values, got {type(data).__name__}")
     return data
+
+
+def _yaml_error_line(err: yaml.YAMLError) -> str:
+    """PyYAML's multi-line report as one line: where (line, column) and what."""
+    mark = getattr(err, "problem_mark", None)
+    what = " ".join(str(x) for x in (getattr(err, "context", None), getattr(err, "problem", None)) if x)
+    if mark is None or not what:
+        return " ".join(str(err).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
 def _set_path(target: dict, dotted: str, value: Any) -> None:
@@ -301,7 +310,10 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
         raise
     except (ValueError, TypeError) as err:  # an argument dataclass's own validation (e.g. TrainingArguments)
         where = f" (config file {config_path})" if config_path else ""
-        raise UserError(f"invalid arguments{where}: {err}") from err
+        hint = ""
+        if "bf16/gpu" in str(err):  # TRL's configs default to bf16; transformers says so without the flags
+            hint = " (on a machine without a GPU pass --bf16 false --use_cpu true)"
+        raise UserError(f"invalid arguments{where}: {err}{hint}") from err
 
 
 __all__ = ["ModelConfigArguments", "check_yaml_types", "config_fields", "load_yaml_config", "parse_args", "value_matches"]

@@ -8,7 +8,10 @@ else of a user's logging set-up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
 
 # Since transformers 5.25 (which requires the `kernels` package), `from transformers import TrainingArguments`
 # imports peft (transformers/trainer_utils.py, whenever peft is installed), peft imports bitsandbytes
@@ -58,4 +61,21 @@ def configure_logging(debug: bool = False) -> None:
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
-__all__ = ["configure_logging", "drop_import_noise"]
+# TRL 1.16's `SFTConfig` defaults `gradient_checkpointing=True` and its SFTTrainer asks the model
+# `is_gradient_checkpointing`; transformers 5.25 renamed both (`activation_checkpointing`) and warns with a
+# FutureWarning each time, about names the user never wrote. `quiet_trl_renames()` drops exactly those two
+# warnings around the library's SFT paths (the CLI, the demo and the example); nothing else is hidden.
+_TRL_RENAMES = (r"`gradient_checkpointing` is deprecated and will be removed in v6",
+                r"`is_gradient_checkpointing` is deprecated and will be removed in v6")
+
+
+@contextlib.contextmanager
+def quiet_trl_renames() -> Iterator[None]:
+    """Run a block without the two FutureWarnings transformers 5.25 gives for TRL 1.16's own defaults."""
+    with warnings.catch_warnings():
+        for message in _TRL_RENAMES:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
+
+
+__all__ = ["configure_logging", "drop_import_noise", "quiet_trl_renames"]

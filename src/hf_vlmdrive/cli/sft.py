@@ -11,13 +11,15 @@ def run_roadscene(argv: list[str]) -> int:
     """Parse `RoadSceneSFTArguments` + TRL `SFTConfig` (YAML `--config` + flags) and train."""
     from trl import SFTConfig
 
+    from ..log import quiet_trl_renames
     from ..trainers.roadscene_config import RoadSceneSFTArguments
     from ..trainers.roadscene_recipe import train_roadscene
 
     # `--model` is accepted as a short alias of `--model_name_or_path`.
     argv = ["--model_name_or_path" if a == "--model" else a for a in argv]
-    script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="hf-vlmdrive sft roadscene")
-    metrics = train_roadscene(script_args, sft_config).sft_metrics
+    with quiet_trl_renames():
+        script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="hf-vlmdrive sft roadscene")
+        metrics = train_roadscene(script_args, sft_config).sft_metrics
     print(json.dumps(metrics, indent=2))
     return 0
 

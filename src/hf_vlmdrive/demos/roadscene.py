@@ -137,7 +137,9 @@ def run_roadscene_demo(output_dir: str | Path, config: RoadSceneDemoConfig | Non
     The results hold `bvpi` {model, baseline, parse_rate}, `captions` {model, baseline, constant_caption} (or
     {skipped}), `train` (loss curve), `timings` (seconds per stage) and `config`.
     """
-    with torch_threads(config.num_threads if config else RoadSceneDemoConfig.num_threads):
+    from ..log import quiet_trl_renames
+
+    with torch_threads(config.num_threads if config else RoadSceneDemoConfig.num_threads), quiet_trl_renames():
         return _run(output_dir, config)
 
 

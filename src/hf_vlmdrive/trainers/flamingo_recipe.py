@@ -112,6 +112,9 @@ def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTra
     set_seed(training_args.seed)
     if not args.train_file:
         raise UserError("--train_file is required")
+    if args.model_name_or_path and args.model_name_or_path != TINY:  # a wrong model is said before the data loads
+        check_model_source(args.model_name_or_path, "--model_name_or_path", families=("flamingo",),
+                           command="`hf-vlmdrive sft flamingo`")
     train_ds, report = load_sft_dataset(args.train_file, task=args.task, image_root=args.image_root,
                                         prompt=args.prompt, annotations_path=args.annotations_file)
     logger.info(report.summary())

@@ -89,6 +89,8 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
         raise UserError("--model_name_or_path is required (a Hub id or a local model directory)")
     if not args.train_file:
         raise UserError("--train_file is required")
+    check_model_source(args.model_name_or_path, "--model_name_or_path", families=generates_text,
+                       command="`hf-vlmdrive sft roadscene`", wanted="an image-text-to-text model (SmolVLM2 / Idefics3)")
     train_ds, report = load_sft_dataset(
         args.train_file, task=args.task, image_root=args.image_root, prompt=args.prompt,
         annotations_path=args.annotations_file,
@@ -103,8 +105,6 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
             annotations_path=args.annotations_file,
         )
         logger.info(eval_report.summary())
-    check_model_source(args.model_name_or_path, "--model_name_or_path", families=generates_text,
-                       command="`hf-vlmdrive sft roadscene`", wanted="an image-text-to-text model (SmolVLM2 / Idefics3)")
     processor = load_processor(args.model_name_or_path)
     model = build_model(args)
     collator = AssistantOnlyVLMCollator(processor, max_length=sft_config.max_length)

@@ -24,7 +24,6 @@ weights are taken from `--backbone` (the pretrained Kosmos-2) and listed as fill
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -161,7 +160,9 @@ def convert_robovlms_checkpoint(checkpoint: str | Path, backbone: str, output_di
 
 def main(argv: list[str] | None = None) -> int:
     """`hf-vlmdrive convert robovlms CHECKPOINT --backbone DIR_OR_ID --output_dir OUT`."""
-    p = argparse.ArgumentParser(prog="hf-vlmdrive convert robovlms",
+    from ...cli._argparse import ArgumentParser
+
+    p = ArgumentParser(prog="hf-vlmdrive convert robovlms",
                                 description="Convert a RoboVLMs checkpoint (.ckpt, .pt, DeepSpeed dir, safetensors) "
                                             "into a save_pretrained directory (loaded with weights_only=True).")
     p.add_argument("checkpoint")

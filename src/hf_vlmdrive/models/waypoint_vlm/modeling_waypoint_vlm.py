@@ -40,7 +40,8 @@ from ...errors import UserError
 from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
 from ..common.init import init_module
-from ..common.lora import has_lora, inject_lora, merge_lora, normalize_lora_config, save_lora_adapter
+from ..common.lora import has_lora, inject_lora, merge_lora, save_lora_adapter
+from ..common.lora_config import normalize_lora_config
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
 from .configuration_waypoint_vlm import UNKNOWN_INTENT, WaypointVLMConfig

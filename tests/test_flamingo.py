@@ -382,7 +382,8 @@ def test_train_lm_embeddings_keeps_other_lm_weights_frozen():
 
 
 def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
-    """A new Flamingo from a saved CLIP tower and LM: logits equal the LM's (gates 0), the tower is the saved one."""
+    """A new Flamingo from a saved CLIP tower and LM: logits equal the LM's (gates 0), the tower is the saved one;
+    FlamingoProcessor.from_backbones gives the tokenizer with the same ids; `dtype` sets every parameter's dtype."""
     from transformers import AutoConfig, CLIPVisionModel
 
     from hf_vlmdrive.testing.tiny_flamingo import tiny_text_config, tiny_vision_config
@@ -395,9 +396,14 @@ def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
     vision = tiny_vision_config()
     tower = CLIPVisionModel(AutoConfig.for_model(vision.pop("model_type"), **vision))
     tower.save_pretrained(tmp_path / "clip")
-    model, tokenizer = FlamingoForConditionalGeneration.from_backbones(
+    tiny_image_processor().save_pretrained(tmp_path / "clip")
+    processor = FlamingoProcessor.from_backbones(str(tmp_path / "clip"), str(tmp_path / "lm"))
+    tokenizer = processor.tokenizer
+    model = FlamingoForConditionalGeneration.from_backbones(
         str(tmp_path / "clip"), str(tmp_path / "lm"), perceiver_depth=1, perceiver_num_latents=4)
-    assert model.config.media_token_id == tokenizer.convert_tokens_to_ids("<image>")
+    assert isinstance(model, FlamingoForConditionalGeneration)
+    assert model.config.media_token_id == tokenizer.convert_tokens_to_ids("<image>") == processor.image_token_id
+    assert model.config.end_of_chunk_token_id == processor.end_of_chunk_token_id
     assert model.config.text_config.vocab_size == len(tokenizer) == lm.config.vocab_size + 3
     for key, value in tower.state_dict().items():
         assert torch.equal(model.vision_model.state_dict()[key], value)
@@ -407,3 +413,8 @@ def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
         want = lm.eval()(input_ids=ids).logits
     assert torch.equal(got[..., : lm.config.vocab_size], want)
     assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("vision_model."))
+    double = FlamingoForConditionalGeneration.from_backbones(
+        str(tmp_path / "clip"), str(tmp_path / "lm"), dtype=torch.float64, tokenizer=tokenizer, perceiver_depth=1,
+        perceiver_num_latents=4)
+    assert {p.dtype for p in double.parameters()} == {torch.float64}
+    assert double.config.media_token_id == model.config.media_token_id

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -379,14 +378,6 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
             model.to(dtype)
         model.apply_freezing()
         return model
-
-    @classmethod
-    def from_llava_next(cls, name_or_path: str = "llava-hf/llava-v1.6-mistral-7b-hf", lm_size: str = "tiny",
-                        revision: str | None = None, token: str | bool | None = None, **kwargs):
-        """Deprecated alias of [`from_backbone`] (the one backbone-loader name of every family); removed in 0.2."""
-        warnings.warn("SimLingoForWaypointPrediction.from_llava_next is deprecated; use from_backbone (same arguments)",
-                      FutureWarning, stacklevel=2)
-        return cls.from_backbone(name_or_path, lm_size=lm_size, revision=revision, token=token, **kwargs)
 
     # ------------------------------------------------------------------ encoders
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,9 @@ class WaypointVLMPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = []
+    # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
+    # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # The family's own modules only (head, attention pool); the vision tower is a `PreTrainedModel` and

@@ -117,6 +117,24 @@ def test_safetensors_mixed_dtypes_and_metadata(tmp_path, capsys):
     assert sd["numel_by_prefix_depth1"] == {"a": 16, "b": 5}
 
 
+def test_safetensors_epoch_and_global_step_from_metadata(tmp_path, capsys):
+    """Lightning-style exporters write the counters as metadata strings: they come back as ints; absent, null;
+    a string that is not an integer stays null, with a note naming it."""
+    from safetensors.torch import save_file
+
+    tensors = {"w": torch.zeros(2)}
+    save_file(tensors, str(tmp_path / "c.safetensors"), metadata={"epoch": "3", "global_step": "1200"})
+    r = _run_json([str(tmp_path / "c.safetensors")], tmp_path, capsys)
+    assert r["epoch"] == 3 and r["global_step"] == 1200 and "notes" not in r
+    save_file(tensors, str(tmp_path / "plain.safetensors"), metadata={"format": "pt"})
+    r = inspect_checkpoint(tmp_path / "plain.safetensors")
+    assert r["epoch"] is None and r["global_step"] is None and "notes" not in r
+    save_file(tensors, str(tmp_path / "odd.safetensors"), metadata={"epoch": "2.5", "global_step": "40"})
+    r = inspect_checkpoint(tmp_path / "odd.safetensors")
+    assert r["epoch"] is None and r["global_step"] == 40
+    assert len(r["notes"]) == 1 and "epoch='2.5' is not an integer" in r["notes"][0]
+
+
 # ------------------------------------------------------------------------------------------ DeepSpeed layouts
 _MARKER_ENV = "HF_VLMDRIVE_TEST_MARKER"
 

@@ -1,26 +1,51 @@
-"""The shared family contract (`hf_vlmdrive.testing.family.FamilyContract`) run for every model family."""
+"""The shared family contract (`hf_vlmdrive.testing.family.FamilyContract`), run for every model class registered
+with the Auto classes (`models/auto.py`): one test class each, all in this module, built from the tiny configs of
+`hf_vlmdrive.testing.tiny_models`; plus the checks across families (every registration has its contract class,
+configuration modules import no modeling code)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer
+from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLDecoderLayer, Qwen2_5_VLVisionBlock
 from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
 
-import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
+import hf_vlmdrive
+from hf_vlmdrive.models.auto import AUTO_CLASSES
+from hf_vlmdrive.models.common.gated_cross_attention import GatedCrossAttentionBlock
 from hf_vlmdrive.models.common.layerwise_dit import LayerwiseDiTBlock
-from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction
+from hf_vlmdrive.models.flamingo import FlamingoConfig, FlamingoForConditionalGeneration, FlamingoProcessor
+from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction, GeoVLAGeometryEncoder
+from hf_vlmdrive.models.geovla.configuration_geovla import GeoVLAGeometryConfig
+from hf_vlmdrive.models.robovlm import RoboVLMConfig, RoboVLMForActionPrediction
 from hf_vlmdrive.models.simlingo import SimLingoConfig, SimLingoForWaypointPrediction
 from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from hf_vlmdrive.testing.family import FamilyContract
-from hf_vlmdrive.testing.tiny_qwen import (
-    build_tiny_qwen_processor,
-    build_tiny_qwen_tokenizer,
-    tiny_dinov2_config,
-    tiny_qwen2_5_vl_config,
+from hf_vlmdrive.testing.tiny_flamingo import tiny_image_processor, train_tiny_base_tokenizer
+from hf_vlmdrive.testing.tiny_kosmos2 import build_tiny_robovlm_processor
+from hf_vlmdrive.testing.tiny_models import (
+    FLAMINGO_END_OF_CHUNK_ID,
+    FLAMINGO_MEDIA_ID,
+    TINY_CONFIG_BUILDERS,
+    tiny_flamingo_model_config,
+    tiny_geovla_config,
+    tiny_geovla_geometry_config,
+    tiny_robovlm_config,
+    tiny_simlingo_config,
+    tiny_waypoint_vlm_config,
 )
+from hf_vlmdrive.testing.tiny_qwen import build_tiny_qwen_processor, build_tiny_qwen_tokenizer
 
 
 def _set(key, value):
@@ -42,11 +67,6 @@ def _images(batch: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray
 
 
 # ------------------------------------------------------------------------------------------- waypoint_vlm
-TINY_SIGLIP = dict(
-    model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-    num_attention_heads=2, image_size=32, patch_size=8,
-)
-
 
 class TestWaypointVLMFamily(FamilyContract):
     """Frozen SigLIP tower + MLP head. The head has no repeated blocks; with the tower made trainable
@@ -81,8 +101,7 @@ class TestWaypointVLMFamily(FamilyContract):
     ]
 
     def build_config(self, **overrides):
-        kwargs = {"vision_config": TINY_SIGLIP, "head_hidden_sizes": [32, 32], **overrides}
-        return WaypointVLMConfig(**kwargs)
+        return tiny_waypoint_vlm_config(**overrides)
 
     def build_inputs(self, model, batch_size=2):
         return {
@@ -111,11 +130,6 @@ class TestWaypointVLMFamily(FamilyContract):
 
 
 # ------------------------------------------------------------------------------------------- simlingo
-SIMLINGO_VISION = {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
-                   "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 16, "patch_size": 4}
-SIMLINGO_TEXT = {"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "hidden_size": 32,
-                 "intermediate_size": 64}
-
 
 class TestSimLingoFamily(FamilyContract):
     """CLIP tower (trained by default) + Llama. Freezing is checked with `freeze_vision=True`; checkpointing
@@ -156,9 +170,7 @@ class TestSimLingoFamily(FamilyContract):
                 "target_point": [[10.0, 1.0], [12.0, -2.0]]}
 
     def build_config(self, **overrides):
-        kwargs = {"vision_config": SIMLINGO_VISION, "text_config": SIMLINGO_TEXT, "head_hidden_size": 16,
-                  "encoder_hidden_size": 16, "projector_hidden_size": 32, **overrides}
-        return SimLingoConfig(**kwargs)
+        return tiny_simlingo_config(**overrides)
 
     def build_inputs(self, model, batch_size=2):
         b = batch_size
@@ -203,6 +215,7 @@ class TestGeoVLAFamily(FamilyContract):
     checkpointed_block_types = (LayerwiseDiTBlock, Qwen2_5_VLDecoderLayer, Qwen2_5_VLVisionBlock)
     checkpointing_overrides = {"dit_dropout": 0.0}
     learning_rate = 2e-3
+    variant_overrides = [{"action_head_type": "adaln_zero"}]
     bad_config_cases = [
         (dict(compressor_type="mean"), "compressor_type", "mean"),
         (dict(dit_num_heads=3), "dit_num_heads", 3),
@@ -221,15 +234,7 @@ class TestGeoVLAFamily(FamilyContract):
     ]
 
     def build_config(self, **overrides):
-        kwargs = dict(
-            vlm_config=tiny_qwen2_5_vl_config(_tokenizer(), hidden_size=32, num_layers=2).to_dict(),
-            geometry_config={"backbone_config": tiny_dinov2_config().to_dict(), "num_views": 2, "num_layers": 1,
-                             "num_heads": 2, "output_size": 48},
-            compressor_type="pool", num_geometry_tokens=4, compressor_num_heads=2,
-            dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2, num_inference_steps=2,
-        )
-        kwargs.update(overrides)
-        return GeoVLAConfig(**kwargs)
+        return tiny_geovla_config(_tokenizer(), **overrides)
 
     def prepare_model(self, model):
         model.set_norm_stats(_norm_stats())
@@ -258,6 +263,22 @@ class TestGeoVLAFamily(FamilyContract):
             "time": torch.linspace(0.2, 0.8, draws),
         }
 
+    def select_sample(self, inputs, index, batch_size):
+        """Qwen2.5-VL's `pixel_values` are the patches of all images in one (patches, dim) tensor, image i has
+        prod(image_grid_thw[i]) of them; `noise` / `time` hold R draws of the batch (`repeat` order)."""
+        sample = super().select_sample(inputs, index, batch_size)
+        counts = inputs["image_grid_thw"].prod(-1).tolist()
+        start = sum(counts[:index])
+        sample["pixel_values"] = inputs["pixel_values"][start : start + counts[index]]
+        draws = len(inputs["time"]) // batch_size
+        rows = [r * batch_size + index for r in range(draws)]
+        sample["noise"], sample["time"] = inputs["noise"][rows], inputs["time"][rows]
+        return sample
+
+    def sample_output(self, value, index, batch_size):
+        draws = len(value) // batch_size  # velocity and target hold R draws of the batch, `repeat` order
+        return value[[r * batch_size + index for r in range(draws)]]
+
     def build_processor(self, tmp_path):
         from hf_vlmdrive.models.geovla.processing_geovla import GeoVLAProcessor
 
@@ -266,3 +287,223 @@ class TestGeoVLAFamily(FamilyContract):
     def processor_inputs(self):
         return {"images": [[np.asarray(im) for im in _images(2, (56, 56))]], "instructions": ["open the top drawer"],
                 "state": [np.ones(8, np.float32)]}
+
+
+class TestGeoVLAGeometryEncoderFamily(FamilyContract):
+    """GeoVLA's geometry encoder, registered with AutoModel on its own (`model_type: geovla_geometry`): DINOv2 per
+    view + view embedding + multi-view transformer. It has no loss: the checkpointing and training checks use the
+    mean square of its tokens as a fixed surrogate. Inside GeoVLA it is frozen; on its own everything trains."""
+
+    config_class = GeoVLAGeometryConfig
+    model_class = GeoVLAGeometryEncoder
+    output_keys = ("tokens",)
+    checkpointed_block_types = (Dinov2Layer,)
+    learning_rate = 3e-3
+    bad_config_cases = [
+        (dict(num_views=0), "num_views", 0),
+        (dict(num_heads=3), "num_heads", 3),
+        (dict(output_size=-1), "output_size", -1),
+        (dict(backbone_config={"model_type": "not_a_model"}), "backbone_config.model_type", "not_a_model"),
+    ]
+    bad_input_cases = [
+        (_set("pixel_values", lambda x: torch.randn(2, 3, 3, 28, 28)), "(batch, 2, 3, 28, 28)"),
+        (_set("pixel_values", lambda x: torch.randn(2, 2, 3, 14, 14)), "(batch, 2, 3, 28, 28)"),
+    ]
+    processor_skip_reason = "the geometry encoder takes GeoVLAProcessor's geometry_pixel_values; it has no processor"
+
+    def build_config(self, **overrides):
+        return tiny_geovla_geometry_config(**overrides)
+
+    def build_inputs(self, model, batch_size=2):
+        return {"pixel_values": torch.randn(batch_size, 2, 3, 28, 28)}
+
+    def output_fields(self, outputs):
+        return {"tokens": outputs}
+
+    def loss_of(self, outputs):
+        return outputs.square().mean()
+
+
+# ------------------------------------------------------------------------------------------- robovlm
+def _robovlm_frames(batch: int, window: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [[rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(window)] for _ in range(batch)]
+
+
+class TestRoboVLMFamily(FamilyContract):
+    """Tiny Kosmos-2 + action token + LSTM head; the Kosmos-2 text blocks are the checkpointed blocks."""
+
+    config_class = RoboVLMConfig
+    model_class = RoboVLMForActionPrediction
+    output_keys = ("loss", "actions", "context_vectors")
+    frozen_prefixes = ("backbone.",)
+    freezing_overrides = {"freeze_backbone": True}
+    checkpointed_block_types = (Kosmos2TextBlock,)
+    learning_rate = 3e-3
+    variant_overrides = [{"head_type": "mlp"}, {"head_type": "gpt"}]
+    bad_config_cases = [
+        (dict(head_type="transformer"), "head_type", "transformer"),
+        (dict(loss_type="l1"), "loss_type", "l1"),
+        (dict(window_size=0), "window_size", 0),
+        (dict(action_dim=0), "action_dim", 0),
+        (dict(action_dim=1, use_gripper=True), "action_dim", 1),
+        (dict(head_type="gpt", gpt_num_heads=5), "gpt_num_heads", 5),
+        (dict(action_low=[0.0, 0.0], action_high=[0.0, 1.0]), "action_low", [0.0, 0.0]),
+        (dict(action_low=[0.0, 0.0, 0.0]), "action_low", [0.0, 0.0, 0.0]),
+        (dict(head_dropout=1.5), "head_dropout", 1.5),
+        (dict(backbone_config={"model_type": "llava"}), "backbone_config.model_type", "llava"),
+    ]
+    bad_input_cases = [
+        (_set("pixel_values", lambda x: torch.randn(2, 3, 3, 16, 16)), "(batch, window, 3, 32, 32)"),
+        (_set("input_ids", lambda x: x["input_ids"][:1]), "`input_ids` must have shape"),
+        (_set("actions", lambda x: torch.zeros(2, 3, 1, 5)), "(2, 3, 1, 2)"),
+        (_set("attention_mask", lambda x: torch.cat([torch.zeros_like(x["attention_mask"][:, :1]),
+                                                     x["attention_mask"][:, 1:]], 1)), "right-padded"),
+    ]
+
+    def build_config(self, **overrides):
+        return tiny_robovlm_config(**overrides)
+
+    def build_inputs(self, model, batch_size=2):
+        proc = build_tiny_robovlm_processor()
+        rng = np.random.default_rng(1)
+        actions = rng.uniform(-0.9, 0.9, size=(batch_size, 3, 1, 2)).astype(np.float32)
+        texts = ["horizontal left", "horizontal right"] * batch_size
+        return dict(proc(images=_robovlm_frames(batch_size, 3), text=texts[:batch_size], actions=actions))
+
+    def prepare_model(self, model):
+        with torch.no_grad():
+            model.action_token.normal_(0, 0.5)  # zero-initialised like RoboVLMs; perturbed so it matters
+
+    def build_processor(self, tmp_path):
+        return build_tiny_robovlm_processor()
+
+    def processor_inputs(self):
+        return {"images": _robovlm_frames(2, 2), "text": ["horizontal left", "horizontal right"]}
+
+
+# ------------------------------------------------------------------------------------------- flamingo
+def _flamingo_ids(batch: int = 2) -> torch.Tensor:
+    """Rows with text before the first image, two images, text after each."""
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 290, (batch, 12), generator=g)
+    ids[:, 3] = FLAMINGO_MEDIA_ID
+    ids[:, 8] = FLAMINGO_MEDIA_ID
+    ids[:, 7] = FLAMINGO_END_OF_CHUNK_ID
+    return ids
+
+
+class TestFlamingoFamily(FamilyContract):
+    """Frozen CLIP tower and LM; the Perceiver resampler and the gated blocks train (gates perturbed)."""
+
+    config_class = FlamingoConfig
+    model_class = FlamingoForConditionalGeneration
+    output_keys = ("loss", "logits")
+    frozen_prefixes = (
+        "vision_model.",
+        "language_model.model.embed_tokens.",
+        "language_model.model.layers.0.decoder_layer.",
+        "language_model.model.layers.1.decoder_layer.",
+        "language_model.model.norm.",
+        "language_model.lm_head.",
+    )
+    checkpointed_block_types = (GatedCrossAttentionBlock,)
+    learning_rate = 2e-2
+    bad_config_cases = [
+        (dict(cross_attn_every_n_layers=0), "cross_attn_every_n_layers", 0),
+        (dict(cross_attn_every_n_layers=3), "cross_attn_every_n_layers", 3),
+        (dict(perceiver_depth=0), "perceiver_depth", 0),
+        (dict(perceiver_num_latents=-4), "perceiver_num_latents", -4),
+        (dict(cross_attn_ff_mult=0), "cross_attn_ff_mult", 0),
+        (dict(media_token_id=-1), "media_token_id", -1),
+        (dict(text_config={"model_type": "not_a_model"}), "text_config.model_type", "not_a_model"),
+        (dict(end_of_chunk_token_id="eoc"), "end_of_chunk_token_id", "eoc"),
+        (dict(text_config={"model_type": "bert"}, decoder_layers_attr=None), "decoder_layers_attr", "bert"),
+    ]
+    bad_input_cases = [
+        (_set("pixel_values", lambda x: x["pixel_values"][:, 0]), "(B, T_img, F, 3, H, W)"),
+        (_set("pixel_values", None), "no pixel_values"),
+        (_set("pixel_values", lambda x: x["pixel_values"][:, :1]), "only 1 images per row"),
+        (_set("pixel_values", lambda x: x["pixel_values"][:1]), "batch size 1"),
+    ]
+
+    def build_config(self, **overrides):
+        return tiny_flamingo_model_config(**overrides)
+
+    def build_inputs(self, model, batch_size=2):
+        ids = _flamingo_ids(batch_size)
+        labels = torch.full_like(ids, 7)  # a target the trainable blocks can reach through the frozen LM
+        labels[:, :4] = -100
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                "pixel_values": torch.randn(batch_size, 2, 1, 3, 16, 16), "labels": labels}
+
+    def prepare_model(self, model):
+        with torch.no_grad():
+            for block in model.gated_cross_attn_layers:
+                block.attn_gate.fill_(0.5)
+                block.ff_gate.fill_(-0.5)
+
+    def build_processor(self, tmp_path):
+        return FlamingoProcessor(image_processor=tiny_image_processor(), tokenizer=train_tiny_base_tokenizer())
+
+    def processor_inputs(self):
+        rng = np.random.default_rng(0)
+        ims = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(3)]
+        return {"text": ["User:<image> Describe the road scene.", "<image>a car<|endofchunk|><image>a bus"],
+                "images": [[ims[0]], [ims[1], ims[2]]]}
+
+
+# ------------------------------------------------------------------------------------------- across families
+def _contract_classes() -> list[type[FamilyContract]]:
+    return [c for c in globals().values()
+            if isinstance(c, type) and issubclass(c, FamilyContract) and c is not FamilyContract]
+
+
+def test_every_registered_model_class_has_a_contract_test():
+    """Each class registered with a model Auto class (models/auto.py) has a contract class here and a tiny config
+    builder in hf_vlmdrive.testing.tiny_models."""
+    registered = {e.name for e in AUTO_CLASSES if e.auto_class.startswith("AutoModel")}
+    assert len(registered) >= 6, registered
+    tested = {c.model_class.__name__ for c in _contract_classes()}
+    missing = sorted(registered - tested)
+    assert not missing, (
+        f"registered with the Auto classes but without a contract test in {Path(__file__).name}: {missing}; add a "
+        "FamilyContract subclass for each"
+    )
+    without_builder = sorted(registered - set(TINY_CONFIG_BUILDERS))
+    assert not without_builder, f"no tiny config builder in hf_vlmdrive.testing.tiny_models for {without_builder}"
+    for cls in _contract_classes():
+        config = TINY_CONFIG_BUILDERS[cls.model_class.__name__]()
+        assert type(config) is cls.config_class, (cls.__name__, type(config))
+
+
+_SRC = Path(hf_vlmdrive.__file__).parent
+_CONFIG_MODULES = sorted(
+    ".".join(p.relative_to(_SRC.parent).with_suffix("").parts) for p in _SRC.glob("models/*/configuration_*.py")
+)
+_PROBE = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("hf_vlmdrive"))))
+"""
+
+
+@pytest.mark.parametrize("module", _CONFIG_MODULES)
+def test_configuration_modules_import_no_modeling_code(module):
+    """Importing a configuration module (which `import hf_vlmdrive` does) imports none of the library's torch
+    modules: no `models.<family>.modeling_*` and nothing of `models.common` but the torch-free `config_utils` and
+    `lora_config`."""
+    assert len(_CONFIG_MODULES) >= 5, _CONFIG_MODULES
+    proc = subprocess.run([sys.executable, "-c", _PROBE, module], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    light_common = {"hf_vlmdrive.models.common", "hf_vlmdrive.models.common.config_utils",
+                    "hf_vlmdrive.models.common.lora_config"}
+    heavy = [m for m in imported
+             if (m.startswith("hf_vlmdrive.models.") and ".modeling_" in m)
+             or (m.startswith("hf_vlmdrive.models.common.") and m not in light_common)]
+    assert not heavy, (
+        f"importing {module} imports the library's torch modules {heavy}; configuration modules must stay light "
+        "(move the constant they need into the configuration module or models/common/config_utils.py)"
+    )

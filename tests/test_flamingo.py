@@ -1,4 +1,4 @@
-"""Flamingo family: the shared contract, OpenFlamingo's semantics (zero gates, media masking, text time),
+"""Flamingo family (the shared contract runs in test_family_contract.py): OpenFlamingo's semantics (zero gates, media masking, text time),
 generation with the KV cache and beams, and save / load."""
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, Auto
 
 import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
 from hf_vlmdrive.models.common.gated_cross_attention import (
-    GatedCrossAttentionBlock,
     MaskedCrossAttention,
     text_time_from_media_locations,
 )
-from hf_vlmdrive.models.flamingo import FlamingoConfig, FlamingoForConditionalGeneration, FlamingoProcessor
-from hf_vlmdrive.testing.family import FamilyContract
+from hf_vlmdrive.models.flamingo import FlamingoForConditionalGeneration, FlamingoProcessor
 from hf_vlmdrive.testing.tiny_flamingo import (
     build_tiny_flamingo,
     tiny_flamingo_config,
@@ -27,17 +25,6 @@ from hf_vlmdrive.testing.tiny_flamingo import (
 )
 
 MEDIA, EOC, VOCAB = 298, 299, 300  # tiny configs without a tokenizer: the last two ids are <image>, <|endofchunk|>
-
-
-def _set(key, value):
-    def mutate(inputs):
-        if value is None:
-            inputs.pop(key)
-        else:
-            inputs[key] = value(inputs)
-
-    mutate.__name__ = f"set_{key}"
-    return mutate
 
 
 def _ids(batch: int = 2) -> torch.Tensor:
@@ -75,68 +62,6 @@ def _plain_lm(model: FlamingoForConditionalGeneration):
     missing, unexpected = lm.load_state_dict(state, strict=False)
     assert not unexpected and all("inv_freq" in k for k in missing), (missing, unexpected)
     return lm
-
-
-# ------------------------------------------------------------------------------------------- the contract
-class TestFlamingoFamily(FamilyContract):
-    """Frozen CLIP tower and LM; the Perceiver resampler and the gated blocks train (gates perturbed)."""
-
-    config_class = FlamingoConfig
-    model_class = FlamingoForConditionalGeneration
-    output_keys = ("loss", "logits")
-    frozen_prefixes = (
-        "vision_model.",
-        "language_model.model.embed_tokens.",
-        "language_model.model.layers.0.decoder_layer.",
-        "language_model.model.layers.1.decoder_layer.",
-        "language_model.model.norm.",
-        "language_model.lm_head.",
-    )
-    checkpointed_block_types = (GatedCrossAttentionBlock,)
-    learning_rate = 2e-2
-    bad_config_cases = [
-        (dict(cross_attn_every_n_layers=0), "cross_attn_every_n_layers", 0),
-        (dict(cross_attn_every_n_layers=3), "cross_attn_every_n_layers", 3),
-        (dict(perceiver_depth=0), "perceiver_depth", 0),
-        (dict(perceiver_num_latents=-4), "perceiver_num_latents", -4),
-        (dict(cross_attn_ff_mult=0), "cross_attn_ff_mult", 0),
-        (dict(media_token_id=-1), "media_token_id", -1),
-        (dict(text_config={"model_type": "not_a_model"}), "text_config.model_type", "not_a_model"),
-        (dict(end_of_chunk_token_id="eoc"), "end_of_chunk_token_id", "eoc"),
-        (dict(text_config={"model_type": "bert"}, decoder_layers_attr=None), "decoder_layers_attr", "bert"),
-    ]
-    bad_input_cases = [
-        (_set("pixel_values", lambda x: x["pixel_values"][:, 0]), "(B, T_img, F, 3, H, W)"),
-        (_set("pixel_values", None), "no pixel_values"),
-        (_set("pixel_values", lambda x: x["pixel_values"][:, :1]), "only 1 images per row"),
-        (_set("pixel_values", lambda x: x["pixel_values"][:1]), "batch size 1"),
-    ]
-
-    def build_config(self, **overrides):
-        kwargs = {"media_token_id": MEDIA, "end_of_chunk_token_id": EOC, **overrides}
-        config = tiny_flamingo_config("llama", vocab_size=VOCAB, **kwargs)
-        if "text_config" not in overrides:
-            config.text_config.tie_word_embeddings = False  # lm_head is then a parameter of its own
-        return config
-
-    def build_inputs(self, model, batch_size=2):
-        ids = _ids(batch_size)
-        labels = torch.full_like(ids, 7)  # a target the trainable blocks can reach through the frozen LM
-        labels[:, :4] = -100
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                "pixel_values": torch.randn(batch_size, 2, 1, 3, 16, 16), "labels": labels}
-
-    def prepare_model(self, model):
-        _perturb_gates(model, 0.5)
-
-    def build_processor(self, tmp_path):
-        return FlamingoProcessor(image_processor=tiny_image_processor(), tokenizer=train_tiny_base_tokenizer())
-
-    def processor_inputs(self):
-        rng = np.random.default_rng(0)
-        ims = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(3)]
-        return {"text": ["User:<image> Describe the road scene.", "<image>a car<|endofchunk|><image>a bus"],
-                "images": [[ims[0]], [ims[1], ims[2]]]}
 
 
 # ------------------------------------------------------------------------------------------- semantics
@@ -382,7 +307,8 @@ def test_train_lm_embeddings_keeps_other_lm_weights_frozen():
 
 
 def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
-    """A new Flamingo from a saved CLIP tower and LM: logits equal the LM's (gates 0), the tower is the saved one."""
+    """A new Flamingo from a saved CLIP tower and LM: logits equal the LM's (gates 0), the tower is the saved one;
+    FlamingoProcessor.from_backbones gives the tokenizer with the same ids; `dtype` sets every parameter's dtype."""
     from transformers import AutoConfig, CLIPVisionModel
 
     from hf_vlmdrive.testing.tiny_flamingo import tiny_text_config, tiny_vision_config
@@ -395,9 +321,14 @@ def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
     vision = tiny_vision_config()
     tower = CLIPVisionModel(AutoConfig.for_model(vision.pop("model_type"), **vision))
     tower.save_pretrained(tmp_path / "clip")
-    model, tokenizer = FlamingoForConditionalGeneration.from_backbones(
+    tiny_image_processor().save_pretrained(tmp_path / "clip")
+    processor = FlamingoProcessor.from_backbones(str(tmp_path / "clip"), str(tmp_path / "lm"))
+    tokenizer = processor.tokenizer
+    model = FlamingoForConditionalGeneration.from_backbones(
         str(tmp_path / "clip"), str(tmp_path / "lm"), perceiver_depth=1, perceiver_num_latents=4)
-    assert model.config.media_token_id == tokenizer.convert_tokens_to_ids("<image>")
+    assert isinstance(model, FlamingoForConditionalGeneration)
+    assert model.config.media_token_id == tokenizer.convert_tokens_to_ids("<image>") == processor.image_token_id
+    assert model.config.end_of_chunk_token_id == processor.end_of_chunk_token_id
     assert model.config.text_config.vocab_size == len(tokenizer) == lm.config.vocab_size + 3
     for key, value in tower.state_dict().items():
         assert torch.equal(model.vision_model.state_dict()[key], value)
@@ -407,3 +338,8 @@ def test_from_backbones_equals_the_pretrained_lm_and_tower(tmp_path):
         want = lm.eval()(input_ids=ids).logits
     assert torch.equal(got[..., : lm.config.vocab_size], want)
     assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("vision_model."))
+    double = FlamingoForConditionalGeneration.from_backbones(
+        str(tmp_path / "clip"), str(tmp_path / "lm"), dtype=torch.float64, tokenizer=tokenizer, perceiver_depth=1,
+        perceiver_num_latents=4)
+    assert {p.dtype for p in double.parameters()} == {torch.float64}
+    assert double.config.media_token_id == model.config.media_token_id

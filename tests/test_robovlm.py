@@ -1,4 +1,5 @@
-"""RoboVLM family: the shared contract, parity with an independent port of RoboVLMs' forward, heads and reset()."""
+"""RoboVLM family: parity with an independent port of RoboVLMs' forward, heads and reset() (the shared contract
+runs in test_family_contract.py)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoModel
-from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextBlock
 
 import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
-from hf_vlmdrive.models.robovlm import RoboVLMConfig, RoboVLMForActionPrediction
-from hf_vlmdrive.testing.family import FamilyContract
-from hf_vlmdrive.testing.tiny_kosmos2 import build_tiny_robovlm_processor, tiny_kosmos2_config
-
-TINY_HEAD = dict(head_hidden_size=32, head_num_layers=2, head_mlp_sizes=[32, 16], gpt_num_layers=2, gpt_num_heads=2,
-                 window_size=3)
-
-
-def _tiny(**overrides) -> RoboVLMConfig:
-    return RoboVLMConfig(**{"backbone_config": tiny_kosmos2_config(), **TINY_HEAD, **overrides})
+from hf_vlmdrive.models.robovlm import RoboVLMForActionPrediction
+from hf_vlmdrive.testing.tiny_kosmos2 import build_tiny_robovlm_processor
+from hf_vlmdrive.testing.tiny_models import TINY_ROBOVLM_HEAD as TINY_HEAD
+from hf_vlmdrive.testing.tiny_models import tiny_robovlm_config as _tiny
 
 
 def _frames(batch: int, window: int, seed: int = 0):
@@ -38,61 +32,6 @@ def _inputs(batch=2, window=3, action_dim=2, gripper=False, seed=0, texts=None):
         actions[..., -1] = rng.integers(0, 2, size=(batch, window, 1))
     texts = texts or ["horizontal left", "horizontal right"][:batch]
     return dict(proc(images=_frames(batch, window, seed), text=texts, actions=actions))
-
-
-def _set(key, value):
-    def mutate(inputs):
-        inputs[key] = value(inputs)
-
-    mutate.__name__ = f"set_{key}"
-    return mutate
-
-
-class TestRoboVLMFamily(FamilyContract):
-    """Tiny Kosmos-2 + action token + LSTM head; the Kosmos-2 text blocks are the checkpointed blocks."""
-
-    config_class = RoboVLMConfig
-    model_class = RoboVLMForActionPrediction
-    output_keys = ("loss", "actions", "context_vectors")
-    frozen_prefixes = ("backbone.",)
-    freezing_overrides = {"freeze_backbone": True}
-    checkpointed_block_types = (Kosmos2TextBlock,)
-    learning_rate = 3e-3
-    bad_config_cases = [
-        (dict(head_type="transformer"), "head_type", "transformer"),
-        (dict(loss_type="l1"), "loss_type", "l1"),
-        (dict(window_size=0), "window_size", 0),
-        (dict(action_dim=0), "action_dim", 0),
-        (dict(action_dim=1, use_gripper=True), "action_dim", 1),
-        (dict(head_type="gpt", gpt_num_heads=5), "gpt_num_heads", 5),
-        (dict(action_low=[0.0, 0.0], action_high=[0.0, 1.0]), "action_low", [0.0, 0.0]),
-        (dict(action_low=[0.0, 0.0, 0.0]), "action_low", [0.0, 0.0, 0.0]),
-        (dict(head_dropout=1.5), "head_dropout", 1.5),
-        (dict(backbone_config={"model_type": "llava"}), "backbone_config.model_type", "llava"),
-    ]
-    bad_input_cases = [
-        (_set("pixel_values", lambda x: torch.randn(2, 3, 3, 16, 16)), "(batch, window, 3, 32, 32)"),
-        (_set("input_ids", lambda x: x["input_ids"][:1]), "`input_ids` must have shape"),
-        (_set("actions", lambda x: torch.zeros(2, 3, 1, 5)), "(2, 3, 1, 2)"),
-        (_set("attention_mask", lambda x: torch.cat([torch.zeros_like(x["attention_mask"][:, :1]),
-                                                     x["attention_mask"][:, 1:]], 1)), "right-padded"),
-    ]
-
-    def build_config(self, **overrides):
-        return _tiny(**overrides)
-
-    def build_inputs(self, model, batch_size=2):
-        return _inputs(batch=batch_size, window=3)
-
-    def prepare_model(self, model):
-        with torch.no_grad():
-            model.action_token.normal_(0, 0.5)  # zero-initialised like RoboVLMs; perturbed so it matters
-
-    def build_processor(self, tmp_path):
-        return build_tiny_robovlm_processor()
-
-    def processor_inputs(self):
-        return {"images": _frames(2, 2), "text": ["horizontal left", "horizontal right"]}
 
 
 # ------------------------------------------------------------------------------------------ RoboVLMs port

@@ -196,11 +196,6 @@ def test_from_backbone_takes_only_the_vision_tower(tmp_path):
         str(tmp_path), lm_size="micro", head_hidden_size=16, encoder_hidden_size=16, dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in model.parameters())
     model = model.float()
-    with pytest.warns(FutureWarning, match="from_backbone"):  # the old name, kept for one release
-        old = SimLingoForWaypointPrediction.from_llava_next(str(tmp_path), lm_size="micro", head_hidden_size=16,
-                                                            encoder_hidden_size=16)
-    assert torch.equal(old.vision_model.embeddings.patch_embedding.weight,
-                       model.vision_model.embeddings.patch_embedding.weight)
     src_state = source.model.vision_tower.state_dict()
     for key, value in model.vision_model.state_dict().items():
         if not key.endswith("position_ids"):

@@ -7,7 +7,9 @@ a class of a training framework, a payload reducing to `builtins.exec`) is refus
 naming the globals (found with `torch.serialization.get_unsafe_globals_in_checkpoint`, which reads the pickle's
 opcodes without executing them); nothing in it runs. There is no `weights_only=False` and no extra allowlist.
 DeepSpeed optimizer shards (`*_optim_states.pt`) need DeepSpeed's classes: they are listed with their size and the
-globals they would need, and skipped. safetensors files are read from their JSON header only (no torch).
+globals they would need, and skipped. safetensors files are read from their JSON header only (no torch); `epoch`
+and `global_step` come from its `__metadata__` when present (integer strings, as Lightning-style exporters write
+them; another string is reported as null, with a note in `notes`), and are null when absent.
 
 Layouts (from the tools' sources):
 - Lightning `.ckpt` (`Trainer.save_checkpoint`): {epoch, global_step, pytorch-lightning_version, state_dict,
@@ -37,6 +39,8 @@ from ..errors import UserError, UserFileNotFoundError
 # Prefixes of wrappers removed before grouping keys: DDP / DeepSpeed `module.`, Lightning-DeepSpeed `_forward_module.`.
 WRAPPER_PREFIXES = ("module.", "_forward_module.")
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "module", "model", "model_states")
+# Counters read from a safetensors file's `__metadata__` (strings, as Lightning-style exporters write them).
+SAFETENSORS_COUNTER_KEYS = ("epoch", "global_step")
 VERSION_KEYS = ("pytorch-lightning_version", "ds_version", "transformers_version", "torch_version", "version")
 _SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                             "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
@@ -232,9 +236,32 @@ def _inspect_safetensors(files: list[Path]) -> dict:
             shape, dt = list(v["shape"]), v["dtype"]
             entries[k] = (shape, _SAFETENSORS_DTYPE_NAMES.get(dt, dt.lower()),
                           int(v["data_offsets"][1] - v["data_offsets"][0]))
-    return {"format": "safetensors", "files": [str(f) for f in files], "safetensors_metadata": meta,
-            "epoch": None, "global_step": None, "versions": {}, "hyper_parameters": None,
-            "state_dict": tensor_summary(entries)}
+    out = {"format": "safetensors", "files": [str(f) for f in files], "safetensors_metadata": meta,
+           "epoch": None, "global_step": None, "versions": {}, "hyper_parameters": None}
+    notes = []
+    for key in SAFETENSORS_COUNTER_KEYS:
+        out[key], note = _metadata_int(meta, key)
+        if note:
+            notes.append(note)
+    if notes:
+        out["notes"] = notes
+    out["state_dict"] = tensor_summary(entries)
+    return out
+
+
+def _metadata_int(meta: dict, key: str) -> tuple[int | None, str | None]:
+    """(`meta[key]` as an int, None), (None, None) when absent, or (None, a note) when it is no integer.
+
+    safetensors metadata holds strings only, so exporters write counters as `"3"`; a value that is not an
+    integer (`"3.5"`, `"last"`) is reported as null with a note naming it, not guessed at."""
+    if key not in meta:
+        return None, None
+    value = meta[key]
+    try:
+        return int(str(value).strip()), None
+    except ValueError:
+        return None, (f"safetensors metadata {key}={value!r} is not an integer; reported as null "
+                      "(write the counter as a decimal integer string, e.g. '3')")
 
 
 def _deepspeed_tag(root: Path) -> str:

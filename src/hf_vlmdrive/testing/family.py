@@ -36,6 +36,18 @@ The checks (one test each):
    that received a non-zero gradient and leaves every frozen parameter bit-identical.
 8. `test_config_round_trip_and_registration`: `to_dict` / `from_dict` (and through JSON) round trip;
    `model_type` is registered with `AutoConfig` and the model with `AutoModel`.
+9. `test_batch_equivalence`: each sample run alone (a batch of one, eval mode) gives the outputs it gets inside
+   the batch, within `batch_atol` / `batch_rtol` (1e-5 / 1e-4: float32 kernels may sum in another order).
+10. `test_attn_implementation`: the family declares `_supports_sdpa` truthfully (True exactly when every
+   transformers backbone it builds supports SDPA); where it does, `from_pretrained(dir, attn_implementation=X)`
+   reaches every backbone for X in eager / sdpa, and both give the same outputs within `attn_atol` / `attn_rtol`.
+11. `test_no_split_modules_are_built`: every class the family names in `_no_split_modules` is built (by the
+   tiny config or one of `variant_overrides`), and every checkpointed block lies inside a no-split module.
+12. `test_from_backbone_signature`: `from_backbone(name_or_path, *, revision=None, token=None, dtype=None,
+   **config_kwargs)` (`from_backbones(a, b, *, ...)` for two backbones), a classmethod annotated to return the
+   model class.
+13. `test_one_init_marker`: the only marker on the family's modules is `keep_own_init`'s (plus transformers'
+   own `_is_hf_initialized`): no other private flag steers `_init_weights`.
 
 Importing this module imports `hf_vlmdrive`, which registers every family with the Auto classes.
 
@@ -47,6 +59,8 @@ should nevertheless pass fixed noise / times in `build_inputs` and zero dropout 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -140,6 +154,21 @@ def _tensors_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+@functools.cache
+def _own_attribute(cls: type, key: str) -> bool:
+    """True when a class of `cls`'s MRO sets `self.<key>` itself (its own state, not a marker set from outside)."""
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        if re.search(rf"self\.{re.escape(key)}\b", source):
+            return True
+    return False
+
+
 class FamilyContract:
     """What every model family must satisfy; a family's test class inherits it and supplies the hooks.
 
@@ -164,9 +193,15 @@ class FamilyContract:
         training_steps, learning_rate: the short training run (AdamW, no weight decay, one fixed batch).
         max_loss_ratio: the loss after training must be below this fraction of the loss before.
         grad_atol, grad_rtol: tolerance of the gradient comparison with / without checkpointing.
+        batch_output_keys: outputs compared between a sample alone and inside a batch (default: `output_keys`
+            without `loss`, a batch mean); batch_atol, batch_rtol: the tolerance of that comparison.
+        attn_atol, attn_rtol: tolerance of the eager vs SDPA comparison.
+        variant_overrides: other configs (overrides of the tiny one) whose modules the structural checks
+            (`_no_split_modules`, init markers) also build, e.g. `{"head_type": "gpt"}` for another head.
 
     Methods to supply: `build_config`, `build_inputs`; optionally `prepare_model`, `post_load`,
-    `build_processor` + `processor_inputs`.
+    `build_processor` + `processor_inputs`, `output_fields` + `loss_of` (a forward without a `ModelOutput`
+    loss), `select_sample` + `sample_output` (inputs or outputs not laid out batch-first).
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
@@ -184,6 +219,12 @@ class FamilyContract:
     grad_atol: ClassVar[float] = 1e-6
     grad_rtol: ClassVar[float] = 1e-5
     processor_skip_reason: ClassVar[str] = "the family has no processor (build_processor returned None)"
+    batch_output_keys: ClassVar[tuple[str, ...] | None] = None
+    batch_atol: ClassVar[float] = 1e-5
+    batch_rtol: ClassVar[float] = 1e-4
+    attn_atol: ClassVar[float] = 1e-5
+    attn_rtol: ClassVar[float] = 1e-4
+    variant_overrides: ClassVar[list[dict[str, Any]]] = []
 
     # ------------------------------------------------------------------ hooks
     def build_config(self, **overrides) -> PretrainedConfig:
@@ -201,6 +242,33 @@ class FamilyContract:
     def post_load(self, loaded: PreTrainedModel, original: PreTrainedModel) -> None:
         """Called on every model loaded with `AutoModel.from_pretrained`: assert that family state saved beside
         the weights (e.g. `norm_stats.json`) came back, equal to `original`'s."""
+
+    def output_fields(self, outputs: Any) -> Mapping[str, Any]:
+        """The model's outputs by name (`output_keys` index it): the `ModelOutput` itself by default; a family whose
+        forward returns a bare tensor names it here (`{"tokens": outputs}`)."""
+        return outputs
+
+    def loss_of(self, outputs: Any) -> torch.Tensor:
+        """The scalar the checkpointing and training checks differentiate: `outputs.loss` by default. A component
+        without a loss of its own (an encoder) supplies a fixed surrogate of its outputs here."""
+        return outputs.loss
+
+    def select_sample(self, inputs: dict[str, Any], index: int, batch_size: int) -> dict[str, Any]:
+        """The inputs of sample `index` alone (batch of one) cut from `inputs` (a batch of `batch_size`).
+
+        Default: every tensor / list whose leading size is `batch_size` is cut to `[index : index + 1]`, anything
+        else is kept. Override for inputs laid out otherwise (flattened image patches, repeated flow draws)."""
+        out = {}
+        for key, value in inputs.items():
+            if isinstance(value, (torch.Tensor, list, tuple)) and len(value) == batch_size:
+                out[key] = value[index : index + 1]
+            else:
+                out[key] = value
+        return out
+
+    def sample_output(self, value: torch.Tensor, index: int, batch_size: int) -> torch.Tensor:
+        """Rows of the batched output `value` that belong to sample `index`: `value[index : index + 1]` by default."""
+        return value[index : index + 1]
 
     def build_processor(self, tmp_path: Path) -> Any | None:
         """The family's processor (an instance with `save_pretrained` and `__call__`), or None when it has none."""
@@ -292,7 +360,7 @@ class FamilyContract:
         with torch.no_grad():
             got = self._forward(loaded, inputs)
         for key in self.output_keys:
-            a, b = expected[key], got[key]
+            a, b = self.output_fields(expected)[key], self.output_fields(got)[key]
             assert isinstance(a, torch.Tensor), f"output {key!r} is {type(a).__name__}, not a tensor"
             assert torch.isfinite(a).all(), f"output {key!r} is not finite"
             assert a.count_nonzero() > 0, (
@@ -332,7 +400,7 @@ class FamilyContract:
         def step() -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, int]]:
             model.zero_grad(set_to_none=True)
             with count_block_forwards(model, block_types) as counter:
-                loss = self._forward(model, inputs).loss
+                loss = self.loss_of(self._forward(model, inputs))
                 loss.backward()
             grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
             return loss.detach(), grads, counter.counts()
@@ -477,14 +545,14 @@ class FamilyContract:
         def eval_loss() -> float:
             model.eval()
             with torch.no_grad():
-                return float(self._forward(model, inputs).loss)
+                return float(self.loss_of(self._forward(model, inputs)))
 
         loss_before = eval_loss()
         model.train()
         got_gradient: set[str] = set()
         for _ in range(self.training_steps):
             optimizer.zero_grad(set_to_none=True)
-            loss = model(**copy.deepcopy(inputs)).loss
+            loss = self.loss_of(model(**copy.deepcopy(inputs)))
             assert torch.isfinite(loss), f"non-finite loss {loss}"
             loss.backward()
             got_gradient |= {
@@ -530,3 +598,157 @@ class FamilyContract:
             "AutoConfig.for_model changed it"
         )
         assert AutoModel._model_mapping[self.config_class] is self.model_class
+
+    # ------------------------------------------------------------------ 9. batch equivalence
+    def test_batch_equivalence(self) -> None:
+        """Each sample alone (batch of one, eval mode) gives the outputs it gets inside the batch."""
+        keys = self.batch_output_keys
+        keys = tuple(k for k in self.output_keys if k != "loss") if keys is None else keys
+        assert keys, f"{type(self).__name__}: no output to compare (set batch_output_keys)"
+        model = self.build_model().eval()
+        batch_size = 2
+        inputs = self._inputs(model, batch_size=batch_size)
+        with torch.no_grad():
+            batched = self.output_fields(self._forward(model, inputs))
+            for index in range(batch_size):
+                alone = self.output_fields(self._forward(model, self.select_sample(inputs, index, batch_size)))
+                for key in keys:
+                    want = self.sample_output(batched[key], index, batch_size)
+                    assert want.count_nonzero() > 0, f"output {key!r} is all zeros: the comparison proves nothing"
+                    torch.testing.assert_close(
+                        alone[key], want, atol=self.batch_atol, rtol=self.batch_rtol,
+                        msg=lambda m, key=key, index=index: (
+                            f"output {key!r} of sample {index} alone differs from the same sample inside a batch "
+                            f"of {batch_size}: {m}"
+                        ),
+                    )
+
+    # ------------------------------------------------------------------ 10. attention implementation
+    @staticmethod
+    def backbones(model: nn.Module) -> dict[str, PreTrainedModel]:
+        """{name: module} of the transformers models inside `model` (outermost ones; not `model` itself)."""
+        found: dict[str, PreTrainedModel] = {}
+        for name, module in model.named_modules():
+            if name and isinstance(module, PreTrainedModel) and not any(name.startswith(f"{n}.") for n in found):
+                found[name] = module
+        return found
+
+    def test_attn_implementation(self, tmp_path: Path) -> None:
+        """`_supports_sdpa` is declared truthfully; eager and sdpa reach every backbone and give equal outputs."""
+        model = self.build_model().eval()
+        backbones = self.backbones(model)
+        if not backbones:
+            pytest.skip(f"{self.model_class.__name__} wraps no transformers backbone")
+        all_sdpa = all(type(m)._supports_sdpa for m in backbones.values())
+        declared = bool(getattr(self.model_class, "_supports_sdpa", False))
+        kinds = {n: f"{type(m).__name__} (_supports_sdpa={type(m)._supports_sdpa})" for n, m in backbones.items()}
+        assert declared == all_sdpa, (
+            f"{self.model_class.__name__}._supports_sdpa is {declared}, but its backbones are {kinds}: declare "
+            f"_supports_sdpa = {all_sdpa} on the family's PreTrainedModel"
+        )
+        if not declared:
+            pytest.skip(f"a backbone of {self.model_class.__name__} has no SDPA attention: {kinds}")
+        model.save_pretrained(tmp_path)
+        inputs = self._inputs(model)
+        outputs = {}
+        for implementation in ("eager", "sdpa"):
+            loaded = self.model_class.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+            self.post_load(loaded, model)
+            got = {n: m.config._attn_implementation for n, m in self.backbones(loaded).items()}
+            wrong = {n: v for n, v in got.items() if v != implementation}
+            assert not wrong, (
+                f"from_pretrained(attn_implementation={implementation!r}) did not reach these backbones: {wrong}"
+            )
+            with torch.no_grad():
+                outputs[implementation] = self.output_fields(self._forward(loaded, inputs))
+        for key in self.output_keys:
+            torch.testing.assert_close(
+                outputs["sdpa"][key], outputs["eager"][key], atol=self.attn_atol, rtol=self.attn_rtol,
+                msg=lambda m, key=key: f"output {key!r} with sdpa differs from eager: {m}",
+            )
+
+    # ------------------------------------------------------------------ 11. _no_split_modules
+    def _structural_builds(self) -> list[tuple[dict[str, Any], PreTrainedModel]]:
+        return [({}, self.build_model())] + [(o, self.build_model(**o)) for o in self.variant_overrides]
+
+    def test_no_split_modules_are_built(self) -> None:
+        """Each class named in the family's `_no_split_modules` is built; each checkpointed block is inside one."""
+        declared = list(getattr(self.model_class, "_no_split_modules", None) or [])
+        builds = self._structural_builds()
+        built = {type(m).__name__ for _, model in builds for m in model.modules()}
+        not_built = [name for name in declared if name not in built]
+        assert not not_built, (
+            f"{self.model_class.__name__}._no_split_modules names {not_built}, which the model does not build "
+            f"(with the tiny config or variant_overrides {self.variant_overrides}); name the classes it builds"
+        )
+        model = builds[0][1]
+        no_split = set(model._no_split_modules or ())  # the family's names plus its backbones' (post_init)
+        modules = dict(model.named_modules())
+        outside = []
+        for name, module in modules.items():
+            if self.checkpointed_block_types and isinstance(module, self.checkpointed_block_types):
+                parts = name.split(".")
+                chain = [modules[".".join(parts[:i])] for i in range(1, len(parts) + 1)]
+                if not any(type(m).__name__ in no_split for m in chain):
+                    outside.append(f"{name} ({type(module).__name__})")
+        assert not outside, (
+            f"checkpointed blocks outside every no-split module: {outside[:5]}; add their class to "
+            f"{self.model_class.__name__}._no_split_modules (now {declared})"
+        )
+
+    # ------------------------------------------------------------------ 12. from_backbone(s)
+    def test_from_backbone_signature(self) -> None:
+        """from_backbone(name, *, revision=None, token=None, dtype=None, **config_kwargs) (two names for
+        from_backbones), a classmethod annotated to return the model."""
+        loaders = {n: inspect.getattr_static(self.model_class, n) for n in ("from_backbone", "from_backbones")
+                   if hasattr(self.model_class, n)}
+        if not loaders:
+            pytest.skip(f"{self.model_class.__name__} has no from_backbone(s) (it is loaded by its parent family)")
+        assert len(loaders) == 1, f"{self.model_class.__name__} has both {sorted(loaders)}: keep one"
+        (name, raw), = loaders.items()
+        where = f"{self.model_class.__name__}.{name}"
+        assert isinstance(raw, classmethod), f"{where} must be a classmethod"
+        signature = inspect.signature(getattr(self.model_class, name))
+        params = list(signature.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        expected = 1 if name == "from_backbone" else 2
+        assert len(positional) == expected, (
+            f"{where} takes {len(positional)} positional arguments ({[p.name for p in positional]}), expected "
+            f"{expected}: the backbone name(s) or path(s), everything else keyword-only"
+        )
+        for key in ("revision", "token", "dtype"):
+            p = signature.parameters.get(key)
+            assert p is not None and p.kind is p.KEYWORD_ONLY and p.default is None, (
+                f"{where} must take `{key}=None` as a keyword-only argument (passed to transformers' "
+                f"from_pretrained), got {p}"
+            )
+        assert any(p.kind is p.VAR_KEYWORD for p in params), f"{where} must take **config_kwargs (config fields)"
+        returns = signature.return_annotation
+        assert returns in (self.model_class, self.model_class.__name__), (
+            f"{where} must return the model ({self.model_class.__name__}), annotated {returns!r}"
+        )
+        assert inspect.getdoc(getattr(self.model_class, name)), f"{where} has no docstring"
+
+    # ------------------------------------------------------------------ 13. one init marker
+    ALLOWED_MARKERS: ClassVar[frozenset[str]] = frozenset({"_keep_own_init", "_is_hf_initialized"})
+
+    def test_one_init_marker(self) -> None:
+        """No flag other than `keep_own_init`'s steers initialisation: the family's modules carry no other
+        private True flag set from outside (`module._x = True`), which `_init_weights` would read."""
+        base = set(vars(nn.Module()))
+        found: dict[str, list[str]] = {}
+        for overrides, model in self._structural_builds():
+            # The transformers backbones are not the family's: their own flags are theirs.
+            inner = [f"{n}." for n in self.backbones(model)]
+            for name, module in model.named_modules():
+                if any(name.startswith(p) for p in inner):
+                    continue
+                for key, value in vars(module).items():
+                    if (key.startswith("_") and key not in base and value is True and key not in self.ALLOWED_MARKERS
+                            and not _own_attribute(type(module), key)):
+                        found.setdefault(key, []).append(f"{name or '<model>'} ({type(module).__name__}){overrides or ''}")
+        assert not found, (
+            f"{self.model_class.__name__} marks modules with {sorted(found)} ({ {k: v[:3] for k, v in found.items()} }); "
+            "use the one documented marker, models/common/init.py::keep_own_init, or initialise the module from its "
+            "parent's branch of _init_weights"
+        )

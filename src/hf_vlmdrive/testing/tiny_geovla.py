@@ -52,23 +52,16 @@ def build_tiny_geovla(seed: int = 0, num_inference_steps: int = 2):
     """A tiny `GeoVLAForActionPrediction` (eval mode, statistics set, AdaLN-Zero perturbed) and its processor."""
     import torch
 
-    from ..models.geovla.configuration_geovla import GeoVLAConfig
     from ..models.geovla.modeling_geovla import GeoVLAForActionPrediction
     from ..models.geovla.processing_geovla import GeoVLAProcessor
-    from .tiny_qwen import (
-        build_tiny_qwen_processor,
-        build_tiny_qwen_tokenizer,
-        tiny_dinov2_config,
-        tiny_qwen2_5_vl_config,
-    )
+    from .tiny_models import tiny_geovla_config, tiny_geovla_geometry_config
+    from .tiny_qwen import build_tiny_qwen_processor, build_tiny_qwen_tokenizer, tiny_dinov2_config
 
     tokenizer = build_tiny_qwen_tokenizer()
-    config = GeoVLAConfig(
-        vlm_config=tiny_qwen2_5_vl_config(tokenizer, hidden_size=32, num_layers=2).to_dict(),
-        geometry_config={"backbone_config": tiny_dinov2_config(image_size=GEOMETRY_IMAGE_SIZE).to_dict(),
-                         "num_views": NUM_VIEWS, "num_layers": 1, "num_heads": 2, "output_size": 48},
-        compressor_type="pool", num_geometry_tokens=4, compressor_num_heads=2,
-        dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2, num_inference_steps=num_inference_steps,
+    geometry = tiny_geovla_geometry_config(backbone_config=tiny_dinov2_config(image_size=GEOMETRY_IMAGE_SIZE).to_dict(),
+                                           num_views=NUM_VIEWS)
+    config = tiny_geovla_config(
+        tokenizer, geometry_config=geometry.to_dict(), num_inference_steps=num_inference_steps,
         action_dim=ACTION_DIM, action_chunk_size=ACTION_CHUNK_SIZE, state_dim=STATE_DIM,
     )
     torch.manual_seed(seed)

@@ -25,7 +25,7 @@ from ..hub import check_model_source
 from ..interrupt import train_interruptibly
 from ..metrics.trajectory.trajectory import constant_velocity_baseline, trajectory_metrics
 from ..model_card import _vision_state
-from ..models.common.lora import normalize_lora_config
+from ..models.common.lora_config import normalize_lora_config
 from ..models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
 from ..models.waypoint_vlm.processing_waypoint_vlm import WaypointVLMProcessor, build_image_processor
 from .waypoint_config import WaypointScriptArguments

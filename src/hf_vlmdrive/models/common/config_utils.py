@@ -11,6 +11,9 @@ from transformers import AutoConfig, PretrainedConfig
 
 from ...errors import UserError, UserTypeError
 
+# The geometry compressors `geometry_compressor.build_geometry_compressor` builds (GeoVLAConfig.compressor_type).
+COMPRESSOR_TYPES = ("pool", "per_layer", "qformer")
+
 # Number of non-patch tokens at the start of `last_hidden_state`, per vision model type.
 VISION_PREFIX_TOKENS = {
     "clip_vision_model": 1,
@@ -22,23 +25,26 @@ VISION_PREFIX_TOKENS = {
 }
 
 
-def resolve_vision_config(vision_config: dict | PretrainedConfig | None, default_type: str) -> PretrainedConfig:
-    """Turn a dict (with a `model_type` key) or a config into a vision `PretrainedConfig`."""
+def resolve_vision_config(
+    vision_config: dict | PretrainedConfig | None, default_type: str, field: str = "vision_config"
+) -> PretrainedConfig:
+    """Turn a dict (with a `model_type` key) or a config into a vision `PretrainedConfig`; errors name `field`,
+    the config argument the value came from (`backbone_config`, ...)."""
     if vision_config is None:
         vision_config = {"model_type": default_type}
     if isinstance(vision_config, PretrainedConfig):
         return vision_config
     if not isinstance(vision_config, dict):
-        raise UserTypeError(f"vision_config must be a dict or a PretrainedConfig, got {type(vision_config).__name__}")
+        raise UserTypeError(f"{field} must be a dict or a PretrainedConfig, got {type(vision_config).__name__}")
     kwargs = dict(vision_config)
     model_type = kwargs.pop("model_type", default_type)
     try:
         return AutoConfig.for_model(model_type, **kwargs)
     except ValueError as err:
         raise UserError(
-            f"vision_config.model_type={model_type!r} is not a model type transformers knows; use a vision "
+            f"{field}.model_type={model_type!r} is not a model type transformers knows; use a vision "
             f"tower type such as {sorted(VISION_PREFIX_TOKENS)}"
         ) from err
 
 
-__all__ = ["VISION_PREFIX_TOKENS", "resolve_vision_config"]
+__all__ = ["COMPRESSOR_TYPES", "VISION_PREFIX_TOKENS", "resolve_vision_config"]

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import UserError
-
-COMPRESSOR_TYPES = ("pool", "per_layer", "qformer")
+from .config_utils import COMPRESSOR_TYPES
 
 
 def group_pool(tokens: torch.Tensor, num_groups: int) -> torch.Tensor:
@@ -89,7 +88,6 @@ def build_geometry_compressor(
 
 
 __all__ = [
-    "COMPRESSOR_TYPES",
     "PerLayerCompressor",
     "PoolCompressor",
     "QFormerCompressor",

@@ -30,15 +30,14 @@ def keeps_own_init(module: nn.Module) -> bool:
 
 
 def init_module(module: nn.Module, std: float = 0.02, truncated: bool = True) -> None:
-    """The shared rule for a family's own modules: Linear weights ~ (truncated) normal(0, std), zero biases
-    (a Linear marked `_zero_init` gets zero weights: AdaLN-Zero modulation, zero-initialised outputs);
-    LayerNorm weight 1, bias 0; Embedding ~ normal(0, std)."""
+    """The shared rule for a family's own modules: Linear weights ~ (truncated) normal(0, std), zero biases;
+    LayerNorm weight 1, bias 0; Embedding ~ normal(0, std). A family that wants other values for some modules
+    (AdaLN-Zero's zero modulation) sets them in its `_init_weights` branch of the parent module, which
+    transformers visits after the children."""
     if keeps_own_init(module):
         return
     if isinstance(module, nn.Linear):
-        if getattr(module, "_zero_init", False):
-            init.zeros_(module.weight)
-        elif truncated:
+        if truncated:
             init.trunc_normal_(module.weight, std=std)
         else:
             init.normal_(module.weight, std=std)

@@ -105,7 +105,7 @@ class FlamingoConfig(PretrainedConfig):
     ):
         if vision_config is None:
             vision_config = {"model_type": "clip_vision_model", "hidden_act": "quick_gelu"}
-        self.vision_config = resolve_vision_config(vision_config, default_type="clip_vision_model")
+        self.vision_config = resolve_vision_config(vision_config, default_type="clip_vision_model", field="vision_config")
         if text_config is None:
             text_config = {"model_type": "llama"}
         if isinstance(text_config, dict):

@@ -27,6 +27,7 @@ block receives them as arguments, so gradient checkpointing recomputes it correc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -183,30 +184,46 @@ class FlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMixin)
         self.apply_freezing()
 
     @classmethod
-    def from_backbones(cls, vision: str, text: str, tokenizer=None, **config_kwargs):
+    def from_backbones(
+        cls,
+        vision: str,
+        text: str,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        dtype: torch.dtype | None = None,
+        tokenizer: Any = None,
+        **config_kwargs: Any,
+    ) -> FlamingoForConditionalGeneration:
         """A new (untrained: gates 0, so it equals the LM) Flamingo from a pretrained CLIP tower and causal LM.
 
-        `vision`: Hub id / directory of a CLIP model or CLIP vision model; `text`: of a causal LM; `tokenizer`:
-        the LM's tokenizer (loaded from `text` when None) -- OpenFlamingo's special tokens are added and the
-        embeddings resized as `create_model_and_transforms` does. Returns `(model, tokenizer)`;
-        `config_kwargs` go to [`FlamingoConfig`] (e.g. `cross_attn_every_n_layers=4`).
+        `vision`: Hub id / directory of a CLIP model or CLIP vision model; `text`: of a causal LM. The LM's
+        tokenizer (`tokenizer`, else loaded from `text`) gets OpenFlamingo's special tokens and the embeddings are
+        resized, as `create_model_and_transforms` does; pass the tokenizer of
+        [`FlamingoProcessor.from_backbones`]`(vision, text)` (`processor.tokenizer`) so that the model and the
+        processor share it (loading it twice gives the same ids). `revision` / `token` go to the Hub for both
+        checkpoints, `dtype` is the dtype of the returned model's parameters (default: float32); `config_kwargs`
+        go to [`FlamingoConfig`] (e.g. `cross_attn_every_n_layers=4`).
         """
         from transformers import AutoTokenizer, CLIPVisionModel
 
         from .processing_flamingo import add_flamingo_special_tokens
 
-        tok = AutoTokenizer.from_pretrained(text) if tokenizer is None else tokenizer
+        hub = {"revision": revision, "token": token}
+        dtype = torch.float32 if dtype is None else dtype
+        tok = AutoTokenizer.from_pretrained(text, **hub) if tokenizer is None else tokenizer
         ids = add_flamingo_special_tokens(tok)
-        lm = AutoModelForCausalLM.from_pretrained(text, dtype=torch.float32)
+        lm = AutoModelForCausalLM.from_pretrained(text, dtype=dtype, **hub)
         lm.resize_token_embeddings(len(tok))
-        tower = CLIPVisionModel.from_pretrained(vision, dtype=torch.float32)
+        tower = CLIPVisionModel.from_pretrained(vision, dtype=dtype, **hub)
         if tok.pad_token_id is not None and getattr(lm.config, "pad_token_id", None) is None:
             lm.config.pad_token_id = tok.pad_token_id
         config = FlamingoConfig(vision_config=tower.config, text_config=lm.config, **{**ids, **config_kwargs})
         model = cls(config, vision_model=tower, language_model=lm)
         model.generation_config.pad_token_id = tok.pad_token_id
+        model.to(dtype)  # the new parts (resampler, gated blocks) too
         model.apply_freezing()
-        return model, tok
+        return model
 
     # ------------------------------------------------------------------ structure
     def _wrap_decoder_layers(self) -> None:

@@ -87,6 +87,18 @@ class FlamingoProcessor(ProcessorMixin):
     image_token = IMAGE_TOKEN
     end_of_chunk_token = END_OF_CHUNK_TOKEN
 
+    @classmethod
+    def from_backbones(
+        cls, vision: str, text: str, *, revision: str | None = None, token: str | bool | None = None
+    ) -> FlamingoProcessor:
+        """The processor of a new Flamingo built with `FlamingoForConditionalGeneration.from_backbones(vision,
+        text)`: the CLIP checkpoint's image processor and the LM's tokenizer with OpenFlamingo's special tokens.
+        `revision` / `token` go to the Hub for both checkpoints."""
+        from transformers import AutoTokenizer, CLIPImageProcessor
+
+        hub = {"revision": revision, "token": token}
+        return cls(CLIPImageProcessor.from_pretrained(vision, **hub), AutoTokenizer.from_pretrained(text, **hub))
+
     @property
     def image_token_id(self) -> int:
         """Id of `<image>` (the model's `media_token_id`)."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 from ...errors import UserError
-from ..common.config_utils import resolve_vision_config
-from ..common.geometry_compressor import COMPRESSOR_TYPES
+from ..common.config_utils import COMPRESSOR_TYPES, resolve_vision_config
 
 NORMALIZATION_MODES = ("mean_std", "quantile")
 ACTION_HEAD_TYPES = ("layerwise_fm", "adaln_zero")
@@ -57,7 +56,7 @@ class GeoVLAGeometryConfig(PretrainedConfig):
         if backbone_config is None:
             backbone_config = {"model_type": "dinov2", "hidden_size": 1024, "num_hidden_layers": 24,
                                "num_attention_heads": 16, "image_size": 224, "patch_size": 14}
-        self.backbone_config = resolve_vision_config(backbone_config, default_type="dinov2")
+        self.backbone_config = resolve_vision_config(backbone_config, default_type="dinov2", field="backbone_config")
         self.num_views = num_views
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -221,7 +220,7 @@ class GeoVLAConfig(PretrainedConfig):
         geometry_name_or_path: str | None = None,
         **kwargs,
     ):
-        self.vlm_config = resolve_vision_config(vlm_config, default_type="qwen2_5_vl")
+        self.vlm_config = resolve_vision_config(vlm_config, default_type="qwen2_5_vl", field="vlm_config")
         if isinstance(geometry_config, dict):
             geometry_config = GeoVLAGeometryConfig(**{k: v for k, v in geometry_config.items() if k != "model_type"})
         self.geometry_config = geometry_config if geometry_config is not None else GeoVLAGeometryConfig()

@@ -84,7 +84,11 @@ class GeoVLAGeometryEncoder(PreTrainedModel):
     config_class = GeoVLAGeometryConfig
     base_model_prefix = "geometry_encoder"
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True  # the DINOv2 layers (standalone training of the encoder)
     _no_split_modules = ["Dinov2Layer"]
+    # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
+    # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
+    _supports_sdpa = True
 
     def __init__(self, config: GeoVLAGeometryConfig):
         super().__init__(config)
@@ -163,13 +167,26 @@ class GeoVLAPreTrainedModel(PreTrainedModel):
     base_model_prefix = "geovla"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["DiTBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock", "Dinov2Layer"]
+    # LayerwiseDiTBlock: the default `layerwise_fm` head; DiTBlock: the `adaln_zero` head.
+    _no_split_modules = ["LayerwiseDiTBlock", "DiTBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock",
+                         "Dinov2Layer"]
+    # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
+    # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # Only this family's own modules (compressor, action head): the VLM and the geometry encoder are
         # `PreTrainedModel`s and initialise (or load) themselves; loaded tensors are skipped.
         init_module(module, std=0.02)
-        if isinstance(module, GeoVLAActionHead):
+        if isinstance(module, (DiTBlock, DiTFinalLayer)):
+            # AdaLN-Zero (DiT): the modulation and the final projection start at zero, so every block starts as
+            # the identity and the head's output as 0. Set here, after the children (transformers initialises
+            # children first), over `init_module`'s normal init of these Linear layers.
+            for linear in (module.adaLN_modulation[-1], getattr(module, "linear", None)):
+                if linear is not None:
+                    init.zeros_(linear.weight)
+                    init.zeros_(linear.bias)
+        elif isinstance(module, GeoVLAActionHead):
             init.trunc_normal_(module.pos_embedding, std=0.02)
         elif isinstance(module, LayerwiseFlowMatchingHead):
             # starVLA: PyTorch's default init everywhere (kept by `keep_own_init`) except these two tables.
@@ -202,10 +219,6 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             keep_own_init(self.action_head)
         else:
             self.action_head = GeoVLAActionHead(config)
-            for block in self.action_head.blocks:
-                block.adaLN_modulation[-1]._zero_init = True
-            self.action_head.final.adaLN_modulation[-1]._zero_init = True
-            self.action_head.final.linear._zero_init = True
         self.norm_stats: dict[str, dict[str, torch.Tensor]] | None = None
         self.geometry_cache = None
         self.post_init()
@@ -562,7 +575,7 @@ def _materialize(modules: list[nn.Module], init_fn, device: torch.device) -> Non
                 m._reset_parameters()  # in_proj is not an nn.Linear
             elif keeps_own_init(m) and hasattr(m, "reset_parameters"):
                 m.reset_parameters()  # modules that keep PyTorch's default init (the layer-wise head)
-        for m in module.modules():
+        for m in reversed(list(module.modules())):  # children before parents, as transformers' post_init
             init_fn(m)
 
 

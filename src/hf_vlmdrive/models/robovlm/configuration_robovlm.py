@@ -113,7 +113,7 @@ class RoboVLMConfig(PretrainedConfig):
         lora: dict | int | None = None,
         **kwargs,
     ):
-        self.backbone_config = resolve_vision_config(backbone_config, default_type="kosmos-2")
+        self.backbone_config = resolve_vision_config(backbone_config, default_type="kosmos-2", field="backbone_config")
         self.backbone_name_or_path = backbone_name_or_path
         self.num_action_tokens = num_action_tokens
         self.insert_action_before_eos = bool(insert_action_before_eos)
@@ -194,7 +194,7 @@ class RoboVLMConfig(PretrainedConfig):
         if not isinstance(self.gripper_loss_weight, numbers.Real) or self.gripper_loss_weight < 0:
             raise UserError(f"RoboVLMConfig.gripper_loss_weight must be >= 0, got {self.gripper_loss_weight!r}")
         if self.lora is not None:
-            from ..common.lora import normalize_lora_config
+            from ..common.lora_config import normalize_lora_config
 
             # LoRA trains adapters on a frozen backbone: freezing is implied.
             self.freeze_backbone = True

@@ -92,6 +92,16 @@ class LSTMPolicyHead(_OutputHeads):
         return self._outputs(out[:, -1:])
 
 
+class MLPTrunk(nn.Sequential):
+    """The trunk of RoboVLMs' `FCDecoder`: Linear(in, in/2) -> ReLU -> Linear(in/2, H). Its own type (its state dict
+    is a plain `nn.Sequential`'s) so that `_init_weights` recognises it: xavier-uniform weights and zero biases, as
+    RoboVLMs' `initialize_param` sets the MLP heads."""
+
+    def __init__(self, in_features: int, hidden: int):
+        half = max(1, in_features // 2)
+        super().__init__(nn.Linear(in_features, half), nn.ReLU(), nn.Linear(half, hidden))
+
+
 class MLPPolicyHead(_OutputHeads):
     """RoboVLMs `FCDecoder` (`down_sample="none"`): per frame, no history. Linear(in, in/2) -> ReLU ->
     Linear(in/2, H), then the output MLPs."""
@@ -100,8 +110,7 @@ class MLPPolicyHead(_OutputHeads):
         super().__init__()
         in_features = config.hidden_size * config.num_action_tokens
         hidden = config.head_hidden_size * config.num_action_tokens
-        self.mlp = nn.Sequential(nn.Linear(in_features, max(1, in_features // 2)), nn.ReLU(),
-                                 nn.Linear(max(1, in_features // 2), hidden))
+        self.mlp = MLPTrunk(in_features, hidden)
         self._build_outputs(hidden, config)
 
     def reset(self) -> None:
@@ -161,4 +170,4 @@ def build_policy_head(config) -> nn.Module:
     return HEADS[config.head_type](config)
 
 
-__all__ = ["GPTPolicyHead", "HEADS", "LSTMPolicyHead", "MLPPolicyHead", "MLPTanhHead", "build_policy_head"]
+__all__ = ["GPTPolicyHead", "HEADS", "LSTMPolicyHead", "MLPPolicyHead", "MLPTanhHead", "MLPTrunk", "build_policy_head"]

@@ -34,7 +34,7 @@ from ..common.freezing import FreezingMixin
 from ..common.lora import inject_lora
 from .adapters import adapter_for
 from .configuration_robovlm import RoboVLMConfig
-from .heads import GPTPolicyHead, MLPTanhHead, build_policy_head
+from .heads import GPTPolicyHead, MLPTanhHead, MLPTrunk, build_policy_head
 
 
 @dataclass
@@ -71,12 +71,15 @@ class RoboVLMPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["Kosmos2TextBlock", "Kosmos2VisionEncoderLayer", "GPT2Block"]
+    # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
+    # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # RoboVLMs' `initialize_param`: xavier-uniform Linear weights, zero biases in the LSTM / MLP heads; the LSTM
         # keeps PyTorch's own init (it has no `weight` attribute there); the GPT head and the backbone are
         # `PreTrainedModel`s and initialise themselves; the action token starts at zero (`torch.zeros(hidden)`).
-        if isinstance(module, MLPTanhHead) or (isinstance(module, nn.Sequential) and getattr(module, "_robovlm", False)):
+        if isinstance(module, (MLPTanhHead, MLPTrunk)):
             for sub in module.modules():
                 if isinstance(sub, nn.Linear):
                     init.xavier_uniform_(sub.weight)
@@ -104,8 +107,6 @@ class RoboVLMForActionPrediction(FreezingMixin, RoboVLMPreTrainedModel):
             self.backbone = self.adapter.build(config.backbone_config)
         self.action_token = nn.Parameter(torch.zeros(config.num_action_tokens, config.hidden_size))
         self.policy_head = build_policy_head(config)
-        if config.head_type == "mlp":
-            self.policy_head.mlp._robovlm = True
         if config.lora:
             inject_lora(self.adapter.language_model(self.backbone), config.lora, field="RoboVLMConfig.lora")
         self.post_init()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +250,9 @@ class SimLingoPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer"]
+    # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
+    # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # The tower and the Llama are `PreTrainedModel`s and initialise themselves; the ResNet keeps
@@ -379,14 +381,6 @@ class SimLingoForWaypointPrediction(FrozenVisionMixin, SimLingoPreTrainedModel):
             model.to(dtype)
         model.apply_freezing()
         return model
-
-    @classmethod
-    def from_llava_next(cls, name_or_path: str = "llava-hf/llava-v1.6-mistral-7b-hf", lm_size: str = "tiny",
-                        revision: str | None = None, token: str | bool | None = None, **kwargs):
-        """Deprecated alias of [`from_backbone`] (the one backbone-loader name of every family); removed in 0.2."""
-        warnings.warn("SimLingoForWaypointPrediction.from_llava_next is deprecated; use from_backbone (same arguments)",
-                      FutureWarning, stacklevel=2)
-        return cls.from_backbone(name_or_path, lm_size=lm_size, revision=revision, token=token, **kwargs)
 
     # ------------------------------------------------------------------ encoders
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from transformers import PretrainedConfig
 
 from ...errors import UserError
 from ..common.config_utils import VISION_PREFIX_TOKENS, resolve_vision_config
-from ..common.lora import normalize_lora_config
+from ..common.lora_config import normalize_lora_config
 
 POOLING_MODES = ("mean", "cls", "attention")
 LOSS_TYPES = ("mse", "l1", "huber")

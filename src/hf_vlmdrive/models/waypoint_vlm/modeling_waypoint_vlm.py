@@ -40,7 +40,8 @@ from ...errors import UserError
 from ..common.freezing import FrozenVisionMixin
 from ..common.heads import MLPHead
 from ..common.init import init_module
-from ..common.lora import has_lora, inject_lora, merge_lora, normalize_lora_config, save_lora_adapter
+from ..common.lora import has_lora, inject_lora, merge_lora, save_lora_adapter
+from ..common.lora_config import normalize_lora_config
 from ..common.pooling import AttentionPool, pool_tokens
 from ..common.vision import build_vision_tower, load_vision_tower_weights, vision_config_from_pretrained
 from .configuration_waypoint_vlm import UNKNOWN_INTENT, WaypointVLMConfig
@@ -70,6 +71,9 @@ class WaypointVLMPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = []
+    # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
+    # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # The family's own modules only (head, attention pool); the vision tower is a `PreTrainedModel` and

@@ -21,13 +21,14 @@ This module sits below `cli/` and `trainers/` (both import it; it imports neithe
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import yaml
 from transformers import HfArgumentParser
@@ -276,6 +277,15 @@ def _raise_user_error(message: str):
     raise UserError(message)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """`argparse.ArgumentParser` whose usage errors are [`UserError`]s: `hf-vlmdrive` prints them in two lines
+    (the error and where the arguments are listed) with exit code 2 instead of argparse's usage block; `--help`
+    still prints the help."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
 def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """Parse `argv` into instances of the dataclasses `types` (YAML `--config` first, flags override)."""
     argv = list(argv or [])
@@ -316,4 +326,4 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
         raise UserError(f"invalid arguments{where}: {err}{hint}") from err
 
 
-__all__ = ["ModelConfigArguments", "check_yaml_types", "config_fields", "load_yaml_config", "parse_args", "value_matches"]
+__all__ = ["ArgumentParser", "ModelConfigArguments", "check_yaml_types", "config_fields", "load_yaml_config", "parse_args", "value_matches"]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._argparse import ArgumentParser
+from ..arguments import ArgumentParser
 
 
 def _emit(result: dict, output_json: str | None, summary: dict | None = None) -> None:

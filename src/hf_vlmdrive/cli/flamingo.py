@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._argparse import ArgumentParser
+from ..arguments import ArgumentParser
 
 
 def build_convert_parser(prog: str = "hf-vlmdrive convert open-flamingo") -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ._argparse import ArgumentParser
+from ..arguments import ArgumentParser
 
 
 def _train(argv: list[str]) -> int:

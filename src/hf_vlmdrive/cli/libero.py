@@ -16,8 +16,8 @@ import json
 import logging
 import sys
 
+from ..arguments import ArgumentParser
 from ..errors import MissingExtraError, UserError
-from ._argparse import ArgumentParser
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..arguments import ArgumentParser
 from ..errors import UserError
-from ._argparse import ArgumentParser
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ loads with the Auto classes): see `hf_vlmdrive.push`. Authentication is huggingf
 
 from __future__ import annotations
 
-from ._argparse import ArgumentParser
+from ..arguments import ArgumentParser
 
 
 def run(argv: list[str]) -> int:

@@ -13,8 +13,8 @@ import logging
 import os
 import socket
 
+from ..arguments import ArgumentParser
 from ..errors import UserError
-from ._argparse import ArgumentParser
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 Configuration modules import from here (not from `vision.py`, which imports `AutoModel` and torch layers),
 so `import hf_vlmdrive` and `from hf_vlmdrive.models.<family> import <Family>Config` stay cheap.
-`vision.py` re-exports both names, so `from hf_vlmdrive.models.common.vision import ...` keeps working.
 """
 
 from __future__ import annotations

@@ -18,10 +18,6 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
 from ...errors import UserError, UserFileNotFoundError
-
-# The light config helpers live in `config_utils` (configuration modules import them from there);
-# re-exported here for existing imports.
-from .config_utils import VISION_PREFIX_TOKENS as VISION_PREFIX_TOKENS
 from .config_utils import resolve_vision_config
 
 logger = logging.getLogger(__name__)

@@ -160,7 +160,7 @@ def convert_robovlms_checkpoint(checkpoint: str | Path, backbone: str, output_di
 
 def main(argv: list[str] | None = None) -> int:
     """`hf-vlmdrive convert robovlms CHECKPOINT --backbone DIR_OR_ID --output_dir OUT`."""
-    from ...cli._argparse import ArgumentParser
+    from ...arguments import ArgumentParser
 
     p = ArgumentParser(prog="hf-vlmdrive convert robovlms",
                                 description="Convert a RoboVLMs checkpoint (.ckpt, .pt, DeepSpeed dir, safetensors) "

@@ -93,6 +93,9 @@ def test_compare_files_writes_report_and_figures(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "![histograms](histograms.png)" in report and "Kolmogorov-Smirnov" in report and "linear-probe" in report
+    ks = r["ks_test"]  # the share of dimensions rejecting reads as a share, with the counts
+    share = f"{100 * ks['fraction_dims_rejected_0.05']:.1f} % ({ks['num_dims_rejected_0.05']} of {ks['num_dims']})"
+    assert f"| share of dimensions with KS p < 0.05 | {share} |" in report
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert saved["paired_cosine"]["mean"] == pytest.approx(r["paired_cosine"]["mean"])
 

@@ -102,6 +102,27 @@ def test_nested_dicts_and_module_prefix(tmp_path, capsys):
     assert inspect_checkpoint(tmp_path / "deep.pt")["state_dict_key"] == "state_dict.model_state_dict"
 
 
+def test_optimizer_state_file_reports_its_tensors(tmp_path, capsys):
+    # Trainer's optimizer.pt is `optimizer.state_dict()`: the tensors sit under state.<param id>, not in a state dict.
+    model = _Policy()
+    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": 1e-4},
+                             {"params": model.act_head.parameters(), "lr": 1e-3, "weight_decay": 0.0}])
+    model.act_head(model.backbone(torch.randn(2, 4))).sum().backward()
+    opt.step()
+    torch.save(opt.state_dict(), tmp_path / "optimizer.pt")
+    r = _run_json([str(tmp_path / "optimizer.pt")], tmp_path, capsys)
+    params = list(model.backbone.parameters()) + list(model.act_head.parameters())
+    assert r["format"] == "torch_optimizer" and r["num_param_groups"] == 2
+    assert r["num_parameters_with_state"] == len(params) == 6
+    # exp_avg and exp_avg_sq per parameter (+ a scalar step each)
+    assert r["state_dict"]["num_tensors"] == 3 * len(params)
+    assert "state.0.exp_avg" in r["state_dict"]["keys"] and "state.5.exp_avg_sq" in r["state_dict"]["keys"]
+    moments = 2 * sum(p.numel() for p in params)
+    assert r["state_dict"]["num_elements"] == moments + len(params)
+    assert r["param_group_hyperparameters"][1]["lr"] == 1e-3
+    assert r["state_dict"]["bytes"] > 0
+
+
 def test_safetensors_mixed_dtypes_and_metadata(tmp_path, capsys):
     from safetensors.torch import save_file
 

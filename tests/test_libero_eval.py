@@ -518,3 +518,14 @@ def test_real_libero_episode_through_the_server_and_the_openpi_client(tmp_path):
     assert ep["error"] is None, ep.get("traceback")
     assert ep["steps"] == 10 and ep["inferences"] == 2 and served >= 2
     assert "libero_spatial" in res["protocol"] and json.loads((tmp_path / "r.json").read_text())["complete"]
+
+
+def test_replan_steps_default_is_each_policys_own_protocol():
+    from hf_vlmdrive.cli.libero import build_parser, replan_steps
+
+    def parsed(*argv):
+        return replan_steps(build_parser().parse_args(list(argv)))
+
+    assert parsed("--policy", "expert") == 1  # the expert plans every step
+    assert parsed("--policy", "zero") == 5 and parsed("--server", "127.0.0.1:1") == 5  # openpi's LIBERO protocol
+    assert parsed("--policy", "expert", "--replan-steps", "5") == 5  # the handicap only when asked for

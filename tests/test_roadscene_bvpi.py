@@ -69,3 +69,26 @@ def test_metrics_values():
 def test_invalid_reference_is_an_error():
     with pytest.raises(ValueError, match="reference 0 is not a valid BVPI annotation: sidewalk_pos"):
         bvpi_metrics(["x"], [{**REF, "sidewalk_pos": "Up"}])
+
+
+def test_torn_prediction_line_is_counted_said_once_and_refused_under_strict(tmp_path, cli, capsys):
+    from hf_vlmdrive.data.roadscene import annotation_answer, load_bvpi_annotations
+    from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
+
+    paths = write_synthetic_roadscene(tmp_path / "data", num_samples=4, image_size=32)
+    anns, _ = load_bvpi_annotations(paths["annotations_json"])
+    lines = [json.dumps({"id": f"scene_{i:05d}", "image": a["image"], "prediction": annotation_answer(a)})
+             for i, a in enumerate(anns)]
+    lines[2] = lines[2][:25]  # torn by an interrupted run
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("\n".join(lines) + "\n")
+    assert cli("eval", "bvpi", "--predictions", preds, "--references", paths["annotations_json"]) == 0
+    captured = capsys.readouterr()
+    said = [line for line in captured.err.splitlines() if "malformed" in line]
+    assert len(said) == 1 and "1 malformed line(s)" in said[0] and "line 3" in said[0] and "--strict" in said[0]
+    assert "1 of 4 reference(s) have no prediction" in said[0]
+    result = json.loads(captured.out[captured.out.index("\n{") + 1:])
+    assert result["num_malformed_prediction_lines"] == 1 and result["num_missing_predictions"] == 1
+    assert cli("eval", "bvpi", "--predictions", preds, "--references", paths["annotations_json"], "--strict") == 2
+    err = capsys.readouterr().err
+    assert "1 malformed line(s)" in err and "(--strict)" in err and "Traceback" not in err

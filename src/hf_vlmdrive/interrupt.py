@@ -59,9 +59,19 @@ def resolve_resume(resume: Any, output_dir: str | None) -> str | None:
     return str(resume)
 
 
+def _no_pinning_without_accelerator(args) -> None:
+    # TrainingArguments pins DataLoader memory by default; with no accelerator, torch warns that pinning has no
+    # effect (from every DataLoader the run builds). Pinning cannot help there, so it is switched off.
+    import torch
+
+    if args.dataloader_pin_memory and not torch.accelerator.is_available():
+        args.dataloader_pin_memory = False
+
+
 def train_interruptibly(trainer, resume_from_checkpoint: Any = None):
     """`trainer.train(resume_from_checkpoint=...)`; Ctrl-C saves a checkpoint and raises `TrainingInterrupted`."""
     resume = resolve_resume(resume_from_checkpoint, trainer.args.output_dir)
+    _no_pinning_without_accelerator(trainer.args)
     stop = _StopRequest()
     trainer.add_callback(stop)
     main_thread = threading.current_thread() is threading.main_thread()

@@ -18,6 +18,9 @@ Layouts (from the tools' sources):
   mp_rank_XX_model_states.pt` = {module: state dict, buffer_names, optimizer, param_shapes, ..., global_steps,
   global_samples, dp_world_size, mp_world_size, ds_config, ds_version, **client_state}; ZeRO writes the optimizer
   to `dir/<tag>/zero_pp_rank_N_mp_rank_XX_optim_states.pt` (and `bf16_zero_pp_rank_...` under bf16).
+- An optimizer's `state_dict()` (Trainer's `optimizer.pt`): {state: {param id: {step, exp_avg, ...}},
+  param_groups: [...]}: format `torch_optimizer`, its tensors keyed `state.<id>.<name>`, the param groups'
+  hyperparameters. Any other file without model weights reports every nested tensor (`torch_tensors`).
 - Lightning + DeepSpeed (`DeepSpeedStrategy.save_checkpoint`): a DeepSpeed directory named like the `.ckpt`, tag
   `checkpoint`, the Lightning keys (minus state_dict / optimizer_states) as client state, module keys prefixed
   `_forward_module.`.
@@ -300,12 +303,40 @@ def _inspect_deepspeed(root: Path) -> dict:
     return out
 
 
+def nested_tensors(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Every tensor inside nested dicts / lists / tuples, keyed by its dotted path (`state.0.exp_avg`)."""
+    out: dict[str, Any] = {}
+    if depth > 16:
+        return out
+    if _is_tensor(obj):
+        out[prefix or "<root>"] = obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(nested_tensors(v, f"{prefix}.{k}" if prefix else str(k), depth + 1))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out.update(nested_tensors(v, f"{prefix}.{i}" if prefix else str(i), depth + 1))
+    return out
+
+
+def _is_optimizer_state(obj: Any) -> bool:
+    return isinstance(obj, dict) and set(obj) == {"state", "param_groups"}
+
+
 def _inspect_torch_file(path: Path) -> dict:
     obj = safe_torch_load(path)
     where, sd = find_state_dict(obj)
     lightning = isinstance(obj, dict) and "pytorch-lightning_version" in obj
     fmt = "lightning" if lightning else ("torch_state_dict" if where == "" else "torch_nested")
+    if not sd:  # no model weights: an optimizer's state_dict (Trainer's optimizer.pt) or other nested tensors
+        fmt = "torch_optimizer" if _is_optimizer_state(obj) else "torch_tensors"
+        sd = nested_tensors(obj)
     out = {"format": fmt, "state_dict_key": where, **_metadata(obj)}
+    if fmt == "torch_optimizer":
+        out["num_param_groups"] = len(obj["param_groups"])
+        out["num_parameters_with_state"] = len(obj["state"])
+        out["param_group_hyperparameters"] = [_jsonable({k: v for k, v in g.items() if k != "params"})
+                                              for g in obj["param_groups"]]
     if isinstance(obj, dict):
         others = [k for k in ("optimizer_state_dict", "optimizer_states", "optimizer", "lr_schedulers") if k in obj]
         out["other_states"] = others

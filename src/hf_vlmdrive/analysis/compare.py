@@ -197,6 +197,8 @@ def compare_vectors(a: np.ndarray, b: np.ndarray, labels_a: Sequence | None = No
                                                               for i in range(d)]))
         pvals = np.array([stats.ks_2samp(a[:, i], b[:, i]).pvalue for i in range(d)])
         out["ks_test"]["fraction_dims_rejected_0.05"] = float((pvals < 0.05).mean())
+        out["ks_test"]["num_dims_rejected_0.05"] = int((pvals < 0.05).sum())
+        out["ks_test"]["num_dims"] = int(d)
     for name, x, labels in (("A", a, labels_a), ("B", b, labels_b)):
         if labels is not None:
             if len(labels) != len(x):
@@ -285,6 +287,16 @@ def _fmt(x) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+def _ks_share(ks: dict) -> str:
+    """'100.0 % (64 of 64)': the share of dimensions whose own KS test rejects at 0.05, with the counts."""
+    share = ks.get("fraction_dims_rejected_0.05")
+    if share is None:
+        return "n/a (the sets differ in dimension)"
+    if "num_dims" in ks:
+        return f"{100 * share:.1f} % ({ks['num_dims_rejected_0.05']} of {ks['num_dims']})"
+    return f"{100 * share:.1f} %"
+
+
 def write_report(result: dict, figures: dict[str, str], path: str | Path, names: tuple[str, str] = ("A", "B"),
                  title: str = "Context-vector comparison") -> Path:
     """A markdown report: the metrics table, each metric's definition, and the figures embedded."""
@@ -324,7 +336,7 @@ def write_report(result: dict, figures: dict[str, str], path: str | Path, names:
                                                   f"{_fmt(result['wasserstein'].get('mean_over_dims'))}"),
         ("KS statistic / p-value (pooled)", f"{_fmt(result['ks_test']['statistic'])} / "
                                             f"{_fmt(result['ks_test']['pvalue'])}"),
-        ("dimensions with KS p < 0.05", _fmt(result["ks_test"].get("fraction_dims_rejected_0.05"))),
+        ("share of dimensions with KS p < 0.05", _ks_share(result["ks_test"])),
     ]
     lines += [f"| {k} | {v} |" for k, v in pair]
     lines += ["", "## Figures", ""]

@@ -21,6 +21,10 @@ from ..errors import UserError, UserFileNotFoundError
 logger = logging.getLogger(__name__)
 
 
+STRICT_HELP = ("Refuse (exit code 2) a malformed prediction line, a skipped reference row or a reference without a "
+               "prediction, instead of skipping / scoring it as an empty prediction.")
+
+
 @dataclass
 class EvalCaptionsArguments:
     """Arguments of `hf-vlmdrive eval captions` (dashes or underscores in flags)."""
@@ -33,6 +37,7 @@ class EvalCaptionsArguments:
     clip_scale: float = field(default=100.0, metadata={"help": "100 (torchmetrics) or 2.5 (Hessel et al.)."})
     image_root: str | None = field(default=None, metadata={"help": "Folder reference images are relative to."})
     output: str | None = field(default=None, metadata={"help": "Also write the JSON result here."})
+    strict: bool = field(default=False, metadata={"help": STRICT_HELP})
 
 
 @dataclass
@@ -42,6 +47,7 @@ class EvalBvpiArguments:
     predictions: str = field(metadata={"help": "Predictions JSONL ({id, image, prediction})."})
     references: str = field(metadata={"help": "BVPI annotations (CSV / JSON / JSONL)."})
     output: str | None = field(default=None, metadata={"help": "Also write the JSON result here."})
+    strict: bool = field(default=False, metadata={"help": STRICT_HELP})
 
 
 def _keys(record_id: Any, image: Any) -> list[str]:
@@ -52,13 +58,17 @@ def _keys(record_id: Any, image: Any) -> list[str]:
     return keys
 
 
-def load_predictions(path: str | Path) -> dict[str, str]:
-    """Predictions JSONL -> {key: prediction} for every id / image key; malformed lines are counted."""
+def load_predictions(path: str | Path) -> tuple[dict[str, str], list[str]]:
+    """Predictions JSONL -> ({key: prediction} for every id / image key, one message per malformed line).
+
+    A malformed line (not JSON, e.g. torn by an interrupted run, or without a `prediction` string) is skipped;
+    the caller reports the count (and refuses them under `--strict`).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserFileNotFoundError(f"predictions file {path} does not exist")
     out: dict[str, str] = {}
-    bad = 0
+    bad: list[str] = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -68,14 +78,28 @@ def load_predictions(path: str | Path) -> dict[str, str]:
             if not isinstance(text, str):
                 raise UserError("no 'prediction' string")
         except (json.JSONDecodeError, ValueError, AttributeError) as err:
-            bad += 1
-            logger.warning("%s line %d skipped: %s", path, i, err)
+            bad.append(f"line {i}: {err}")
             continue
         for key in _keys(rec.get("id"), rec.get("image")):
             out.setdefault(key, text)
-    if bad:
-        logger.warning("%s: %d malformed prediction line(s) skipped", path, bad)
-    return out
+    return out, bad
+
+
+def _account(command: str, args, bad_lines: list[str], report, missing: int, num_refs: int) -> dict[str, int]:
+    """Say once what was left out of the scores (stderr, one line), refuse it under --strict; the counts."""
+    problems = []
+    if bad_lines:
+        problems.append(f"{len(bad_lines)} malformed line(s) in {args.predictions} skipped ({bad_lines[0]}"
+                        + (", ..." if len(bad_lines) > 1 else "") + ")")
+    if missing:
+        problems.append(f"{missing} of {num_refs} reference(s) have no prediction and were scored as empty predictions")
+    if args.strict and (problems or report.num_skipped):  # the loader has already logged the skipped rows
+        skipped = [f"{report.num_skipped} invalid reference row(s) in {args.references}"] if report.num_skipped else []
+        raise UserError("; ".join(problems + skipped) + " (--strict)")
+    if problems:
+        print(f"{command}: " + "; ".join(problems) + "; --strict refuses this", file=sys.stderr)
+    return {"num_malformed_prediction_lines": len(bad_lines), "num_skipped_references": report.num_skipped,
+            "num_missing_predictions": missing}
 
 
 def _match(preds: dict[str, str], record_id: Any, image: Any) -> str | None:
@@ -106,7 +130,7 @@ def run_captions(argv: list[str]) -> int:
     refs, report = load_captions(args.references)
     if not refs:
         raise UserError(f"no valid references in {args.references}: {report.summary()}")
-    preds = load_predictions(args.predictions)
+    preds, bad_lines = load_predictions(args.predictions)
     predictions, references, images, missing = [], [], [], 0
     for ref in refs:
         pred = _match(preds, ref["id"], ref["image"])
@@ -116,6 +140,7 @@ def run_captions(argv: list[str]) -> int:
         predictions.append(pred)
         references.append(ref["captions"])
         images.append(ref["image"])
+    counts = _account("hf-vlmdrive eval captions", args, bad_lines, report, missing, len(refs))
     result = caption_metrics(predictions, references, spice=args.spice)
     if args.clip_model:
         from ..metrics.clipscore.clipscore import clip_score
@@ -125,10 +150,7 @@ def run_captions(argv: list[str]) -> int:
         clip = clip_score(predictions, paths, args.clip_model, pretrained=args.clip_pretrained, scale=args.clip_scale)
         result["CLIPScore"] = clip["clipscore"]
         result["CLIPScore_convention"] = clip["clipscore_convention"]
-    result["num_missing_predictions"] = missing
-    result["num_skipped_references"] = report.num_skipped
-    if result.get("SPICE_error"):
-        print(f"hf-vlmdrive eval captions: {result['SPICE_error']}", file=sys.stderr)
+    result.update(counts)
     _dump(result, args.output)
     return 0
 
@@ -143,17 +165,17 @@ def run_bvpi(argv: list[str]) -> int:
     refs, report = load_bvpi_annotations(args.references)
     if not refs:
         raise UserError(f"no valid annotations in {args.references}: {report.summary()}")
-    preds = load_predictions(args.predictions)
+    preds, bad_lines = load_predictions(args.predictions)
     predictions, missing = [], 0
     for ref in refs:
         pred = _match(preds, None, ref["image"])
         if pred is None:
             missing += 1
         predictions.append(pred if pred is not None else "")
+    counts = _account("hf-vlmdrive eval bvpi", args, bad_lines, report, missing, len(refs))
     result = bvpi_metrics(predictions, refs, tables=True)
     print(result.pop("tables"))
-    result["num_missing_predictions"] = missing
-    result["num_skipped_references"] = report.num_skipped
+    result.update(counts)
     _dump(result, args.output)
     return 0
 

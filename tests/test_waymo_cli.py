@@ -21,7 +21,8 @@ def test_train_eval_predict_submission_through_tfrecords(tmp_path: Path, cli):
     write_synthetic_e2ed(data, 8, seed=1, split="validation", width=48, height=32, camera_names=("FRONT",), progress=False)
     write_synthetic_e2ed(data, 5, seed=2, split="test", width=48, height=32, camera_names=("FRONT",), progress=False)
     cfg = dict(
-        vision_config=TINY_TOWER, head_hidden_sizes=[32], past_state_scale=10.0, waypoint_scale=10.0,
+        model_config=dict(vision_config=json.loads(TINY_TOWER),
+                          head_hidden_sizes=[32], past_state_scale=10.0, waypoint_scale=10.0),
         train_data=str(data / "training.tfrecord*"), eval_data=str(data / "validation.tfrecord*"),
         output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, max_steps=3, save_strategy="no",
         eval_strategy="no", report_to="none", disable_tqdm=True,

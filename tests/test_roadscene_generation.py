@@ -68,7 +68,7 @@ def test_cli_sft_generate_eval(setup, cli, capsys):
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
-def test_cli_eval_captions(setup, cli, capsys, tmp_path):
+def test_cli_eval_captions(setup, cli, capsys, caplog, tmp_path):
     root, paths = setup
     refs = [json.loads(line) for line in paths["captions"].read_text().splitlines()]
     preds = tmp_path / "preds.jsonl"
@@ -80,5 +80,10 @@ def test_cli_eval_captions(setup, cli, capsys, tmp_path):
     for key in ("Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE", "avg_pred_len", "avg_ref_len", "protocol"):
         assert key in result
     assert result["num_missing_predictions"] == 1 and result["Bleu_1"] > 0.5
-    if result["SPICE"] is None:
-        assert "stanford-corenlp-3.6.0.jar" in captured.err
+    # the missing prediction is said once on stderr, with the count
+    assert captured.err.count("1 of 5 reference(s) have no prediction") == 1
+    if result["SPICE"] is None:  # the notice is one log line; where to put the jars is in the result
+        assert "stanford-corenlp-3.6.0.jar" in result["SPICE_error"]
+        notices = [r for r in caplog.records if "SPICE" in r.getMessage()]
+        assert len(notices) == 1 and notices[0].levelname == "WARNING", [r.getMessage() for r in notices]
+        assert "stanford-corenlp" not in captured.err

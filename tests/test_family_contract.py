@@ -28,6 +28,12 @@ from hf_vlmdrive.models.common.layerwise_dit import LayerwiseDiTBlock
 from hf_vlmdrive.models.flamingo import FlamingoConfig, FlamingoForConditionalGeneration, FlamingoProcessor
 from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction, GeoVLAGeometryEncoder
 from hf_vlmdrive.models.geovla.configuration_geovla import GeoVLAGeometryConfig
+from hf_vlmdrive.models.mosaic_gpt import MosaicGPTConfig
+from hf_vlmdrive.models.mosaic_gpt.modeling_mosaic_gpt import (
+    MosaicGPTBlock,
+    MosaicGPTForCausalLM,
+    MosaicGPTModel,
+)
 from hf_vlmdrive.models.robovlm import RoboVLMConfig, RoboVLMForActionPrediction
 from hf_vlmdrive.models.simlingo import SimLingoConfig, SimLingoForWaypointPrediction
 from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig, WaypointVLMModel
@@ -41,6 +47,7 @@ from hf_vlmdrive.testing.tiny_models import (
     tiny_flamingo_model_config,
     tiny_geovla_config,
     tiny_geovla_geometry_config,
+    tiny_mosaic_gpt_config,
     tiny_robovlm_config,
     tiny_simlingo_config,
     tiny_waypoint_vlm_config,
@@ -451,6 +458,72 @@ class TestFlamingoFamily(FamilyContract):
         ims = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(3)]
         return {"text": ["User:<image> Describe the road scene.", "<image>a car<|endofchunk|><image>a bus"],
                 "images": [[ims[0]], [ims[1], ims[2]]]}
+
+
+# ------------------------------------------------------------------------------------------- mosaic_gpt
+def _mosaic_inputs(batch_size):
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 300, (batch_size, 10), generator=g)
+    return ids
+
+
+class TestMosaicGPTForCausalLMFamily(FamilyContract):
+    """MosaicGPT (MPT-1B's LM) as a causal LM: everything trains; its blocks are checkpointed."""
+
+    config_class = MosaicGPTConfig
+    model_class = MosaicGPTForCausalLM
+    auto_class = "AutoModelForCausalLM"
+    output_keys = ("loss", "logits")
+    checkpointed_block_types = (MosaicGPTBlock,)
+    learning_rate = 1e-2
+    bad_config_cases = [
+        (dict(n_heads=5), "n_heads", 5),
+        (dict(attn_impl="cuda"), "attn_impl", "cuda"),
+        (dict(embedding_fraction=0.0), "embedding_fraction", 0.0),
+        (dict(logit_scale="inv_d"), "logit_scale", "inv_d"),
+        (dict(prefix_lm=True), "prefix_lm", True),
+        (dict(attn_pdrop=1.5), "attn_pdrop", 1.5),
+        (dict(attn_clip_qkv=-1.0), "attn_clip_qkv", -1.0),
+        (dict(tie_word_embeddings=False), "tie_word_embeddings", False),
+    ]
+    bad_input_cases = [
+        (_set("attention_mask", lambda x: x["attention_mask"][:, :4]), "attention_mask must have shape"),
+        (_set("input_ids", lambda x: torch.ones(2, 80, dtype=torch.long)), "exceeds max_seq_len=64"),
+    ]
+
+    def build_config(self, **overrides):
+        return tiny_mosaic_gpt_config(**overrides)
+
+    def build_inputs(self, model, batch_size=2):
+        ids = _mosaic_inputs(batch_size)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+class TestMosaicGPTModelFamily(FamilyContract):
+    """The MosaicGPT trunk alone (no loss of its own: the squared last hidden state stands in)."""
+
+    config_class = MosaicGPTConfig
+    model_class = MosaicGPTModel
+    output_keys = ("last_hidden_state",)
+    checkpointed_block_types = (MosaicGPTBlock,)
+    learning_rate = 1e-2
+    bad_config_cases = [
+        (dict(d_model=30), "d_model", 30),
+        (dict(attn_uses_sequence_id=True), "attn_uses_sequence_id", True),
+    ]
+    bad_input_cases = [
+        (_set("input_ids", None), "exactly one of input_ids and inputs_embeds"),
+    ]
+
+    def build_config(self, **overrides):
+        return tiny_mosaic_gpt_config(**overrides)
+
+    def build_inputs(self, model, batch_size=2):
+        ids = _mosaic_inputs(batch_size)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def loss_of(self, outputs):
+        return outputs.last_hidden_state.pow(2).mean()
 
 
 # ------------------------------------------------------------------------------------------- across families

@@ -23,6 +23,7 @@ __version__ = "0.1.0.dev0"
 _LAZY_ATTRS = {
     "FlamingoConfig": ".models.flamingo.configuration_flamingo",
     "GeoVLAConfig": ".models.geovla.configuration_geovla",
+    "MosaicGPTConfig": ".models.mosaic_gpt.configuration_mosaic_gpt",
     "RoboVLMConfig": ".models.robovlm.configuration_robovlm",
     "SimLingoConfig": ".models.simlingo.configuration_simlingo",
     "WaypointVLMConfig": ".models.waypoint_vlm.configuration_waypoint_vlm",

@@ -41,6 +41,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from .flamingo.configuration_flamingo import FlamingoConfig
 from .geovla.configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
+from .mosaic_gpt.configuration_mosaic_gpt import MosaicGPTConfig
 from .robovlm.configuration_robovlm import RoboVLMConfig
 from .simlingo.configuration_simlingo import SimLingoConfig
 from .waypoint_vlm.configuration_waypoint_vlm import WaypointVLMConfig
@@ -68,6 +69,9 @@ AUTO_CLASSES: tuple[LazyAutoEntry, ...] = (
     LazyAutoEntry("AutoModel", FlamingoConfig, ".flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"),
     LazyAutoEntry("AutoModelForImageTextToText", FlamingoConfig, ".flamingo.modeling_flamingo",
                   "FlamingoForConditionalGeneration"),
+    # MosaicGPT (MPT-1B, model_type "mosaic_gpt", a name transformers does not own): Flamingo's LM for OpenFlamingo-3B.
+    LazyAutoEntry("AutoModel", MosaicGPTConfig, ".mosaic_gpt.modeling_mosaic_gpt", "MosaicGPTModel"),
+    LazyAutoEntry("AutoModelForCausalLM", MosaicGPTConfig, ".mosaic_gpt.modeling_mosaic_gpt", "MosaicGPTForCausalLM"),
     # Processors register the same way, once something imports transformers' processing_auto (see
     # `register_lazy`).
     LazyAutoEntry("AutoProcessor", WaypointVLMConfig, ".waypoint_vlm.processing_waypoint_vlm", "WaypointVLMProcessor"),

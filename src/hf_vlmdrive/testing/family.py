@@ -70,6 +70,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoProcessor, PretrainedConfig, PreTrainedModel
 
@@ -174,7 +175,9 @@ class FamilyContract:
 
     Class attributes to set:
         config_class: the family's `PretrainedConfig` subclass.
-        model_class: the model class `AutoModel` maps `config_class` to.
+        model_class: the model class `AutoModel` (or the Auto class named by `auto_class`) maps `config_class` to.
+        auto_class: the transformers Auto class the round trips load with ("AutoModel" unless the class is
+            registered with another one, e.g. "AutoModelForCausalLM").
         output_keys: output fields compared exactly in the round trip (each must be a tensor).
         frozen_prefixes: parameter-name prefixes (`"vision_model."`) frozen with
             `build_config(**freezing_overrides)`; every other parameter must be trainable.
@@ -206,6 +209,7 @@ class FamilyContract:
 
     config_class: ClassVar[type[PretrainedConfig]]
     model_class: ClassVar[type[PreTrainedModel]]
+    auto_class: ClassVar[str] = "AutoModel"
     output_keys: ClassVar[tuple[str, ...]] = ()
     frozen_prefixes: ClassVar[tuple[str, ...]] = ()
     freezing_overrides: ClassVar[dict[str, Any]] = {}
@@ -286,6 +290,10 @@ class FamilyContract:
         self.prepare_model(model)
         return model
 
+    def _auto(self) -> type:
+        """The transformers Auto class named by `auto_class`."""
+        return AutoModel if self.auto_class == "AutoModel" else getattr(transformers, self.auto_class)
+
     def _inputs(self, model: PreTrainedModel, batch_size: int = 2) -> dict[str, Any]:
         torch.manual_seed(1)
         return self.build_inputs(model, batch_size=batch_size)
@@ -297,9 +305,9 @@ class FamilyContract:
 
     def _load(self, model: PreTrainedModel, directory: Path) -> PreTrainedModel:
         model.save_pretrained(directory)
-        loaded = AutoModel.from_pretrained(directory)
+        loaded = self._auto().from_pretrained(directory)
         assert type(loaded) is self.model_class, (
-            f"AutoModel.from_pretrained gave {type(loaded).__name__}, expected {self.model_class.__name__}"
+            f"{self.auto_class}.from_pretrained gave {type(loaded).__name__}, expected {self.model_class.__name__}"
         )
         self.post_load(loaded, model)
         return loaded
@@ -597,7 +605,7 @@ class FamilyContract:
         assert type(via_auto) is self.config_class and via_auto.to_dict() == as_dict, (
             "AutoConfig.for_model changed it"
         )
-        assert AutoModel._model_mapping[self.config_class] is self.model_class
+        assert self._auto()._model_mapping[self.config_class] is self.model_class
 
     # ------------------------------------------------------------------ 9. batch equivalence
     def test_batch_equivalence(self) -> None:

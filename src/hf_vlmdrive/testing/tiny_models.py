@@ -12,6 +12,8 @@ overrides as keyword arguments:
 | `GeoVLAGeometryEncoder`             | `tiny_geovla_geometry_config`   | DINOv2 28 px                              |
 | `RoboVLMForActionPrediction`        | `tiny_robovlm_config`           | Kosmos-2 32 px (`tiny_kosmos2`)           |
 | `FlamingoForConditionalGeneration`  | `tiny_flamingo_model_config`    | CLIP 16 px + Llama (`tiny_flamingo`)      |
+| `MosaicGPTModel`                    | `tiny_mosaic_gpt_config`        | none (width 32, 4 heads, 2 layers)        |
+| `MosaicGPTForCausalLM`              | `tiny_mosaic_gpt_config`        | none (width 32, 4 heads, 2 layers)        |
 
 `TINY_CONFIG_BUILDERS` maps each registered class name to its builder; the contract checks that it covers every
 registration. Importing this module imports no modeling code.
@@ -36,6 +38,7 @@ __all__ = [
     "tiny_flamingo_model_config",
     "tiny_geovla_config",
     "tiny_geovla_geometry_config",
+    "tiny_mosaic_gpt_config",
     "tiny_robovlm_config",
     "tiny_simlingo_config",
     "tiny_waypoint_vlm_config",
@@ -129,6 +132,18 @@ def tiny_flamingo_model_config(**overrides: Any) -> PretrainedConfig:
     return config
 
 
+# ------------------------------------------------------------------------------------------- mosaic_gpt
+def tiny_mosaic_gpt_config(**overrides: Any) -> PretrainedConfig:
+    """A `MosaicGPTConfig` with every switch MPT-1B uses (ALiBi, QK LayerNorm, no biases, tied output): width 32,
+    4 heads, 2 layers, vocabulary 300, 64 positions; `overrides` are config fields."""
+    from ..models.mosaic_gpt.configuration_mosaic_gpt import MosaicGPTConfig
+
+    kwargs = dict(d_model=32, n_heads=4, n_layers=2, mlp_ratio=4, max_seq_len=64, vocab_size=300, alibi=True,
+                  attn_qk_ln=True, no_bias=True, attn_impl="torch", bos_token_id=0, eos_token_id=0)
+    kwargs.update(overrides)
+    return MosaicGPTConfig(**kwargs)
+
+
 TINY_CONFIG_BUILDERS: dict[str, Callable[..., PretrainedConfig]] = {
     "WaypointVLMModel": tiny_waypoint_vlm_config,
     "SimLingoForWaypointPrediction": tiny_simlingo_config,
@@ -136,4 +151,6 @@ TINY_CONFIG_BUILDERS: dict[str, Callable[..., PretrainedConfig]] = {
     "GeoVLAGeometryEncoder": tiny_geovla_geometry_config,
     "RoboVLMForActionPrediction": tiny_robovlm_config,
     "FlamingoForConditionalGeneration": tiny_flamingo_model_config,
+    "MosaicGPTModel": tiny_mosaic_gpt_config,
+    "MosaicGPTForCausalLM": tiny_mosaic_gpt_config,
 }

@@ -98,6 +98,7 @@ def test_import_registers_every_family_without_modeling_code():
         "SimLingoConfig": [prefix + "simlingo.modeling_simlingo", "SimLingoForWaypointPrediction"],
         "FlamingoConfig": [prefix + "flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"],
         "RoboVLMConfig": [prefix + "robovlm.modeling_robovlm", "RoboVLMForActionPrediction"],
+        "MosaicGPTConfig": [prefix + "mosaic_gpt.modeling_mosaic_gpt", "MosaicGPTModel"],
     }
     assert got["contained"] == [True, True, True]
     assert got["dirs"] == {"hf_vlmdrive": [], "hf_vlmdrive.models.common": []}, "names of __all__ missing from dir()"

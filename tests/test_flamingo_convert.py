@@ -15,6 +15,7 @@ compares logits.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -194,7 +195,7 @@ def filter_state_dict_to_trainable(model, state):
     return state
 
 
-LAYERS = {"llama": "model.layers", "gpt_neox": "gpt_neox.layers"}
+LAYERS = {"llama": "model.layers", "gpt_neox": "gpt_neox.layers", "mosaic_gpt": "transformer.blocks"}
 
 
 def _build_reference(tmp_path, kind, every_n=1, depth=3, num_latents=5):
@@ -236,8 +237,9 @@ def _build_reference(tmp_path, kind, every_n=1, depth=3, num_latents=5):
                 block.attn_gate.fill_(0.6)
                 block.ff_gate.fill_(-0.4)
         ref.lang_encoder.get_input_embeddings().weight[-3:].normal_()  # the trained new-token rows
-        if lm.get_output_embeddings().weight is not lm.get_input_embeddings().weight:
-            lm.get_output_embeddings().weight[-3:].normal_()
+        out_emb = lm.get_output_embeddings()  # None for MosaicGPT: its logits use wte itself
+        if out_emb is not None and out_emb.weight is not lm.get_input_embeddings().weight:
+            out_emb.weight[-3:].normal_()
     ref.requires_grad_(False)
     ref.perceiver.requires_grad_(True)
     ref.lang_encoder.gated_cross_attn_layers.requires_grad_(True)
@@ -254,12 +256,33 @@ def _inputs(tok, media_id):
     return ids, torch.randn(2, 2, 1, 3, 16, 16, generator=g)
 
 
-@pytest.mark.parametrize("kind,form", [("llama", "flat"), ("llama", "training"), ("gpt_neox", "flat")])
+def _save_checkpoint(ref, state, form, path):
+    """OpenFlamingo's checkpoint forms: `flat` (filter_state_dict_to_trainable), `training` (model_state_dict with
+    DDP prefixes, optimizer state), `full` (the unfiltered state_dict: tower, LM, aliases), `ddp` (flat with
+    `module.`), `nested` ({"model_state_dict": ...} without prefixes)."""
+    if form == "full":
+        state = ref.state_dict()
+    if form in ("flat", "full"):
+        torch.save(state, path)
+    elif form == "ddp":
+        torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    elif form == "nested":
+        torch.save({"model_state_dict": state, "epoch": 1}, path)
+    else:
+        torch.save({"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in state.items()},
+                    "optimizer_state_dict": {"state": {}, "param_groups": []}}, path)
+
+
+@pytest.mark.parametrize("kind,form", [("llama", "flat"), ("llama", "training"), ("gpt_neox", "flat"),
+                                       ("mosaic_gpt", "flat"), ("mosaic_gpt", "full"), ("mosaic_gpt", "ddp"),
+                                       ("mosaic_gpt", "nested")])
 def test_converted_checkpoint_gives_open_flamingo_logits(tmp_path, kind, form, capsys):
     ref, paths, tok = _build_reference(tmp_path, kind)
     state = filter_state_dict_to_trainable(ref, ref.state_dict())
     assert any(".gated_cross_attn_layer." in k for k in state) and "perceiver.latents" in state
     assert not any(k.startswith("vision_encoder.") or "old_decoder_blocks" in k for k in state)
+    if kind == "mosaic_gpt":  # the filter keeps the trained wte (requires_grad), although "embed" is not in its name
+        assert "lang_encoder.transformer.wte.weight" in state
     if kind == "gpt_neox":
         # transformers 4.33 (OpenFlamingo's) named GPT-NeoX's output embeddings `embed_out` ("embed": kept by
         # the filter) and kept a rotary buffer per layer, saved in checkpoint.pt; current transformers says lm_head
@@ -268,11 +291,7 @@ def test_converted_checkpoint_gives_open_flamingo_logits(tmp_path, kind, form, c
         for i in range(2):
             state[f"lang_encoder.gpt_neox.layers.{i}.decoder_layer.attention.rotary_emb.inv_freq"] = torch.ones(2)
     ckpt = tmp_path / "checkpoint.pt"
-    if form == "flat":
-        torch.save(state, ckpt)
-    else:
-        torch.save({"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in state.items()},
-                    "optimizer_state_dict": {"state": {}, "param_groups": []}}, ckpt)
+    _save_checkpoint(ref, state, form, ckpt)
 
     out = tmp_path / "converted"
     code = cli_main(["convert", "open-flamingo", "--checkpoint", str(ckpt), "--vision-encoder", "tiny-vit-flamingo",
@@ -324,8 +343,8 @@ def test_converter_refuses_bad_inputs(tmp_path):
         convert_open_flamingo(tmp_path / "other.pt", cross_attn_every_n_layers=1, **common)
     with pytest.raises(ValueError, match="not an open_clip model name"):
         convert_open_flamingo(ckpt, cross_attn_every_n_layers=1, **{**common, "vision_encoder": "ViT-Nope"})
-    # an unknown key is reported, not silently dropped
-    state["lang_encoder.some_new_module.weight"] = torch.zeros(2)
-    torch.save(state, ckpt)
-    report = convert_open_flamingo(ckpt, cross_attn_every_n_layers=1, **common)
-    assert report.unexpected == ["lang_encoder.some_new_module.weight"]
+    # an unknown key is an error naming it, not silently dropped
+    for key in ("lang_encoder.some_new_module.weight", "text_head.weight"):
+        torch.save({**state, key: torch.zeros(2)}, ckpt)
+        with pytest.raises(ValueError, match=re.escape(key)):
+            convert_open_flamingo(ckpt, cross_attn_every_n_layers=1, **common)

@@ -4,7 +4,7 @@
   `PreTrainedTokenizerFast`, WITHOUT the Flamingo tokens (like a released LM's tokenizer: GPT-NeoX / MPT
   style, `<|endoftext|>` as bos / eos, no pad token);
 - `tiny_vision_config()` / `tiny_text_config(kind)`: CLIP tower (QuickGELU, 16 px) and a Llama, GPT-NeoX,
-  Qwen2, OPT or MPT causal LM (hidden 32, 2 layers);
+  Qwen2, OPT, MPT or MosaicGPT (MPT-1B's architecture) causal LM (hidden 32, 2 layers);
 - `build_tiny_flamingo(output_dir)`: tokenizer + special tokens as OpenFlamingo's factory adds them, a
   `FlamingoProcessor` (CLIP image processor), a `FlamingoForConditionalGeneration` with random weights and
   non-zero gates, saved so that `AutoModelForImageTextToText` / `AutoProcessor` load it.
@@ -54,7 +54,7 @@ def tiny_vision_config(image_size: int = 16, patch_size: int = 8, hidden_size: i
 
 
 def tiny_text_config(kind: str = "llama", vocab_size: int = 300, hidden_size: int = 32) -> dict[str, Any]:
-    """A tiny causal LM config of `kind` (llama, gpt_neox, qwen2, opt, mpt)."""
+    """A tiny causal LM config of `kind` (llama, gpt_neox, qwen2, opt, mpt, mosaic_gpt)."""
     if kind == "llama":
         return dict(model_type="llama", vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=64,
                     num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True,
@@ -74,7 +74,11 @@ def tiny_text_config(kind: str = "llama", vocab_size: int = 300, hidden_size: in
     if kind == "mpt":
         return dict(model_type="mpt", vocab_size=vocab_size, d_model=hidden_size, n_heads=2, n_layers=2,
                     expansion_ratio=2, max_seq_len=128, bos_token_id=0, eos_token_id=0)
-    raise ValueError(f"tiny_text_config: unknown kind {kind!r} (llama, gpt_neox, qwen2, opt, mpt)")
+    if kind == "mosaic_gpt":  # MPT-1B's MosaicGPT: ALiBi, QK LayerNorm, no biases, tied output
+        return dict(model_type="mosaic_gpt", vocab_size=vocab_size, d_model=hidden_size, n_heads=4, n_layers=2,
+                    mlp_ratio=4, max_seq_len=128, alibi=True, attn_qk_ln=True, no_bias=True, bos_token_id=0,
+                    eos_token_id=0)
+    raise ValueError(f"tiny_text_config: unknown kind {kind!r} (llama, gpt_neox, qwen2, opt, mpt, mosaic_gpt)")
 
 
 def tiny_flamingo_config(kind: str = "llama", vocab_size: int = 300, media_token_id: int | None = None,

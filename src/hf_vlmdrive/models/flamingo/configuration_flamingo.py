@@ -21,9 +21,27 @@ DECODER_LAYERS_ATTR = {
     "gpt_neox": "gpt_neox.layers",
     "opt": "model.decoder.layers",
     "mpt": "transformer.blocks",
+    "mosaic_gpt": "transformer.blocks",  # MPT-1B's MosaicGPT (hf_vlmdrive.models.mosaic_gpt), OpenFlamingo-3B's LM
     "gptj": "transformer.h",
     "gpt2": "transformer.h",
 }
+
+# OpenFlamingo-3B's vision tower: open_clip ViT-L-14 "openai" (OpenAI's CLIP ViT-L/14 at 224 px, QuickGELU), as
+# transformers' `clip_vision_model` (the values of openai/clip-vit-large-patch14's vision_config).
+CLIP_VIT_L_14 = dict(
+    model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+    num_attention_heads=16, image_size=224, patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+    projection_dim=768,
+)
+# OpenFlamingo-3B's tokenizer: gpt-neox-20b's 50277 tokens + <|endofchunk|>, <image>, <PAD> (the factory's resize).
+OPEN_FLAMINGO_3B_VOCAB_SIZE = 50280
+
+
+def _default_text_config() -> PretrainedConfig:
+    """MPT-1B-RedPajama-200b (MosaicGPT) with the embedding resized to OpenFlamingo's 50280 tokens."""
+    from ..mosaic_gpt.configuration_mosaic_gpt import MPT_1B_REDPAJAMA, MosaicGPTConfig
+
+    return MosaicGPTConfig(**{**MPT_1B_REDPAJAMA, "vocab_size": OPEN_FLAMINGO_3B_VOCAB_SIZE})
 
 
 class FlamingoConfig(PretrainedConfig):
@@ -35,13 +53,17 @@ class FlamingoConfig(PretrainedConfig):
     input_ids (B, T_txt) -> LM embeddings -> [gated xattn block (every n-th layer)] -> decoder layer -> ... -> logits
     ```
 
+    With no arguments it is OpenFlamingo-3B: CLIP ViT-L/14 (`CLIP_VIT_L_14`), MPT-1B-RedPajama-200b
+    (`MosaicGPTConfig`, embeddings resized to 50280 tokens), cross-attention before every layer and
+    OpenFlamingo's resampler / gated-block defaults (the token ids stay None: they come from the tokenizer).
+
     Args:
         vision_config (`dict` or `PretrainedConfig`, *optional*):
-            The vision tower, a `clip_vision_model` config by default (OpenFlamingo: open_clip ViT-L-14 with
-            QuickGELU, i.e. `hidden_act="quick_gelu"`).
+            The vision tower, a `clip_vision_model` config; defaults to CLIP ViT-L/14 (OpenFlamingo: open_clip
+            ViT-L-14 "openai" with QuickGELU, i.e. `hidden_act="quick_gelu"`).
         text_config (`dict` or `PretrainedConfig`, *optional*):
             Any decoder-only causal LM config transformers builds with `AutoModelForCausalLM` (Llama, GPT-NeoX,
-            MPT, Qwen2, OPT, ...). Defaults to a Llama config.
+            MPT, Qwen2, OPT, MosaicGPT, ...). Defaults to MPT-1B-RedPajama-200b (`model_type` "mosaic_gpt").
         decoder_layers_attr (`str`, *optional*):
             Dotted path of the decoder-layer `ModuleList` inside the causal LM; inferred from
             `text_config.model_type` (see `DECODER_LAYERS_ATTR`) when not given.
@@ -104,20 +126,25 @@ class FlamingoConfig(PretrainedConfig):
         **kwargs,
     ):
         if vision_config is None:
-            vision_config = {"model_type": "clip_vision_model", "hidden_act": "quick_gelu"}
+            vision_config = dict(CLIP_VIT_L_14)
         self.vision_config = resolve_vision_config(vision_config, default_type="clip_vision_model", field="vision_config")
         if text_config is None:
-            text_config = {"model_type": "llama"}
+            text_config = _default_text_config()
         if isinstance(text_config, dict):
             text_kwargs = dict(text_config)
             text_type = text_kwargs.pop("model_type", "llama")
-            try:
-                text_config = AutoConfig.for_model(text_type, **text_kwargs)
-            except ValueError as err:
-                raise UserError(
-                    f"FlamingoConfig.text_config.model_type={text_type!r} is not a model type transformers knows; "
-                    f"use a causal LM type such as {sorted(DECODER_LAYERS_ATTR)}"
-                ) from err
+            if text_type == "mosaic_gpt":  # ours: no reliance on the Auto registration having run
+                from ..mosaic_gpt.configuration_mosaic_gpt import MosaicGPTConfig
+
+                text_config = MosaicGPTConfig(**text_kwargs)
+            else:
+                try:
+                    text_config = AutoConfig.for_model(text_type, **text_kwargs)
+                except ValueError as err:
+                    raise UserError(
+                        f"FlamingoConfig.text_config.model_type={text_type!r} is not a model type transformers "
+                        f"knows; use a causal LM type such as {sorted(DECODER_LAYERS_ATTR)}"
+                    ) from err
         self.text_config = text_config
         if decoder_layers_attr is None:
             decoder_layers_attr = DECODER_LAYERS_ATTR.get(self.text_config.model_type)
@@ -198,4 +225,4 @@ class FlamingoConfig(PretrainedConfig):
         return [i for i in range(self.num_text_layers) if (i + 1) % n == 0]
 
 
-__all__ = ["DECODER_LAYERS_ATTR", "FlamingoConfig"]
+__all__ = ["CLIP_VIT_L_14", "DECODER_LAYERS_ATTR", "OPEN_FLAMINGO_3B_VOCAB_SIZE", "FlamingoConfig"]

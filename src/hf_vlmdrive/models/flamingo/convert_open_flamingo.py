@@ -25,6 +25,14 @@ This module rebuilds the same model from the same parts and maps every name:
   the aliases `lang_encoder.old_decoder_blocks.<i>` / `lang_encoder.gated_cross_attn_layers.<i>` likewise;
   any other `lang_encoder.X` -> `language_model.X`.
 
+The LM is loaded from `--lang-encoder` strictly (`load_lang_encoder`): MPT-1B's Hub folder (model_type
+"mosaic_gpt") with hf_vlmdrive's native MosaicGPT; an MPT source with QK LayerNorm is refused for transformers'
+`MptForCausalLM`, which has no place for the q_ln / k_ln weights. Nothing is dropped silently: every checkpoint
+tensor is used, is a listed alias (`old_decoder_blocks`, `gated_cross_attn_layers`: the same tensors again), a
+recomputed buffer (`ignored_buffers`, listed by name in the report) or the contrastive `proj` of open_clip;
+anything else is an error naming the key. Every LM weight the checkpoint does not carry comes from the
+`--lang-encoder` file, which must hold exactly the weights its config builds.
+
 Checkpoints load with `torch.load(..., weights_only=True)` (a training checkpoint's `model_state_dict` and
 DDP `module.` prefixes are unwrapped); nothing is unpickled beyond tensors and plain containers.
 """
@@ -44,7 +52,7 @@ from ...errors import UserError, UserFileNotFoundError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConversionReport", "convert_open_flamingo", "load_open_flamingo_state_dict",
+__all__ = ["ConversionReport", "convert_open_flamingo", "load_lang_encoder", "load_open_flamingo_state_dict",
            "open_clip_visual_to_clip_vision", "open_clip_vision_config"]
 
 # Buffers that older transformers versions saved and the current classes recompute (never loaded).
@@ -57,13 +65,16 @@ class ConversionReport:
 
     loaded_from_checkpoint: int = 0
     missing: list[str] = field(default_factory=list)  # Flamingo weights the checkpoint lacks (left as built)
-    unexpected: list[str] = field(default_factory=list)  # checkpoint keys that map onto nothing
+    unexpected: list[str] = field(default_factory=list)  # checkpoint keys that map onto nothing (an error)
     ignored_buffers: list[str] = field(default_factory=list)  # recomputed buffers (rotary inv_freq, masks)
+    # LM weights that come from --lang-encoder (the checkpoint does not carry them): every one was in its file
+    loaded_from_lang_encoder: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"loaded_from_checkpoint": self.loaded_from_checkpoint, "missing": self.missing,
-                "unexpected": self.unexpected, "ignored_buffers": self.ignored_buffers, "settings": self.settings}
+                "unexpected": self.unexpected, "ignored_buffers": self.ignored_buffers,
+                "loaded_from_lang_encoder": len(self.loaded_from_lang_encoder), "settings": self.settings}
 
 
 def load_open_flamingo_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -212,6 +223,56 @@ def _image_processor_for(visual):
                               image_mean=mean, image_std=std, resample=3, do_convert_rgb=True)
 
 
+def _mpt_qk_ln_error(lang_encoder: str, why: str) -> UserError:
+    return UserError(
+        f"--lang-encoder {lang_encoder} is an MPT with QK LayerNorm ({why}), which transformers' MptForCausalLM "
+        "does not implement (it would drop the q_ln / k_ln weights and run without them). Convert MPT-1B through "
+        "the MosaicGPT route instead: pass the original Hub folder (config.json with model_type \"mosaic_gpt\" and "
+        "its weight file, e.g. mosaicml/mpt-1b-redpajama-200b) as --lang-encoder; hf_vlmdrive loads it natively"
+    )
+
+
+def load_lang_encoder(lang_encoder: str):
+    """The causal LM of `--lang-encoder` in float32, every weight of its file accounted for.
+
+    MosaicGPT folders (MPT-1B, model_type "mosaic_gpt") load with hf_vlmdrive's native class (strict: any unused
+    or missing weight is an error). Any other LM: a weight of the file the model does not use, or one it lacks, is
+    an error naming it. An MPT (`MptForCausalLM`) source with QK LayerNorm (`attn_config.qk_ln`, or q_ln / k_ln
+    weights in the file) is refused with a pointer to the MosaicGPT route.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        lm_config = AutoConfig.from_pretrained(lang_encoder)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"--lang-encoder {lang_encoder!r} has no config.json transformers reads ({err}); pass a causal LM folder "
+            "or Hub id (for MPT-1B: the mosaicml/mpt-1b-redpajama-200b folder, model_type \"mosaic_gpt\")"
+        ) from err
+    attn_config = getattr(lm_config, "attn_config", None)
+    if lm_config.model_type == "mpt" and getattr(attn_config, "qk_ln", False):
+        raise _mpt_qk_ln_error(lang_encoder, "attn_config.qk_ln is true")
+    try:
+        lm, info = AutoModelForCausalLM.from_pretrained(lang_encoder, dtype=torch.float32, output_loading_info=True)
+    except ValueError as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(
+            f"--lang-encoder {lang_encoder!r} is not a causal LM transformers builds natively ({err})"
+        ) from err
+    unexpected = sorted(str(k) for k in info.get("unexpected_keys") or ())
+    if lm_config.model_type == "mpt" and any(re.search(r"\.(q_ln|k_ln)\.", k) for k in unexpected):
+        raise _mpt_qk_ln_error(lang_encoder, "its weight file has q_ln / k_ln weights")
+    missing = sorted(str(k) for k in info.get("missing_keys") or ())
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if unexpected or missing or mismatched:
+        raise UserError(
+            f"--lang-encoder {lang_encoder}: its weight file does not match its config (unused: {unexpected[:10]}, "
+            f"missing: {missing[:10]}, wrong shape: {mismatched[:10]}); nothing is dropped or invented silently"
+        )
+    return lm
+
+
 def convert_open_flamingo(
     checkpoint: str | Path,
     vision_encoder: str,
@@ -228,7 +289,7 @@ def convert_open_flamingo(
     `output/conversion_report.json`.
     """
     import open_clip
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .configuration_flamingo import FlamingoConfig
     from .modeling_flamingo import FlamingoForConditionalGeneration
@@ -266,13 +327,7 @@ def convert_open_flamingo(
     # -- tokenizer and LM, as the factory prepares them
     tok = AutoTokenizer.from_pretrained(tokenizer)
     ids = add_flamingo_special_tokens(tok)
-    try:
-        lm = AutoModelForCausalLM.from_pretrained(lang_encoder, dtype=torch.float32)
-    except ValueError as err:
-        raise UserError(
-            f"--lang-encoder {lang_encoder!r} is not a causal LM transformers builds natively ({err}); MPT-1B's "
-            "remote code (mosaic_gpt) must be converted to transformers' MptForCausalLM first"
-        ) from err
+    lm = load_lang_encoder(lang_encoder)
     lm.resize_token_embeddings(len(tok))
 
     settings = _infer_block_settings(state, vision_config["hidden_size"])
@@ -327,7 +382,17 @@ def convert_open_flamingo(
             )
         merged[target] = value
         from_ckpt.add(target)
+    if report.unexpected:
+        raise UserError(
+            f"--checkpoint {checkpoint}: {len(report.unexpected)} tensor(s) map onto nothing of the Flamingo built from "
+            f"--lang-encoder {lang_encoder} / --vision-encoder {vision_encoder}: {sorted(report.unexpected)[:10]}; "
+            "nothing is dropped silently: check that these are the parts the checkpoint was trained with"
+        )
     report.loaded_from_checkpoint = len(from_ckpt)
+    report.loaded_from_lang_encoder = sorted(
+        k for k in ours if k.startswith("language_model.") and ".gated_cross_attn_layer." not in k and k not in from_ckpt
+    )
+    report.ignored_buffers = sorted(set(report.ignored_buffers))
     report.missing = sorted(k for k in ours if (k.startswith("perceiver.") or ".gated_cross_attn_layer." in k)
                             and k not in from_ckpt)
     emb_key = next((k for k, v in model.named_parameters() if v is model.get_input_embeddings().weight), None)
@@ -346,8 +411,6 @@ def convert_open_flamingo(
     if report.missing:
         logger.warning("%d Flamingo weight(s) not in the checkpoint (left as initialised): %s", len(report.missing),
                        report.missing[:5])
-    if report.unexpected:
-        logger.warning("%d checkpoint key(s) map onto nothing: %s", len(report.unexpected), report.unexpected[:5])
 
     processor = FlamingoProcessor(image_processor=_image_processor_for(visual), tokenizer=tok)
     model.generation_config.eos_token_id = ids["end_of_chunk_token_id"]

@@ -48,7 +48,8 @@ class MosaicGPTConfig(PretrainedConfig):
             Dropout on the token embeddings.
         attn_impl (`str`, *optional*, defaults to `"torch"`):
             The original's attention kernel ("torch", "triton", "flash"); recorded only: this implementation
-            computes the "torch" kernel's math (eager) or the same with SDPA, chosen by `attn_implementation`.
+            computes the "torch" kernel's math (`attn_implementation="eager"`, the default here) or the same with
+            SDPA (`attn_implementation="sdpa"`, opt-in).
         attn_qk_ln (`bool`, *optional*, defaults to `True`):
             LayerNorm (`q_ln`, `k_ln`) on the queries and keys over the full `d_model` width, before the head split.
         attn_clip_qkv (`float`, *optional*):
@@ -193,6 +194,12 @@ class MosaicGPTConfig(PretrainedConfig):
                 "MosaicGPTConfig.tie_word_embeddings=False: MosaicGPT has no separate output projection (logits "
                 "are hidden @ wte.T); leave it True"
             )
+        # Eager attention unless asked otherwise: it is the original's "torch" kernel operation for operation,
+        # gradients included. SDPA (`attn_implementation="sdpa"`) gives the same outputs within float rounding, but
+        # in a row whose every key is masked (a left-pad query) it lets gradient reach the future keys, which the
+        # original's causal fill blocks (only seen when a loss reads pad positions).
+        if kwargs.get("attn_implementation") is None:
+            kwargs["attn_implementation"] = "eager"
         super().__init__(tie_word_embeddings=True, **kwargs)
         self._validate()
 

@@ -109,30 +109,33 @@ def import_mosaicgpt(src_root: Path, scratch: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mosaicgpt-src", required=True, type=Path,
-                        help="root of a mosaicml/examples checkout at v0.0.4 (commit %s)" % MOSAICGPT_COMMIT)
+                        help=f"root of a mosaicml/examples checkout at v0.0.4 (commit {MOSAICGPT_COMMIT})")
     parser.add_argument("--hub-copy", type=Path, default=None,
                         help="optional: Luodian/Otter's flamingo/mpt_redpajama (the Hub's remote-code files)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
     sys.modules.setdefault("wandb", types.ModuleType("wandb"))  # open_flamingo's train utils import wandb
+    import composer
     import open_clip
+    import open_flamingo
     import tokenizers
     import torch
     import torch.distributed as dist
     import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from transformers import (AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast,
-                              get_constant_schedule_with_warmup)
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    import open_flamingo
+    from composer.algorithms.low_precision_layernorm.low_precision_layernorm import LPLayerNorm
     from open_flamingo import create_model_and_transforms
     from open_flamingo.src.helpers import PerceiverResampler
     from open_flamingo.train.train_utils import filter_state_dict_to_trainable, save_checkpoint
-    import composer
-    from composer.algorithms.low_precision_layernorm.low_precision_layernorm import LPLayerNorm
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        PreTrainedTokenizerFast,
+        get_constant_schedule_with_warmup,
+    )
+    from transformers.modeling_outputs import CausalLMOutputWithPast
 
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="of_mpt_fixture_"))

@@ -201,3 +201,19 @@ def test_layout_every_family_has_config_recipe_and_processor():
                          ("robovlm.processing_robovlm", "RoboVLMProcessor")):
         assert hasattr(importlib.import_module(f"hf_vlmdrive.models.{module}"), name)
     assert json.dumps(sorted(hf_vlmdrive.__all__))
+
+
+def test_mean_loss_families_tell_trainer_not_to_rescale():
+    # Trainer multiplies the loss of a `**kwargs` forward by the processes / accumulation steps (it assumes a sum over
+    # num_items_in_batch). Families whose loss is a batch mean must say so; the LM families pass the count to the
+    # language model's loss (a sum over the items divided by num_items_in_batch), so Trainer's default is right.
+    import importlib
+
+    for module, cls, accepts in (("waypoint_vlm", "WaypointVLMModel", False),
+                                 ("simlingo", "SimLingoForWaypointPrediction", False),
+                                 ("robovlm", "RoboVLMForActionPrediction", False),
+                                 ("geovla", "GeoVLAForActionPrediction", False),
+                                 ("flamingo", "FlamingoForConditionalGeneration", True),
+                                 ("mosaic_gpt", "MosaicGPTForCausalLM", True)):
+        model_class = getattr(importlib.import_module(f"hf_vlmdrive.models.{module}"), cls)
+        assert getattr(model_class, "accepts_loss_kwargs", True) is accepts, cls

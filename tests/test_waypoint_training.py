@@ -140,3 +140,25 @@ def test_console_script_and_example_script(tmp_path):
     unknown = subprocess.run([sys.executable, "-m", "hf_vlmdrive.cli", "fly", "plane"], capture_output=True,
                              text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
     assert unknown.returncode == 2 and "unknown command" in unknown.stderr
+
+
+def test_gradient_accumulation_gives_the_full_batch_update(tmp_path):
+    # The waypoint loss is a mean over the batch: Trainer must not rescale it by the accumulation steps (it did
+    # while the model's `**kwargs` made it assume a sum over num_items_in_batch: loss x4, grad_norm x4).
+    runs = {}
+    for name, batch, accumulation in (("full", 8, 1), ("accumulated", 2, 4)):
+        cfg = tiny_yaml(tmp_path, output_dir=str(tmp_path / name), per_device_train_batch_size=batch,
+                        gradient_accumulation_steps=accumulation, max_steps=1, logging_steps=1, max_grad_norm=1e9,
+                        eval_data=None, use_cpu=True,
+                        model_config=dict(vision_config=json.loads(TINY_TOWER), pooling="attention",
+                                          head_hidden_sizes=[64, 64], head_dropout=0.0,  # same draws either way
+                                          past_state_scale=10.0, waypoint_scale=10.0))
+        script_args, training_args = parse_args((WaypointScriptArguments, TrainingArguments), ["--config", str(cfg)])
+        trainer = train_waypoint(script_args, training_args)
+        assert trainer.model_accepts_loss_kwargs is False
+        runs[name] = (trainer.state.log_history[0], trainer.model.state_dict())
+    (full_log, full_state), (acc_log, acc_state) = runs["full"], runs["accumulated"]
+    assert acc_log["loss"] == pytest.approx(full_log["loss"], rel=1e-5)
+    assert acc_log["grad_norm"] == pytest.approx(full_log["grad_norm"], rel=1e-4)
+    for key, value in full_state.items():
+        torch.testing.assert_close(acc_state[key], value, rtol=1e-5, atol=1e-6, msg=key)

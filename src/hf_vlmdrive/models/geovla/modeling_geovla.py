@@ -167,6 +167,10 @@ class GeoVLAPreTrainedModel(PreTrainedModel):
     base_model_prefix = "geovla"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
+    # Trainer rescales the loss of a model whose `forward` takes `**kwargs` (it assumes a sum over
+    # `num_items_in_batch`); the flow-matching loss is a mean over this batch's draws: no rescaling, or DDP / gradient
+    # accumulation would multiply it by the number of processes / steps.
+    accepts_loss_kwargs = False
     # LayerwiseDiTBlock: the default `layerwise_fm` head; DiTBlock: the `adaln_zero` head.
     _no_split_modules = ["LayerwiseDiTBlock", "DiTBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock",
                          "Dinov2Layer"]

@@ -70,6 +70,10 @@ class RoboVLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "robovlm"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
+    # Trainer rescales the loss of a model whose `forward` takes `**kwargs` (it assumes a sum over
+    # `num_items_in_batch`); the action loss is a mean over this batch's valid steps: no rescaling, or DDP / gradient
+    # accumulation would multiply it by the number of processes / steps.
+    accepts_loss_kwargs = False
     _no_split_modules = ["Kosmos2TextBlock", "Kosmos2VisionEncoderLayer", "GPT2Block"]
     # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
     # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).

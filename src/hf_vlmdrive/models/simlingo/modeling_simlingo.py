@@ -249,6 +249,10 @@ class SimLingoPreTrainedModel(PreTrainedModel):
     base_model_prefix = "simlingo"
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
+    # Trainer rescales the loss of a model whose `forward` takes `**kwargs` (it assumes a sum over
+    # `num_items_in_batch`); the waypoint / route losses are means over this batch: no rescaling, or DDP / gradient
+    # accumulation would multiply it by the number of processes / steps.
+    accepts_loss_kwargs = False
     _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer"]
     # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
     # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).

@@ -56,7 +56,8 @@ def test_import_registers_every_family_without_modeling_code():
         from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig
         import hf_vlmdrive.models.common as common
         configs = {{t: type(AutoConfig.for_model(t)).__qualname__
-                   for t in ("waypoint_vlm", "geovla", "geovla_geometry", "simlingo", "flamingo", "robovlm")}}
+                   for t in ("waypoint_vlm", "geovla", "geovla_geometry", "simlingo", "flamingo", "robovlm",
+                             "mapanything")}}
         registered = {{c.__name__: [v.__module__, v.__name__] for c, v in AutoModel._model_mapping._extra_content.items()
                       if c.__module__.startswith("hf_vlmdrive.")}}
         contained = [cfg in AutoModel._model_mapping for cfg in (WaypointVLMConfig, GeoVLAConfig, SimLingoConfig)]
@@ -89,6 +90,7 @@ def test_import_registers_every_family_without_modeling_code():
         "simlingo": "SimLingoConfig",
         "flamingo": "FlamingoConfig",
         "robovlm": "RoboVLMConfig",
+        "mapanything": "MapAnythingConfig",
     }
     prefix = "hf_vlmdrive.models."
     assert got["registered"] == {
@@ -98,6 +100,7 @@ def test_import_registers_every_family_without_modeling_code():
         "SimLingoConfig": [prefix + "simlingo.modeling_simlingo", "SimLingoForWaypointPrediction"],
         "FlamingoConfig": [prefix + "flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"],
         "RoboVLMConfig": [prefix + "robovlm.modeling_robovlm", "RoboVLMForActionPrediction"],
+        "MapAnythingConfig": [prefix + "mapanything.modeling_mapanything", "MapAnythingModel"],
     }
     assert got["contained"] == [True, True, True]
     assert got["dirs"] == {"hf_vlmdrive": [], "hf_vlmdrive.models.common": []}, "names of __all__ missing from dir()"
@@ -306,7 +309,8 @@ print("RESULT " + json.dumps(dict(
     assert "eagerly" in got["logged"][0][1]
 
 
-@pytest.mark.parametrize("package", ["waypoint_vlm", "simlingo", "geovla", "flamingo", "robovlm", "common"])
+@pytest.mark.parametrize("package", ["waypoint_vlm", "simlingo", "geovla", "flamingo", "robovlm", "mapanything",
+                                     "common"])
 def test_lazy_package_names_resolve(package):
     """In-process: every name in a package's `__all__` resolves to an object defined in the named submodule."""
     import importlib

@@ -101,6 +101,20 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _hub_file(name_or_path: str, filename: str, revision: str | None, token: str | bool | None) -> Path:
+    """`filename` of the Hub repo `name_or_path`; a UserError when it is neither a folder nor a fetchable repo."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(name_or_path), filename, revision=revision, token=token))
+    except (HFValidationError, LocalEntryNotFoundError) as err:
+        raise UserFileNotFoundError(
+            f"{name_or_path}: no such folder, and its {filename} could not be fetched from the Hub ({err}); give a "
+            "local folder in the released layout (config.json + model.safetensors) or a converted directory"
+        ) from err
+
+
 def _resolve_files(name_or_path: str, revision: str | None = None, token: str | bool | None = None) -> tuple[Path, Path]:
     """(config.json, model.safetensors) of a local folder or a Hub repo."""
     local = Path(str(name_or_path)).expanduser()
@@ -113,11 +127,7 @@ def _resolve_files(name_or_path: str, revision: str | None = None, token: str | 
                 f"config.json and {WEIGHTS_FILE} (as facebook/map-anything ships them)"
             )
         return config, weights
-    from huggingface_hub import hf_hub_download
-
-    config = hf_hub_download(str(name_or_path), "config.json", revision=revision, token=token)
-    weights = hf_hub_download(str(name_or_path), WEIGHTS_FILE, revision=revision, token=token)
-    return Path(config), Path(weights)
+    return _hub_file(name_or_path, "config.json", revision, token), _hub_file(name_or_path, WEIGHTS_FILE, revision, token)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -346,9 +356,7 @@ def load_mapanything(
         config_file = local / "config.json"
         converted = config_file.is_file() and _read_json(config_file).get("model_type") == MapAnythingConfig.model_type
     else:
-        from huggingface_hub import hf_hub_download
-
-        config_file = Path(hf_hub_download(str(name_or_path), "config.json", revision=revision, token=token))
+        config_file = _hub_file(name_or_path, "config.json", revision, token)
         converted = _read_json(config_file).get("model_type") == MapAnythingConfig.model_type
     if converted:
         return MapAnythingModel.from_pretrained(str(name_or_path), revision=revision, token=token, dtype=dtype,

@@ -356,8 +356,9 @@ class MapAnythingModel(MapAnythingPreTrainedModel):
     ) -> MapAnythingModel:
         """Load a MapAnything trunk from a converted directory (`model_type: mapanything`) or from the released
         layout (`facebook/map-anything`, `facebook/map-anything-apache` or a local folder with their `config.json`
-        + `model.safetensors`). `config_kwargs` are [`MapAnythingConfig`] fields (e.g. `feature_mode`; for a
-        released folder also `hidden_size` / `num_attention_heads` of a reduced-width encoder)."""
+        + `model.safetensors`). `config_kwargs` are [`MapAnythingConfig`] fields (e.g. `feature_mode`); for the
+        released layout also `encoder_width` / `encoder_num_heads` of a reduced-width encoder. Weights:
+        `facebook/map-anything` is CC-BY-NC-4.0 (non-commercial), `facebook/map-anything-apache` Apache-2.0."""
         from .convert_mapanything import load_mapanything
 
         return load_mapanything(name_or_path, revision=revision, token=token, dtype=dtype, **config_kwargs)

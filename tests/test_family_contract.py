@@ -40,6 +40,7 @@ from hf_vlmdrive.testing.tiny_models import (
     FLAMINGO_END_OF_CHUNK_ID,
     FLAMINGO_MEDIA_ID,
     TINY_CONFIG_BUILDERS,
+    TINY_MAPANYTHING,
     tiny_flamingo_model_config,
     tiny_geovla_config,
     tiny_geovla_geometry_config,
@@ -218,7 +219,9 @@ class TestGeoVLAFamily(FamilyContract):
     checkpointed_block_types = (LayerwiseDiTBlock, Qwen2_5_VLDecoderLayer, Qwen2_5_VLVisionBlock)
     checkpointing_overrides = {"dit_dropout": 0.0}
     learning_rate = 2e-3
-    variant_overrides = [{"action_head_type": "adaln_zero"}]
+    # The default geometry encoder, MapAnything's trunk (tiny), as a structural variant of the stand-in.
+    variant_overrides = [{"action_head_type": "adaln_zero"},
+                         {"geometry_config": {"model_type": "mapanything", **TINY_MAPANYTHING}, "geometry_image_size": 28}]
     bad_config_cases = [
         (dict(compressor_type="mean"), "compressor_type", "mean"),
         (dict(dit_num_heads=3), "dit_num_heads", 3),

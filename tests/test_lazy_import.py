@@ -106,7 +106,9 @@ def test_import_registers_every_family_without_modeling_code():
     assert got["dirs"] == {"hf_vlmdrive": [], "hf_vlmdrive.models.common": []}, "names of __all__ missing from dir()"
     assert got["after_configs"] == [], f"config names imported {got['after_configs']}"
     assert "NoSuchThing" in got["missing"]
-    assert got["after_model"] == ["hf_vlmdrive.models.geovla.modeling_geovla"]
+    # GeoVLA's default geometry encoder is MapAnything: its modeling module comes along
+    assert sorted(got["after_model"]) == ["hf_vlmdrive.models.geovla.modeling_geovla",
+                                          "hf_vlmdrive.models.mapanything.modeling_mapanything"]
     assert got["model_name"] == "GeoVLAForActionPrediction" and got["model_is_class"]
 
 

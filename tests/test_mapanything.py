@@ -19,12 +19,13 @@ from transformers import AutoImageProcessor, AutoModel
 from hf_vlmdrive.cli import main as cli_main
 from hf_vlmdrive.errors import UserError
 from hf_vlmdrive.models.mapanything import MapAnythingConfig, MapAnythingImageProcessor, MapAnythingModel
-from hf_vlmdrive.models.mapanything.convert_mapanything import UNUSED_PREFIXES, read_released
 from hf_vlmdrive.models.mapanything.modeling_mapanything import (
     MapAnythingInfoSharing,
     interpolate_pos_encoding,
+    model_from_state,
     reference_view_encoding,
 )
+from hf_vlmdrive.models.mapanything.released_layout import UNUSED_PREFIXES, read_released
 from hf_vlmdrive.testing.tiny_models import tiny_mapanything_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mapanything_tiny"
@@ -293,8 +294,6 @@ def test_converter_errors_name_the_key(tmp_path):
         read_released(str(bad), encoder_num_heads=2)
     missing = write_released(tmp_path / "missing", model, drop=("info_sharing.self_attention_blocks.3.ls2.gamma",))
     with pytest.raises(UserError, match=r"info_sharing\.self_attention_blocks\.3\.ls2\.gamma"):
-        from hf_vlmdrive.models.mapanything.convert_mapanything import model_from_state
-
         config, state, _ = read_released(str(missing), encoder_num_heads=2)
         model_from_state(config, state, "missing")
     with pytest.raises(UserError, match="--encoder-num-heads"):

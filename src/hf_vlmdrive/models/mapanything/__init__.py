@@ -16,7 +16,8 @@ _LAZY_ATTRS = {
     "MapAnythingPreTrainedModel": ".modeling_mapanything",
     "MapAnythingImageProcessor": ".image_processing_mapanything",
     "convert_mapanything": ".convert_mapanything",
-    "load_mapanything": ".convert_mapanything",
+    "UNUSED_PREFIXES": ".released_layout",
+    "read_released": ".released_layout",
 }
 
 __all__ = list(_LAZY_ATTRS)

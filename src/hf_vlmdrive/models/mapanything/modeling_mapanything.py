@@ -22,11 +22,12 @@ In `qwenmapanythingpi` mode (what starVLA's QwenMapAnythingPI took) the fusion L
 the scale token are skipped: the AAT sees only the V * P patch tokens.
 
 Key map from the released `model.safetensors`: `encoder.model.<rest>` -> `encoder.<rest>`; `fusion_norm_layer.*`,
-`scale_token`, `info_sharing.*` unchanged (see `convert_mapanything.py`).
+`scale_token`, `info_sharing.*` unchanged (see `released_layout.py`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,9 @@ from transformers.utils import ModelOutput
 from ...errors import UserError
 from ..common.init import init_module
 from .configuration_mapanything import MapAnythingConfig
+from .released_layout import read_json, read_released, resolve_hub_file
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,10 +89,12 @@ class MapAnythingLayerScale(nn.Module):
 
 class MapAnythingAttention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (keys `qkv`, `proj`), scaled dot-product attention
-    as UniCeption runs both DINOv2's and the AAT's (`F.scaled_dot_product_attention`)."""
+    as UniCeption runs both DINOv2's and the AAT's (`F.scaled_dot_product_attention`); with
+    `config._attn_implementation == "eager"` the same attention written out (softmax(q k^T * scale) v)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, config: MapAnythingConfig | None = None):
         super().__init__()
+        self.config = config
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
@@ -99,7 +105,10 @@ class MapAnythingAttention(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, h, N, d)
+        if self.config is not None and self.config._attn_implementation == "eager":
+            x = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v  # (B, h, N, d)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, h, N, d)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
@@ -134,10 +143,10 @@ class MapAnythingBlock(GradientCheckpointingLayer):
     x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x)))."""
 
     def __init__(self, dim: int, num_heads: int, hidden: int, mlp_type: str, layerscale: float | None,
-                 qkv_bias: bool, eps: float):
+                 qkv_bias: bool, eps: float, config: MapAnythingConfig | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = MapAnythingAttention(dim, num_heads, qkv_bias)
+        self.attn = MapAnythingAttention(dim, num_heads, qkv_bias, config)
         self.ls1 = MapAnythingLayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = MapAnythingSwiGLU(dim, hidden) if mlp_type == "swiglufused" else MapAnythingMLP(dim, hidden)
@@ -209,7 +218,7 @@ class MapAnythingEncoder(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.pos_embed_grid**2, c))
         self.blocks = nn.ModuleList(
             MapAnythingBlock(c, config.num_attention_heads, config.intermediate_size, config.encoder_mlp_type,
-                             config.encoder_layerscale_value, config.qkv_bias, config.layer_norm_eps)
+                             config.encoder_layerscale_value, config.qkv_bias, config.layer_norm_eps, config)
             for _ in range(config.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(c, eps=config.layer_norm_eps) if config.encoder_final_norm else nn.Identity()
@@ -248,7 +257,7 @@ class MapAnythingInfoSharing(nn.Module):
         self.self_attention_blocks = nn.ModuleList(
             MapAnythingBlock(d, config.info_sharing_num_heads, config.info_sharing_intermediate_size,
                              config.info_sharing_mlp_type, config.info_sharing_layerscale_value, config.qkv_bias,
-                             config.layer_norm_eps)
+                             config.layer_norm_eps, config)
             for _ in range(config.info_sharing_num_layers)
         )
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
@@ -308,6 +317,8 @@ class MapAnythingPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["MapAnythingBlock"]
+    # SDPA by default, as the original; `attn_implementation="eager"` writes the attention out (same result ~1e-7).
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # Random init (the released weights replace it): DINOv2's and UniCeption's rules where they matter.
@@ -330,7 +341,7 @@ class MapAnythingPreTrainedModel(PreTrainedModel):
 class MapAnythingModel(MapAnythingPreTrainedModel):
     """MapAnything's multi-view feature trunk: DINOv2 encoder per view, fusion LayerNorm, alternating-attention
     transformer with per-view CLS registers and a scale token. The prediction heads and the geometric-input
-    encoders are not part of it (their keys are listed in `convert_mapanything.UNUSED_PREFIXES`).
+    encoders are not part of it (their keys are listed in `released_layout.UNUSED_PREFIXES`).
 
     `fusion_norm_layer` and `scale_token` exist in both feature modes (the weights are the same) and are unused in
     `qwenmapanythingpi` mode.
@@ -359,9 +370,20 @@ class MapAnythingModel(MapAnythingPreTrainedModel):
         + `model.safetensors`). `config_kwargs` are [`MapAnythingConfig`] fields (e.g. `feature_mode`); for the
         released layout also `encoder_width` / `encoder_num_heads` of a reduced-width encoder. Weights:
         `facebook/map-anything` is CC-BY-NC-4.0 (non-commercial), `facebook/map-anything-apache` Apache-2.0."""
-        from .convert_mapanything import load_mapanything
+        from pathlib import Path
 
-        return load_mapanything(name_or_path, revision=revision, token=token, dtype=dtype, **config_kwargs)
+        local = Path(str(name_or_path)).expanduser()
+        config_file = local / "config.json" if local.is_dir() else resolve_hub_file(name_or_path, "config.json",
+                                                                                     revision, token)
+        converted = config_file.is_file() and read_json(config_file).get("model_type") == MapAnythingConfig.model_type
+        if converted:
+            return cls.from_pretrained(str(name_or_path), revision=revision, token=token, dtype=dtype, **config_kwargs)
+        config, state, report = read_released(name_or_path, revision=revision, token=token, **config_kwargs)
+        logger.info("MapAnything from %s: %d trunk tensors (%d parameters), unused %s", name_or_path,
+                    report.trunk_keys, report.trunk_parameters, {k: v["keys"] for k, v in report.unused.items()})
+        model = model_from_state(config, state, str(name_or_path), dtype=dtype)
+        model.config._name_or_path = str(name_or_path)
+        return model
 
     def _check_pixels(self, pixel_values: torch.Tensor) -> None:
         cfg = self.config
@@ -427,6 +449,33 @@ class MapAnythingModel(MapAnythingPreTrainedModel):
         return y.to(x.dtype)
 
 
+def model_from_state(config: MapAnythingConfig, state: dict[str, torch.Tensor], where: str,
+                     dtype: torch.dtype | None = None):
+    """[`MapAnythingModel`] of `config` holding exactly `state` (built on the meta device, loaded strictly: a missing
+    trunk key or a shape that differs is an error naming it)."""
+    with torch.device("meta"):
+        model = MapAnythingModel(config)
+    expected = model.state_dict()
+    state = dict(state)
+    if "info_sharing.view_pos_table" not in state:  # a deterministic buffer; older writers may drop it
+        state["info_sharing.view_pos_table"] = reference_view_encoding(config.info_sharing_hidden_size)
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or wrong:
+        raise UserError(
+            f"{where}: the weights do not fit the MapAnything trunk of this config; missing {missing[:10]}, "
+            f"unexpected {extra[:10]}, wrong shapes {wrong[:10]}"
+        )
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    if dtype is not None:
+        model.config.dtype = dtype
+    return model.eval()
+
+
 __all__ = [
     "MapAnythingBlock",
     "MapAnythingEncoder",
@@ -435,5 +484,6 @@ __all__ = [
     "MapAnythingOutput",
     "MapAnythingPreTrainedModel",
     "interpolate_pos_encoding",
+    "model_from_state",
     "reference_view_encoding",
 ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
 import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
+from hf_vlmdrive.errors import UserError
 from hf_vlmdrive.features.geometry_cache import GeometryFeatureCache
 from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction
 from hf_vlmdrive.models.mapanything import MapAnythingConfig, MapAnythingModel
@@ -107,6 +109,9 @@ def test_from_backbones_loads_mapanything_from_the_released_layout(tmp_path):
                                                 "indices": [1, 2]}},
         "use_register_tokens_from_encoder": True, "info_sharing_mlp_layer_str": "swiglufused",
     }), encoding="utf-8")
+    with pytest.raises(UserError, match=r"no field\(s\) \['mystery'\]"):
+        GeoVLAForActionPrediction.from_backbones(vlm=str(vlm_dir), geometry=str(released),
+                                                 geometry_kwargs={"mystery": 1, "encoder_num_heads": 2})
     model = GeoVLAForActionPrediction.from_backbones(
         vlm=str(vlm_dir), geometry=str(released), geometry_kwargs={"num_views": 2, "encoder_num_heads": 2},
         geometry_image_size=28, num_geometry_tokens=4, dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2,

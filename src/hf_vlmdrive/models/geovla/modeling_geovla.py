@@ -295,8 +295,8 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         geo_config = geo_model = None
         if mapanything:
             # Loaded now (the weights are the config's source for the released layout), frozen below.
-            kwargs = {k: v for k, v in (geometry_kwargs or {}).items() if k != "num_views"}  # any view count
-            geo_model = MapAnythingModel.from_backbone(geometry, dtype=dtype, **hub, **kwargs)
+            geo_model = MapAnythingModel.from_backbone(geometry, dtype=dtype, **hub,
+                                                       **_mapanything_kwargs(geometry, geometry_kwargs))
             geometry_config = geo_model.config
         else:
             geo_config = AutoConfig.from_pretrained(geometry, **hub)
@@ -597,6 +597,28 @@ def build_geometry_encoder(config: MapAnythingConfig | GeoVLAGeometryConfig) -> 
     if isinstance(config, MapAnythingConfig):
         return MapAnythingModel(config)
     return GeoVLAGeometryEncoder(config)
+
+
+_STAND_IN_FIELDS = ("num_views", "num_layers", "num_heads", "mlp_ratio", "output_size", "backbone_config")
+
+
+def _mapanything_kwargs(geometry: str, geometry_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """`geometry_kwargs` for MapAnything: its config fields and `encoder_width` / `encoder_num_heads`. Fields of the
+    DINOv2 stand-in (a YAML written for it) are left out with a warning; anything else is an error naming it."""
+    import inspect
+
+    allowed = set(inspect.signature(MapAnythingConfig.__init__).parameters) - {"self", "kwargs"}
+    allowed |= {"encoder_width", "encoder_num_heads"}
+    kwargs = dict(geometry_kwargs or {})
+    ignored = sorted(k for k in kwargs if k in _STAND_IN_FIELDS and k not in allowed)
+    if set(ignored) - {"num_views"}:  # the recipe always passes num_views; MapAnything takes any number of views
+        logger.warning("geometry %s is MapAnything: ignoring the stand-in's geometry_config fields %s", geometry,
+                       [k for k in ignored if k != "num_views"])
+    unknown = sorted(k for k in kwargs if k not in allowed and k not in _STAND_IN_FIELDS)
+    if unknown:
+        raise UserError(f"geometry {geometry} is MapAnything, whose config has no field(s) {unknown}; use "
+                        f"MapAnythingConfig fields (e.g. feature_mode) or encoder_width / encoder_num_heads")
+    return {k: v for k, v in kwargs.items() if k in allowed}
 
 
 def _is_mapanything(name_or_path: str, revision: str | None, token: str | bool | None) -> bool:

@@ -15,7 +15,6 @@ _LAZY_ATTRS = {
     "MapAnythingOutput": ".modeling_mapanything",
     "MapAnythingPreTrainedModel": ".modeling_mapanything",
     "MapAnythingImageProcessor": ".image_processing_mapanything",
-    "convert_mapanything": ".convert_mapanything",
     "UNUSED_PREFIXES": ".released_layout",
     "read_released": ".released_layout",
 }

@@ -1,6 +1,7 @@
 """Epoch-2 training step time of GeoVLA with a warm geometry feature cache vs. without, in the same run.
 
-Both runs train the same tiny GeoVLA (Qwen2.5-VL tiny + a DINOv2 geometry encoder sized by the flags) for
+Both runs train the same tiny GeoVLA (Qwen2.5-VL tiny + a geometry encoder sized by the flags: MapAnything's trunk
+by default, `--reference` for V1.1's 1,136 M parameters, or `--geometry standin` for the DINOv2 stand-in) for
 two epochs over the same pre-collated batches (data loading excluded: the collator also computes the cache
 keys, as it does in the DataLoader workers when training). Epoch 1 fills the cache; epoch 2 is timed. A third
 model gets the geometry features precomputed (`geometry_features=`), which is the floor any cache can reach:
@@ -9,7 +10,10 @@ the same step without the geometry encoder and without any lookup. Prints the me
 (< 1 = the cache helps; target <= 0.5) and its inverse, the floor's ratio, and the cache's hit rate.
 
     PYTHONPATH=src python benchmarks/bench_geometry_cache.py                       # ~1 min on 2 cores
-    PYTHONPATH=src python benchmarks/bench_geometry_cache.py --geometry_hidden 384 --geometry_layers 12 --image_size 224
+    PYTHONPATH=src python benchmarks/bench_geometry_cache.py --reference --image_size 224 --episodes 1 --length 4 \
+        --batch_size 2 --rounds 1                                                   # V1.1 size, ~10 min, 6 GB RAM
+    PYTHONPATH=src python benchmarks/bench_geometry_cache.py --geometry standin --geometry_hidden 384 \
+        --geometry_layers 12 --image_size 224
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from pathlib import Path
 
 import torch
 
+import hf_vlmdrive.models.geovla.modeling_geovla as modeling_geovla
 from hf_vlmdrive.data.collators import GeoVLACollator
 from hf_vlmdrive.data.lerobot import LeRobotDataset, make_synthetic_libero
 from hf_vlmdrive.features.geometry_cache import GeometryFeatureCache
 from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction
+from hf_vlmdrive.models.mapanything.configuration_mapanything import swiglu_fused_hidden_size
 from hf_vlmdrive.testing.tiny_qwen import (
     build_tiny_qwen_processor,
     build_tiny_qwen_tokenizer,
@@ -57,10 +63,17 @@ def step(model, opt, batch) -> tuple[float, float]:
 def run_all(config, stats, batches, cache: GeometryFeatureCache, rounds: int) -> dict[str, list[tuple[float, float]]]:
     """Epoch 1 for the three models (fills the cache), then `rounds` more epochs with their steps interleaved
     in a rotating order, so that a change of machine load during the run hits all of them equally."""
-    models = {"uncached": build(config, stats, None), "cached": build(config, stats, cache),
-              "floor": build(config, stats, None)}
+    models = {"uncached": build(config, stats, None)}
+    # The frozen geometry encoder is identical in the three models: one copy in RAM (V1.1 is 4.5 GB in fp32).
+    shared = models["uncached"][0].geometry_encoder
+    original = modeling_geovla.build_geometry_encoder
+    modeling_geovla.build_geometry_encoder = lambda _config: shared
+    try:
+        models["cached"], models["floor"] = build(config, stats, cache), build(config, stats, None)
+    finally:
+        modeling_geovla.build_geometry_encoder = original
     with torch.no_grad():
-        features = [models["floor"][0].geometry_encoder(b["geometry_pixel_values"]) for b in batches]
+        features = [models["floor"][0].encode_geometry(b["geometry_pixel_values"]) for b in batches]
     floor_batches = [{**{k: v for k, v in b.items() if k not in ("geometry_pixel_values", "geometry_cache_keys")},
                       "geometry_features": f} for b, f in zip(batches, features)]
     inputs = {"uncached": batches, "cached": batches, "floor": floor_batches}
@@ -86,8 +99,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--image_size", type=int, default=112, help="geometry input side (multiple of 14)")
-    parser.add_argument("--geometry_hidden", type=int, default=128)
-    parser.add_argument("--geometry_layers", type=int, default=4)
+    parser.add_argument("--geometry", choices=("mapanything", "standin"), default="mapanything")
+    parser.add_argument("--reference", action="store_true",
+                        help="MapAnything V1.1's size (width 1536, 24 + 16 blocks); else the flags below")
+    parser.add_argument("--geometry_hidden", type=int, default=128, help="encoder (and AAT) width")
+    parser.add_argument("--geometry_layers", type=int, default=4,
+                        help="encoder blocks (MapAnything: as many AAT blocks again)")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs after the one that fills the cache")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = parser.parse_args()
@@ -99,17 +116,32 @@ def main() -> None:
         collator = GeoVLACollator(build_tiny_qwen_processor(tok), geometry_image_size=args.image_size, cache_keys=True)
         batches = [collator([ds[j] for j in range(i, min(i + args.batch_size, len(ds)))])
                    for i in range(0, len(ds), args.batch_size)]
+        if args.geometry == "standin":
+            geometry = {"model_type": "geovla_geometry",
+                        "backbone_config": {"model_type": "dinov2", "image_size": args.image_size, "patch_size": 14,
+                                            "hidden_size": args.geometry_hidden,
+                                            "num_hidden_layers": args.geometry_layers, "num_attention_heads": 4,
+                                            "intermediate_size": 4 * args.geometry_hidden},
+                        "num_views": len(ds.camera_keys), "num_layers": 2, "num_heads": 4, "output_size": 128}
+        elif args.reference:
+            geometry = {"model_type": "mapanything"}  # V1.1
+        else:
+            w, n = args.geometry_hidden, args.geometry_layers
+            hidden = swiglu_fused_hidden_size(w, 4.0)
+            geometry = {"model_type": "mapanything", "hidden_size": w, "num_attention_heads": 4, "num_hidden_layers": n,
+                        "intermediate_size": hidden, "info_sharing_hidden_size": w, "info_sharing_num_heads": 4,
+                        "info_sharing_num_layers": n, "info_sharing_intermediate_size": hidden,
+                        "intermediate_layer_indices": [n - 1]}
         config = GeoVLAConfig(
-            vlm_config=tiny_qwen2_5_vl_config(tok).to_dict(),
-            geometry_config={"backbone_config": {"model_type": "dinov2", "image_size": args.image_size, "patch_size": 14,
-                                                 "hidden_size": args.geometry_hidden,
-                                                 "num_hidden_layers": args.geometry_layers,
-                                                 "num_attention_heads": 4, "intermediate_size": 4 * args.geometry_hidden},
-                             "num_views": len(ds.camera_keys), "num_layers": 2, "num_heads": 4, "output_size": 128},
+            vlm_config=tiny_qwen2_5_vl_config(tok).to_dict(), geometry_config=geometry,
+            geometry_image_size=args.image_size,
             num_geometry_tokens=8, dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2,
         )
+        g = config.geometry_config
+        size = (f"MapAnything {g.num_hidden_layers}+{g.info_sharing_num_layers} blocks x {g.hidden_size}"
+                if config.geometry_is_mapanything else f"DINOv2 stand-in {args.geometry_layers}x{args.geometry_hidden}")
         print(f"{len(batches)} steps/epoch, batch {args.batch_size}, {len(ds.camera_keys)} views of "
-              f"{args.image_size}px, geometry DINOv2 {args.geometry_layers}x{args.geometry_hidden}")
+              f"{args.image_size}px, geometry {size}")
         cache = GeometryFeatureCache(memory_budget_mb=256, log_every=0)
         times = run_all(config, ds.stats, batches, cache, args.rounds)
     wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}

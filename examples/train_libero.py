@@ -14,9 +14,11 @@ Real run (8 GPUs, DeepSpeed ZeRO-2, the four LIBERO suites under /data/libero):
 
     accelerate launch --config_file examples/configs/accelerate_zero2.yaml examples/train_libero.py \
         --config examples/configs/libero_tiny.yaml --dataset_root /data/libero --mixture libero_all \
-        --vlm_name_or_path Qwen/Qwen2.5-VL-3B-Instruct --geometry_name_or_path facebook/dinov2-giant \
+        --vlm_name_or_path Qwen/Qwen2.5-VL-3B-Instruct --geometry_name_or_path facebook/map-anything \
         --model_config.dit_num_layers 16 --model_config.dit_hidden_size 1024 --model_config.dit_num_heads 16 \
         --max_steps 80000 --save_steps 10000
+
+(`facebook/map-anything` is CC-BY-NC-4.0; `facebook/map-anything-apache`, the same architecture, is Apache-2.0.)
 
 Every `--flag` of `GeoVLAScriptArguments` / `GeoVLATrainingArguments` can be set in the YAML file or on
 the command line (the command line wins); every `GeoVLAConfig` field goes under `model_config`

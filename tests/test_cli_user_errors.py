@@ -118,6 +118,10 @@ def test_convert(dirs):
     assert_user_error(["convert", "robovlms", root / "missing.ckpt", "--output_dir", root / "out"],
                       "missing.ckpt does not exist")
     assert_user_error(["convert", "open-flamingo", "--checkpoint", root / "missing.pt"], "required")
+    assert_user_error(["convert", "mapanything", root / "missing", "--output", root / "ma"], "no such directory")
+    assert_user_error(["convert", "mapanything", root, "--output", root / "ma"], "holds no model.safetensors")
+    assert_user_error(["convert", "mapanything", root, "--output", root / "ma", "--encoder-width", "0"],
+                      "--encoder-width must be a positive integer")
 
 
 def test_push(dirs):

@@ -28,6 +28,8 @@ from hf_vlmdrive.models.common.layerwise_dit import LayerwiseDiTBlock
 from hf_vlmdrive.models.flamingo import FlamingoConfig, FlamingoForConditionalGeneration, FlamingoProcessor
 from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction, GeoVLAGeometryEncoder
 from hf_vlmdrive.models.geovla.configuration_geovla import GeoVLAGeometryConfig
+from hf_vlmdrive.models.mapanything import MapAnythingConfig, MapAnythingImageProcessor, MapAnythingModel
+from hf_vlmdrive.models.mapanything.modeling_mapanything import MapAnythingBlock
 from hf_vlmdrive.models.mosaic_gpt import MosaicGPTConfig
 from hf_vlmdrive.models.mosaic_gpt.modeling_mosaic_gpt import (
     MosaicGPTBlock,
@@ -44,9 +46,11 @@ from hf_vlmdrive.testing.tiny_models import (
     FLAMINGO_END_OF_CHUNK_ID,
     FLAMINGO_MEDIA_ID,
     TINY_CONFIG_BUILDERS,
+    TINY_MAPANYTHING,
     tiny_flamingo_model_config,
     tiny_geovla_config,
     tiny_geovla_geometry_config,
+    tiny_mapanything_config,
     tiny_mosaic_gpt_config,
     tiny_robovlm_config,
     tiny_simlingo_config,
@@ -222,7 +226,9 @@ class TestGeoVLAFamily(FamilyContract):
     checkpointed_block_types = (LayerwiseDiTBlock, Qwen2_5_VLDecoderLayer, Qwen2_5_VLVisionBlock)
     checkpointing_overrides = {"dit_dropout": 0.0}
     learning_rate = 2e-3
-    variant_overrides = [{"action_head_type": "adaln_zero"}]
+    # The default geometry encoder, MapAnything's trunk (tiny), as a structural variant of the stand-in.
+    variant_overrides = [{"action_head_type": "adaln_zero"},
+                         {"geometry_config": {"model_type": "mapanything", **TINY_MAPANYTHING}, "geometry_image_size": 28}]
     bad_config_cases = [
         (dict(compressor_type="mean"), "compressor_type", "mean"),
         (dict(dit_num_heads=3), "dit_num_heads", 3),
@@ -329,6 +335,51 @@ class TestGeoVLAGeometryEncoderFamily(FamilyContract):
 
     def loss_of(self, outputs):
         return outputs.square().mean()
+
+
+# ------------------------------------------------------------------------------------------- mapanything
+class TestMapAnythingFamily(FamilyContract):
+    """MapAnything's feature trunk (V1.1 architecture at width 32): DINOv2 blocks, fusion LayerNorm, alternating-
+    attention transformer. It has no loss: the checkpointing and training checks use the mean square of its patch
+    tokens, CLS registers and scale token as a fixed surrogate. Non-square views (28 x 42) interpolate the 2 x 2
+    position table. Inside GeoVLA it is frozen; on its own everything trains."""
+
+    config_class = MapAnythingConfig
+    model_class = MapAnythingModel
+    output_keys = ("last_hidden_state", "cls_tokens", "scale_token", "encoder_hidden_state")
+    checkpointed_block_types = (MapAnythingBlock,)
+    learning_rate = 1e-2
+    variant_overrides = [{"feature_mode": "qwenmapanythingpi"}]
+    bad_config_cases = [
+        (dict(feature_mode="starvla"), "feature_mode", "starvla"),
+        (dict(num_attention_heads=5), "num_attention_heads", 5),
+        (dict(info_sharing_num_heads=3), "info_sharing_num_heads", 3),
+        (dict(encoder_mlp_type="gelu"), "encoder_mlp_type", "gelu"),
+        (dict(intermediate_layer_indices=[9]), "intermediate_layer_indices", [9]),
+        (dict(image_size=30), "image_size", 30),
+        (dict(num_hidden_layers=0), "num_hidden_layers", 0),
+    ]
+    bad_input_cases = [
+        (_set("pixel_values", lambda x: x["pixel_values"][:, 0]), "(batch, views, 3, H, W)"),
+        (_set("pixel_values", lambda x: x["pixel_values"][..., :30]), "multiples of 14"),
+        (_set("pixel_values", lambda x: x["pixel_values"][:, :, :1]), "(batch, views, 3, H, W)"),
+    ]
+
+    def build_config(self, **overrides):
+        return tiny_mapanything_config(**overrides)
+
+    def build_inputs(self, model, batch_size=2):
+        return {"pixel_values": torch.randn(batch_size, 2, 3, 28, 42)}
+
+    def loss_of(self, outputs):
+        return (outputs.last_hidden_state.square().mean() + outputs.cls_tokens.square().mean()
+                + outputs.scale_token.square().mean())
+
+    def build_processor(self, tmp_path):
+        return MapAnythingImageProcessor(size={"height": 28, "width": 42})
+
+    def processor_inputs(self):
+        return {"images": [_images(2, (30, 40), seed=0), _images(2, (50, 20), seed=1)]}
 
 
 # ------------------------------------------------------------------------------------------- robovlm

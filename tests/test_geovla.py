@@ -50,7 +50,8 @@ def dataset(tmp_path_factory):
 def tiny_config(tokenizer, **kw):
     base = dict(
         vlm_config=tiny_qwen2_5_vl_config(tokenizer, hidden_size=32, num_layers=4).to_dict(),
-        geometry_config={"backbone_config": tiny_dinov2_config().to_dict(), "num_views": 2, "num_layers": 1,
+        geometry_config={"model_type": "geovla_geometry", "backbone_config": tiny_dinov2_config().to_dict(),
+                         "num_views": 2, "num_layers": 1,
                          "num_heads": 2, "output_size": 48},
         compressor_type="pool", num_geometry_tokens=4, compressor_num_heads=2,
         dit_num_layers=2, dit_hidden_size=32, dit_num_heads=2, num_inference_steps=4,

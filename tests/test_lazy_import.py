@@ -56,7 +56,8 @@ def test_import_registers_every_family_without_modeling_code():
         from hf_vlmdrive.models.waypoint_vlm import WaypointVLMConfig
         import hf_vlmdrive.models.common as common
         configs = {{t: type(AutoConfig.for_model(t)).__qualname__
-                   for t in ("waypoint_vlm", "geovla", "geovla_geometry", "simlingo", "flamingo", "robovlm")}}
+                   for t in ("waypoint_vlm", "geovla", "geovla_geometry", "simlingo", "flamingo", "robovlm",
+                             "mapanything")}}
         registered = {{c.__name__: [v.__module__, v.__name__] for c, v in AutoModel._model_mapping._extra_content.items()
                       if c.__module__.startswith("hf_vlmdrive.")}}
         contained = [cfg in AutoModel._model_mapping for cfg in (WaypointVLMConfig, GeoVLAConfig, SimLingoConfig)]
@@ -89,6 +90,7 @@ def test_import_registers_every_family_without_modeling_code():
         "simlingo": "SimLingoConfig",
         "flamingo": "FlamingoConfig",
         "robovlm": "RoboVLMConfig",
+        "mapanything": "MapAnythingConfig",
     }
     prefix = "hf_vlmdrive.models."
     assert got["registered"] == {
@@ -99,12 +101,15 @@ def test_import_registers_every_family_without_modeling_code():
         "FlamingoConfig": [prefix + "flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"],
         "RoboVLMConfig": [prefix + "robovlm.modeling_robovlm", "RoboVLMForActionPrediction"],
         "MosaicGPTConfig": [prefix + "mosaic_gpt.modeling_mosaic_gpt", "MosaicGPTModel"],
+        "MapAnythingConfig": [prefix + "mapanything.modeling_mapanything", "MapAnythingModel"],
     }
     assert got["contained"] == [True, True, True]
     assert got["dirs"] == {"hf_vlmdrive": [], "hf_vlmdrive.models.common": []}, "names of __all__ missing from dir()"
     assert got["after_configs"] == [], f"config names imported {got['after_configs']}"
     assert "NoSuchThing" in got["missing"]
-    assert got["after_model"] == ["hf_vlmdrive.models.geovla.modeling_geovla"]
+    # GeoVLA's default geometry encoder is MapAnything: its modeling module comes along
+    assert sorted(got["after_model"]) == ["hf_vlmdrive.models.geovla.modeling_geovla",
+                                          "hf_vlmdrive.models.mapanything.modeling_mapanything"]
     assert got["model_name"] == "GeoVLAForActionPrediction" and got["model_is_class"]
 
 
@@ -307,7 +312,8 @@ print("RESULT " + json.dumps(dict(
     assert "eagerly" in got["logged"][0][1]
 
 
-@pytest.mark.parametrize("package", ["waypoint_vlm", "simlingo", "geovla", "flamingo", "robovlm", "common"])
+@pytest.mark.parametrize("package", ["waypoint_vlm", "simlingo", "geovla", "flamingo", "robovlm", "mapanything",
+                                     "common"])
 def test_lazy_package_names_resolve(package):
     """In-process: every name in a package's `__all__` resolves to an object defined in the named submodule."""
     import importlib

@@ -1,8 +1,9 @@
 """Content-addressed cache of frozen geometry-encoder features (CPU bf16, memory budget, spill to disk).
 
 The geometry encoder of GeoVLA is frozen, so its output for a given preprocessed input never changes:
-the reference system cached it keyed by an MD5 of the preprocessed image (~600 KB per frame in bf16,
-~160 GB of RAM per process for all of LIBERO). This cache keeps the same key but bounds the memory:
+the reference system cached it keyed by an MD5 of the preprocessed image (its plan said ~600 KB per frame in
+bf16 from "196 tokens"; MapAnything at 224 px gives V x 256 tokens x 1536, 1.5 MiB for 2 views, so all of LIBERO
+needs several hundred GB per process). This cache keeps the same key but bounds the memory:
 
 - entries are stored on CPU in bf16 (configurable), least recently used first out;
 - beyond `memory_budget_mb`, the least recently used entries are written to `spill_dir` as safetensors

@@ -41,6 +41,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from .flamingo.configuration_flamingo import FlamingoConfig
 from .geovla.configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
+from .mapanything.configuration_mapanything import MapAnythingConfig
 from .mosaic_gpt.configuration_mosaic_gpt import MosaicGPTConfig
 from .robovlm.configuration_robovlm import RoboVLMConfig
 from .simlingo.configuration_simlingo import SimLingoConfig
@@ -64,6 +65,7 @@ AUTO_CLASSES: tuple[LazyAutoEntry, ...] = (
     LazyAutoEntry("AutoModel", WaypointVLMConfig, ".waypoint_vlm.modeling_waypoint_vlm", "WaypointVLMModel"),
     LazyAutoEntry("AutoModel", GeoVLAConfig, ".geovla.modeling_geovla", "GeoVLAForActionPrediction"),
     LazyAutoEntry("AutoModel", GeoVLAGeometryConfig, ".geovla.modeling_geovla", "GeoVLAGeometryEncoder"),
+    LazyAutoEntry("AutoModel", MapAnythingConfig, ".mapanything.modeling_mapanything", "MapAnythingModel"),
     LazyAutoEntry("AutoModel", SimLingoConfig, ".simlingo.modeling_simlingo", "SimLingoForWaypointPrediction"),
     LazyAutoEntry("AutoModel", RoboVLMConfig, ".robovlm.modeling_robovlm", "RoboVLMForActionPrediction"),
     LazyAutoEntry("AutoModel", FlamingoConfig, ".flamingo.modeling_flamingo", "FlamingoForConditionalGeneration"),
@@ -79,6 +81,8 @@ AUTO_CLASSES: tuple[LazyAutoEntry, ...] = (
     LazyAutoEntry("AutoProcessor", RoboVLMConfig, ".robovlm.processing_robovlm", "RoboVLMProcessor"),
     LazyAutoEntry("AutoProcessor", FlamingoConfig, ".flamingo.processing_flamingo", "FlamingoProcessor"),
     # SimLingo's processor is an image processor (no tokenizer): AutoProcessor falls back to AutoImageProcessor.
+    LazyAutoEntry("AutoImageProcessor", MapAnythingConfig, ".mapanything.image_processing_mapanything",
+                  "MapAnythingImageProcessor", "pil"),
     LazyAutoEntry("AutoImageProcessor", SimLingoConfig, ".simlingo.processing_simlingo", "SimLingoProcessor", "pil"),
 )
 

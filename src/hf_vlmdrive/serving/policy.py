@@ -168,8 +168,8 @@ class ModelPolicy:
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         cfg = self.model.config
-        views = cfg.geometry_config.num_views
-        if len(self.key_map.images) != views:
+        views = getattr(cfg.geometry_config, "num_views", None)  # MapAnything takes any number of views
+        if views is not None and len(self.key_map.images) != views:
             raise ValueError(f"key_map.images has {len(self.key_map.images)} keys {list(self.key_map.images)} but the "
                              f"model was trained with {views} cameras")
         if getattr(self.model, "norm_stats", None) is None:

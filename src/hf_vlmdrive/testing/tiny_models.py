@@ -14,6 +14,7 @@ overrides as keyword arguments:
 | `FlamingoForConditionalGeneration`  | `tiny_flamingo_model_config`    | CLIP 16 px + Llama (`tiny_flamingo`)      |
 | `MosaicGPTModel`                    | `tiny_mosaic_gpt_config`        | none (width 32, 4 heads, 2 layers)        |
 | `MosaicGPTForCausalLM`              | `tiny_mosaic_gpt_config`        | none (width 32, 4 heads, 2 layers)        |
+| `MapAnythingModel`                  | `tiny_mapanything_config`       | none (MapAnything's own blocks, 28 px)    |
 
 `TINY_CONFIG_BUILDERS` maps each registered class name to its builder; the contract checks that it covers every
 registration. Importing this module imports no modeling code.
@@ -31,6 +32,7 @@ __all__ = [
     "FLAMINGO_MEDIA_ID",
     "FLAMINGO_VOCAB_SIZE",
     "TINY_CONFIG_BUILDERS",
+    "TINY_MAPANYTHING",
     "TINY_ROBOVLM_HEAD",
     "TINY_SIGLIP",
     "TINY_SIMLINGO_TEXT",
@@ -39,6 +41,7 @@ __all__ = [
     "tiny_geovla_config",
     "tiny_geovla_geometry_config",
     "tiny_mosaic_gpt_config",
+    "tiny_mapanything_config",
     "tiny_robovlm_config",
     "tiny_simlingo_config",
     "tiny_waypoint_vlm_config",
@@ -144,6 +147,22 @@ def tiny_mosaic_gpt_config(**overrides: Any) -> PretrainedConfig:
     return MosaicGPTConfig(**kwargs)
 
 
+# ------------------------------------------------------------------------------------------- mapanything
+TINY_MAPANYTHING = dict(
+    image_size=28, hidden_size=32, num_attention_heads=2, num_hidden_layers=2, intermediate_size=64,
+    info_sharing_hidden_size=32, info_sharing_num_heads=2, info_sharing_num_layers=4,
+    info_sharing_intermediate_size=64, intermediate_layer_indices=[1, 2],
+)
+
+
+def tiny_mapanything_config(**overrides: Any) -> PretrainedConfig:
+    """A `MapAnythingConfig` of the V1.1 architecture: encoder width 32 x 2 blocks (2 heads, fused SwiGLU 64,
+    position table 2 x 2 = 28 px), AAT width 32 x 4 blocks (2 global + 2 frame), intermediates after blocks 1, 2."""
+    from ..models.mapanything.configuration_mapanything import MapAnythingConfig
+
+    return MapAnythingConfig(**{**TINY_MAPANYTHING, **overrides})
+
+
 TINY_CONFIG_BUILDERS: dict[str, Callable[..., PretrainedConfig]] = {
     "WaypointVLMModel": tiny_waypoint_vlm_config,
     "SimLingoForWaypointPrediction": tiny_simlingo_config,
@@ -153,4 +172,5 @@ TINY_CONFIG_BUILDERS: dict[str, Callable[..., PretrainedConfig]] = {
     "FlamingoForConditionalGeneration": tiny_flamingo_model_config,
     "MosaicGPTModel": tiny_mosaic_gpt_config,
     "MosaicGPTForCausalLM": tiny_mosaic_gpt_config,
+    "MapAnythingModel": tiny_mapanything_config,
 }

@@ -50,9 +50,9 @@ class GeoVLAScriptArguments(ModelConfigArguments):
     """Data and model arguments of `examples/train_libero.py` / `hf-vlmdrive train geovla`.
 
     Model hyperparameters are [`GeoVLAConfig`] fields under `model_config` (`dit_num_layers`,
-    `compressor_type`, `flow_beta_alpha`, `state_key`, ..., and `geometry_config: {num_layers, num_heads,
-    output_size, mlp_ratio}` for a new multi-view transformer); `action_dim`, `state_dim` and the number of
-    views come from the dataset.
+    `compressor_type`, `flow_beta_alpha`, `state_key`, ..., and `geometry_config`: MapAnything fields such as
+    `feature_mode`, or the stand-in's `{model_type: geovla_geometry, num_layers, num_heads, output_size}` with a
+    DINOv2 `geometry_name_or_path`); `action_dim`, `state_dim` and the number of views come from the dataset.
     """
 
     dataset_root: str | None = field(
@@ -72,7 +72,10 @@ class GeoVLAScriptArguments(ModelConfigArguments):
         default="Qwen/Qwen2.5-VL-3B-Instruct", metadata={"help": "Qwen2.5-VL Hub id or directory; 'tiny-random' builds one."}
     )
     geometry_name_or_path: str = field(
-        default="facebook/dinov2-giant", metadata={"help": "DINOv2 or saved geovla_geometry encoder; 'tiny-random' builds one."}
+        default="facebook/map-anything",
+        metadata={"help": "MapAnything (released layout: facebook/map-anything is CC-BY-NC-4.0, "
+                          "facebook/map-anything-apache Apache-2.0; or a converted directory), a DINOv2 checkpoint "
+                          "or a saved geovla_geometry encoder (the stand-in); 'tiny-random' builds a tiny stand-in."}
     )
 
     model_config_class = GeoVLAConfig
@@ -84,7 +87,7 @@ class GeoVLAScriptArguments(ModelConfigArguments):
             raise UserError("dataset_root is required (a LeRobot dataset directory, or the parent of a mixture)")
         geometry = self.model_config.get("geometry_config")
         if geometry is not None and not isinstance(geometry, dict):
-            raise UserError(f"model_config.geometry_config must be a mapping of GeoVLAGeometryConfig fields, got {geometry!r}")
+            raise UserError(f"model_config.geometry_config must be a mapping of geometry config fields, got {geometry!r}")
 
     @property
     def action_chunk_size(self) -> int:

@@ -100,7 +100,9 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
                                                          augmentation=training_args.image_augmentation,
                                                          disk_budget_mb=training_args.geometry_cache_disk_mb))
     processor = GeoVLAProcessor.from_vlm_processor(AutoProcessor.from_pretrained(vlm),
-                                                   geometry_image_size=model.config.geometry_config.image_size)
+                                                   geometry_image_size=model.config.geometry_image_size,
+                                                   geometry_image_mean=model.config.geometry_image_mean,
+                                                   geometry_image_std=model.config.geometry_image_std)
     collator = GeoVLACollator(processor, cache_keys=model.geometry_cache is not None)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

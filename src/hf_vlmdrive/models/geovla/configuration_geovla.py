@@ -6,6 +6,7 @@ from transformers import PretrainedConfig
 
 from ...errors import UserError
 from ..common.config_utils import COMPRESSOR_TYPES, resolve_vision_config
+from ..mapanything.configuration_mapanything import MapAnythingConfig
 
 NORMALIZATION_MODES = ("mean_std", "quantile")
 ACTION_HEAD_TYPES = ("layerwise_fm", "adaln_zero")
@@ -20,9 +21,10 @@ def _positive(cls_name: str, obj, *names: str) -> None:
 
 
 class GeoVLAGeometryConfig(PretrainedConfig):
-    r"""Configuration of [`GeoVLAGeometryEncoder`]: a DINOv2 backbone applied to every view, a learned view
-    embedding, and a multi-view transformer that attends across the tokens of all views (the structure of
-    MapAnything's encoder; MapAnything's weights are not on PyPI/transformers, see docs/geovla.md).
+    r"""Configuration of [`GeoVLAGeometryEncoder`], the light stand-in geometry encoder: a transformers DINOv2
+    backbone applied to every view, a learned view embedding, and a freshly initialised multi-view transformer.
+    GeoVLA's default geometry encoder is MapAnything itself ([`MapAnythingConfig`]); the stand-in serves the tiny
+    demos and any DINOv2 checkpoint of the Hub (`facebook/dinov2-*`) when MapAnything's weights are not wanted.
 
     Args:
         backbone_config (`dict` or `PretrainedConfig`, *optional*):
@@ -103,8 +105,14 @@ class GeoVLAConfig(PretrainedConfig):
     Args:
         vlm_config (`dict` or `PretrainedConfig`, *optional*):
             The Qwen2.5-VL config (`model_type: qwen2_5_vl`). Defaults to transformers' Qwen2.5-VL defaults.
-        geometry_config (`dict` or [`GeoVLAGeometryConfig`], *optional*):
-            The geometry encoder (DINOv2 backbone + multi-view transformer).
+        geometry_config (`dict`, [`MapAnythingConfig`] or [`GeoVLAGeometryConfig`], *optional*):
+            The frozen geometry encoder. Default: MapAnything V1.1's feature trunk (`model_type: mapanything`,
+            1,136.48 M parameters; `feature_mode: qwenmapanythingpi` reproduces what the seed's starVLA
+            integration took). A dict is read by its `model_type` (`mapanything` when absent;
+            `geovla_geometry` for the DINOv2 stand-in).
+        geometry_image_size (`int`, *optional*):
+            Side of the square geometry views. Default: 224 for MapAnything (the seed's `mapanything_image_size`;
+            a multiple of its patch size 14, 16 x 16 = 256 tokens per view), the stand-in's `image_size` for it.
         compressor_type (`str`, *optional*, defaults to `"pool"`):
             `"pool"`, `"per_layer"` or `"qformer"` (see `models/common/geometry_compressor.py`).
         num_geometry_tokens (`int`, *optional*, defaults to 16):
@@ -181,12 +189,13 @@ class GeoVLAConfig(PretrainedConfig):
     """
 
     model_type = "geovla"
-    sub_configs = {"vlm_config": PretrainedConfig, "geometry_config": GeoVLAGeometryConfig}
+    sub_configs = {"vlm_config": PretrainedConfig, "geometry_config": PretrainedConfig}
 
     def __init__(
         self,
         vlm_config: dict | PretrainedConfig | None = None,
-        geometry_config: dict | GeoVLAGeometryConfig | None = None,
+        geometry_config: dict | MapAnythingConfig | GeoVLAGeometryConfig | None = None,
+        geometry_image_size: int | None = None,
         compressor_type: str = "pool",
         num_geometry_tokens: int = 16,
         compressor_num_heads: int = 8,
@@ -221,9 +230,14 @@ class GeoVLAConfig(PretrainedConfig):
         **kwargs,
     ):
         self.vlm_config = resolve_vision_config(vlm_config, default_type="qwen2_5_vl", field="vlm_config")
-        if isinstance(geometry_config, dict):
-            geometry_config = GeoVLAGeometryConfig(**{k: v for k, v in geometry_config.items() if k != "model_type"})
-        self.geometry_config = geometry_config if geometry_config is not None else GeoVLAGeometryConfig()
+        self.geometry_config = _geometry_config(geometry_config)
+        if isinstance(self.geometry_config, GeoVLAGeometryConfig):
+            size = self.geometry_config.image_size
+            if geometry_image_size is not None and int(geometry_image_size) != size:
+                raise UserError(f"GeoVLAConfig.geometry_image_size={geometry_image_size!r} differs from the stand-in "
+                                f"geometry encoder's image_size {size}")
+            geometry_image_size = size
+        self.geometry_image_size = int(geometry_image_size) if geometry_image_size is not None else 224
         self.compressor_type = compressor_type
         self.num_geometry_tokens = num_geometry_tokens
         self.compressor_num_heads = compressor_num_heads
@@ -267,6 +281,31 @@ class GeoVLAConfig(PretrainedConfig):
         self._validate()
 
     @property
+    def geometry_is_mapanything(self) -> bool:
+        """True when the geometry encoder is MapAnything's trunk (not the DINOv2 stand-in)."""
+        return isinstance(self.geometry_config, MapAnythingConfig)
+
+    @property
+    def geometry_image_mean(self) -> tuple[float, ...]:
+        """Normalisation of the geometry views: ImageNet's, or none (0) in MapAnything's qwenmapanythingpi mode."""
+        return (0.0, 0.0, 0.0) if self._raw_geometry_pixels else (0.485, 0.456, 0.406)
+
+    @property
+    def geometry_image_std(self) -> tuple[float, ...]:
+        """See `geometry_image_mean` (1 in qwenmapanythingpi mode: pixels in [0, 1])."""
+        return (1.0, 1.0, 1.0) if self._raw_geometry_pixels else (0.229, 0.224, 0.225)
+
+    @property
+    def _raw_geometry_pixels(self) -> bool:
+        return self.geometry_is_mapanything and self.geometry_config.feature_mode == "qwenmapanythingpi"
+
+    @property
+    def geometry_num_tokens(self) -> int | None:
+        """G, raw geometry tokens per sample for the stand-in (its view count is fixed); None for MapAnything,
+        whose G = V * (geometry_image_size / 14)^2 follows the views given (512 for 2 views at 224 px)."""
+        return None if self.geometry_is_mapanything else self.geometry_config.num_tokens
+
+    @property
     def text_config(self) -> PretrainedConfig:
         """The language model's config inside `vlm_config`."""
         return getattr(self.vlm_config, "text_config", self.vlm_config)
@@ -296,6 +335,12 @@ class GeoVLAConfig(PretrainedConfig):
         return list(range(self.dit_num_layers))
 
     def _validate(self) -> None:
+        if self.geometry_is_mapanything and (self.geometry_image_size < 1
+                                             or self.geometry_image_size % self.geometry_config.patch_size):
+            raise UserError(
+                f"GeoVLAConfig.geometry_image_size={self.geometry_image_size!r} must be a positive multiple of "
+                f"MapAnything's patch size {self.geometry_config.patch_size}"
+            )
         if self.action_head_type not in ACTION_HEAD_TYPES:
             raise UserError(f"GeoVLAConfig.action_head_type must be one of {ACTION_HEAD_TYPES}, got {self.action_head_type!r}")
         if self.flow_time_sampling not in FLOW_TIME_RULES:
@@ -343,6 +388,25 @@ class GeoVLAConfig(PretrainedConfig):
             )
         if not 0.0 <= self.dit_dropout < 1.0:
             raise UserError(f"GeoVLAConfig.dit_dropout must be in [0, 1), got {self.dit_dropout!r}")
+
+
+def _geometry_config(value: dict | PretrainedConfig | None) -> PretrainedConfig:
+    """The geometry sub-config: MapAnything's by default; a dict by its `model_type` (`mapanything` when absent)."""
+    if value is None:
+        return MapAnythingConfig()
+    if isinstance(value, (MapAnythingConfig, GeoVLAGeometryConfig)):
+        return value
+    if not isinstance(value, dict):
+        raise UserError(f"GeoVLAConfig.geometry_config must be a dict or a geometry config, got {type(value).__name__}")
+    kwargs = dict(value)
+    model_type = kwargs.pop("model_type", MapAnythingConfig.model_type)
+    if model_type == MapAnythingConfig.model_type:
+        return MapAnythingConfig(**kwargs)
+    if model_type == GeoVLAGeometryConfig.model_type:
+        return GeoVLAGeometryConfig(**kwargs)
+    raise UserError(
+        f"GeoVLAConfig.geometry_config.model_type must be 'mapanything' or 'geovla_geometry', got {model_type!r}"
+    )
 
 
 __all__ = ["ACTION_HEAD_TYPES", "FLOW_TIME_RULES", "GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES"]

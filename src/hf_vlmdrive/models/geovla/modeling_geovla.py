@@ -2,9 +2,9 @@
 
 ```
  images (B,V,3,S,S) + instruction          images (B,V,3,S_g,S_g)              state (B, S)   noisy actions (B,T,A), t
-        | Qwen2_5_VLProcessor                  | geometry encoder (frozen,        | normalise      |
-  Qwen2.5-VL (output_hidden_states)            |  DINOv2 per view + view emb +    |                |
-        | vl_embs[0..N], each (B, L, D)        |  multi-view transformer)         |                |
+        | Qwen2_5_VLProcessor                  | geometry encoder (frozen;        | normalise      |
+  Qwen2.5-VL (output_hidden_states)            |  MapAnything V1.1 by default,    |                |
+        | vl_embs[0..N], each (B, L, D)        |  G = V * 256 tokens at 224 px)   |                |
         |                                      | raw_geom (B, G, D_g)             |                |
         |                              geometry compressor (pool|per_layer|qformer)                |
         |                                      | geom_tokens (n_cross, B, K, D)   |                |
@@ -48,6 +48,8 @@ from ..common.geometry_compressor import build_geometry_compressor
 from ..common.init import init_module, keep_own_init, keeps_own_init
 from ..common.layerwise_dit import LayerwiseFlowMatchingHead, starvla_inference_buckets
 from ..common.vision import build_vision_tower
+from ..mapanything.configuration_mapanything import MapAnythingConfig
+from ..mapanything.modeling_mapanything import MapAnythingModel
 from .configuration_geovla import GeoVLAConfig, GeoVLAGeometryConfig
 
 logger = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ class GeoVLAPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
     # LayerwiseDiTBlock: the default `layerwise_fm` head; DiTBlock: the `adaln_zero` head.
     _no_split_modules = ["LayerwiseDiTBlock", "DiTBlock", "Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock",
-                         "Dinov2Layer"]
+                         "Dinov2Layer", "MapAnythingBlock"]
     # Every transformers backbone the family builds has SDPA attention: `from_pretrained(..., attn_implementation=)`
     # may choose eager or sdpa, and the choice reaches the backbones (the family's own blocks are unaffected).
     _supports_sdpa = True
@@ -206,7 +208,7 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
     def __init__(self, config: GeoVLAConfig):
         super().__init__(config)
         self.vlm = AutoModel.from_config(config.vlm_config)
-        self.geometry_encoder = GeoVLAGeometryEncoder(config.geometry_config)
+        self.geometry_encoder = build_geometry_encoder(config.geometry_config)
         # One set of geometry tokens per cross-attending DiT block (self-attention blocks take no context).
         self.geometry_compressor = build_geometry_compressor(
             config.compressor_type, config.geometry_config.output_size, config.vlm_hidden_size,
@@ -282,19 +284,30 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         """Build GeoVLA around a pretrained Qwen2.5-VL and a pretrained geometry encoder (Hub ids or dirs).
 
         `vlm` is any Qwen2.5-VL checkpoint (`Qwen/Qwen2.5-VL-3B-Instruct`); its `Qwen2_5_VLModel` part is
-        loaded. `geometry` is either a saved [`GeoVLAGeometryEncoder`] (`model_type: geovla_geometry`) or a
-        DINOv2 checkpoint (`facebook/dinov2-giant`): then the backbone weights are loaded and the
-        multi-view transformer (sized by `geometry_kwargs`) is freshly initialised. The compressor and the
-        DiT are new. Extra keyword arguments go to [`GeoVLAConfig`]. `revision` / `token` go to the Hub for
+        loaded. `geometry` is MapAnything (the seed's encoder): the released layout (`facebook/map-anything`,
+        CC-BY-NC-4.0, or `facebook/map-anything-apache`, Apache-2.0, or a local folder of theirs) or a directory
+        `hf-vlmdrive convert mapanything` wrote; `geometry_kwargs` are then `MapAnythingConfig` fields
+        (`feature_mode`) and, for a reduced-width released file, `encoder_width` / `encoder_num_heads`. For the
+        stand-in, `geometry` is a saved [`GeoVLAGeometryEncoder`] (`model_type: geovla_geometry`) or a DINOv2
+        checkpoint (`facebook/dinov2-giant`): then the backbone weights are loaded and the multi-view
+        transformer (sized by `geometry_kwargs`) is freshly initialised. The compressor and the DiT are new. Extra keyword arguments go to [`GeoVLAConfig`]. `revision` / `token` go to the Hub for
         both checkpoints; `dtype` is the dtype of the returned model's parameters.
         """
         hub = {"revision": revision, "token": token}
         vlm_config = AutoConfig.from_pretrained(vlm, **hub)
-        geo_config = AutoConfig.from_pretrained(geometry, **hub)
-        if geo_config.model_type == GeoVLAGeometryConfig.model_type:
-            geometry_config = geo_config
+        mapanything = _is_mapanything(geometry, revision, token)
+        geo_config = geo_model = None
+        if mapanything:
+            # Loaded now (the weights are the config's source for the released layout), frozen below.
+            geo_model = MapAnythingModel.from_backbone(geometry, dtype=dtype, **hub,
+                                                       **_mapanything_kwargs(geometry, geometry_kwargs))
+            geometry_config = geo_model.config
         else:
-            geometry_config = GeoVLAGeometryConfig(backbone_config=geo_config, **(geometry_kwargs or {}))
+            geo_config = AutoConfig.from_pretrained(geometry, **hub)
+            if geo_config.model_type == GeoVLAGeometryConfig.model_type:
+                geometry_config = geo_config
+            else:
+                geometry_config = GeoVLAGeometryConfig(backbone_config=geo_config, **(geometry_kwargs or {}))
         config = GeoVLAConfig(vlm_config=vlm_config, geometry_config=geometry_config, vlm_name_or_path=vlm,
                               geometry_name_or_path=geometry, **config_kwargs)
         from accelerate import init_empty_weights
@@ -306,7 +319,9 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         model.vlm = AutoModel.from_pretrained(vlm, config=config.vlm_config, dtype=dtype, **hub)
         device = next(model.vlm.parameters()).device
         geo = model.geometry_encoder
-        if geo_config.model_type == GeoVLAGeometryConfig.model_type:
+        if geo_model is not None:
+            model.geometry_encoder = geo_model.to(device)
+        elif geo_config.model_type == GeoVLAGeometryConfig.model_type:
             model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype, **hub)
         else:
             # Through transformers' loader (not the raw-tensor `load_vision_tower_weights`): it applies the
@@ -403,10 +418,17 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         """Raw geometry tokens (B, G, D_g), from the cache when one is attached (`cache_keys`: the samples'
         precomputed `content_key`s, else the cache hashes the batch)."""
         if self.geometry_cache is not None:
-            return self.geometry_cache.encode(geometry_pixel_values, self.geometry_encoder,
-                                              dtype=self.geometry_encoder.out_proj.weight.dtype, keys=cache_keys)
+            return self.geometry_cache.encode(geometry_pixel_values, self._raw_geometry,
+                                              dtype=next(self.geometry_encoder.parameters()).dtype, keys=cache_keys)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.geometry_is_frozen):
-            return self.geometry_encoder(geometry_pixel_values)
+            return self._raw_geometry(geometry_pixel_values)
+
+    def _raw_geometry(self, geometry_pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3, S_g, S_g) -> raw geometry tokens (B, G, D_g): MapAnything's final per-view patch tokens
+        (view-major, row-major; G = V * 256 at 224 px), or the stand-in's tokens."""
+        if isinstance(self.geometry_encoder, MapAnythingModel):
+            return self.geometry_encoder(pixel_values=geometry_pixel_values).last_hidden_state
+        return self.geometry_encoder(geometry_pixel_values)
 
     @property
     def _head_dtype(self) -> torch.dtype:
@@ -574,6 +596,47 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         return self.unnormalize(cfg.action_key, x)
 
 
+def build_geometry_encoder(config: MapAnythingConfig | GeoVLAGeometryConfig) -> PreTrainedModel:
+    """MapAnything's trunk for a [`MapAnythingConfig`], the DINOv2 stand-in for a [`GeoVLAGeometryConfig`]."""
+    if isinstance(config, MapAnythingConfig):
+        return MapAnythingModel(config)
+    return GeoVLAGeometryEncoder(config)
+
+
+_STAND_IN_FIELDS = ("num_views", "num_layers", "num_heads", "mlp_ratio", "output_size", "backbone_config")
+
+
+def _mapanything_kwargs(geometry: str, geometry_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """`geometry_kwargs` for MapAnything: its config fields and `encoder_width` / `encoder_num_heads`. Fields of the
+    DINOv2 stand-in (a YAML written for it) are left out with a warning; anything else is an error naming it."""
+    import inspect
+
+    allowed = set(inspect.signature(MapAnythingConfig.__init__).parameters) - {"self", "kwargs"}
+    allowed |= {"encoder_width", "encoder_num_heads"}
+    kwargs = dict(geometry_kwargs or {})
+    ignored = sorted(k for k in kwargs if k in _STAND_IN_FIELDS and k not in allowed)
+    if set(ignored) - {"num_views"}:  # the recipe always passes num_views; MapAnything takes any number of views
+        logger.warning("geometry %s is MapAnything: ignoring the stand-in's geometry_config fields %s", geometry,
+                       [k for k in ignored if k != "num_views"])
+    unknown = sorted(k for k in kwargs if k not in allowed and k not in _STAND_IN_FIELDS)
+    if unknown:
+        raise UserError(f"geometry {geometry} is MapAnything, whose config has no field(s) {unknown}; use "
+                        f"MapAnythingConfig fields (e.g. feature_mode) or encoder_width / encoder_num_heads")
+    return {k: v for k, v in kwargs.items() if k in allowed}
+
+
+def _is_mapanything(name_or_path: str, revision: str | None, token: str | bool | None) -> bool:
+    """True when `name_or_path` holds MapAnything: a converted directory (`model_type: mapanything`) or the released
+    layout (a config.json with `encoder_config` and `info_sharing_config`, as facebook/map-anything ships)."""
+    path = _resolve_file(str(name_or_path), "config.json", {"revision": revision, "token": token})
+    if path is None:
+        return False
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    return config.get("model_type") == MapAnythingConfig.model_type or (
+        "model_type" not in config and "encoder_config" in config and "info_sharing_config" in config
+    )
+
+
 def _materialize(modules: list[nn.Module], init_fn, device: torch.device) -> None:
     """Allocate meta-device modules on `device` and initialise them as `__init__` + `post_init` would."""
     for module in modules:
@@ -608,4 +671,5 @@ __all__ = [
     "GeoVLAOutput",
     "GeoVLAPreTrainedModel",
     "NORM_STATS_FILE",
+    "build_geometry_encoder",
 ]

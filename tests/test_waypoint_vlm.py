@@ -39,13 +39,19 @@ def inputs(batch=2, cameras=None, size=32):
 
 def test_default_config_is_the_reference_system():
     config = WaypointVLMConfig()
-    assert config.vision_config.model_type == "idefics3_vision"
+    vision = config.vision_config  # HuggingFaceTB/SmolVLM-Base's tower, not transformers' generic defaults
+    assert vision.model_type == "idefics3_vision"
+    assert (vision.num_hidden_layers, vision.image_size, vision.patch_size) == (27, 384, 14)
     assert config.vision_hidden_size == 1152
-    assert config.head_input_size == 1152 + 96 + 3
-    from hf_vlmdrive.models.common.heads import MLPHead
-
-    n = sum(p.numel() for p in MLPHead(config.head_input_size, config.head_hidden_sizes, 40).parameters())
-    assert 0.85e6 < n < 0.95e6  # "about 0.9 M trainable parameters"
+    assert config.head_input_size == 1152 + 96 + 3 == 1251
+    with torch.device("meta"):  # the reference model, built without weights
+        model = WaypointVLMModel(config)
+    tower = sum(p.numel() for p in model.vision_model.parameters())
+    head = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("vision_model."))
+    assert tower == 412_987_248  # SmolVLM-Base's vision tower
+    assert head == 926_248  # the seed's MLP head ("about 0.9 M trainable parameters")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        n for n, _ in model.named_parameters() if not n.startswith("vision_model.")}  # frozen tower
 
 
 @pytest.mark.parametrize(

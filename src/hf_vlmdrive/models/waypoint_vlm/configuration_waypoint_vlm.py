@@ -14,6 +14,19 @@ UNKNOWN_INTENT_MODES = ("zeros", "error", "own_slot")
 UNKNOWN_INTENT = 0  # the WOD-E2E intent enum's UNKNOWN
 
 
+# HuggingFaceTB/SmolVLM-Base config.json, `vision_config` (the seed's frozen tower), values typed in so that the
+# default config builds the reference tower on the meta device without the Hub; other fields are the type's defaults.
+SMOLVLM_BASE_VISION_CONFIG = {
+    "model_type": "idefics3_vision",
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "image_size": 384,
+    "patch_size": 14,
+}
+
+
 class WaypointVLMConfig(PretrainedConfig):
     r"""Configuration of [`WaypointVLMModel`]: a (frozen) transformers vision tower, pooled, concatenated with
     the ego's past states and a one-hot driving intent, and an MLP head that regresses future waypoints.
@@ -26,8 +39,9 @@ class WaypointVLMConfig(PretrainedConfig):
         vision_config (`dict` or `PretrainedConfig`, *optional*):
             Configuration of the vision tower; any vision model type transformers builds with
             `AutoModel.from_config` (`idefics3_vision`, `smolvlm_vision`, `siglip_vision_model`,
-            `clip_vision_model`, `dinov2`, ...). A dict must carry `model_type`. Defaults to the SmolVLM
-            vision tower (`idefics3_vision` with its default sizes).
+            `clip_vision_model`, `dinov2`, ...). A dict must carry `model_type`. Defaults to the seed's tower:
+            HuggingFaceTB/SmolVLM-Base's vision config (`SMOLVLM_BASE_VISION_CONFIG`: SigLIP so400m, 27 layers,
+            384 px, patch 14; 412,987,248 parameters), not transformers' generic `idefics3_vision` defaults.
         pooling (`str`, *optional*, defaults to `"mean"`):
             How patch tokens become one vector per image: `"mean"` (over patch tokens), `"cls"` (class
             token; CLIP and DINOv2 towers only) or `"attention"` (a learnable query, trained with the head).
@@ -116,6 +130,8 @@ class WaypointVLMConfig(PretrainedConfig):
         lora: dict | int | None = None,
         **kwargs,
     ):
+        if vision_config is None:
+            vision_config = dict(SMOLVLM_BASE_VISION_CONFIG)
         self.vision_config = resolve_vision_config(vision_config, default_type="idefics3_vision")
         self.pooling = pooling
         self.attention_pool_heads = attention_pool_heads
@@ -224,4 +240,4 @@ class WaypointVLMConfig(PretrainedConfig):
             )
 
 
-__all__ = ["WaypointVLMConfig"]
+__all__ = ["SMOLVLM_BASE_VISION_CONFIG", "WaypointVLMConfig"]

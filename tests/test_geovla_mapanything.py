@@ -13,6 +13,7 @@ import hf_vlmdrive  # noqa: F401  (registers the Auto classes)
 from hf_vlmdrive.errors import UserError
 from hf_vlmdrive.features.geometry_cache import GeometryFeatureCache
 from hf_vlmdrive.models.geovla import GeoVLAConfig, GeoVLAForActionPrediction
+from hf_vlmdrive.models.geovla.configuration_geovla import QWEN2_5_VL_3B_CONFIG
 from hf_vlmdrive.models.mapanything import MapAnythingConfig, MapAnythingModel
 from hf_vlmdrive.testing.tiny_models import tiny_mapanything_config
 from hf_vlmdrive.testing.tiny_qwen import (
@@ -21,14 +22,8 @@ from hf_vlmdrive.testing.tiny_qwen import (
     tiny_qwen2_5_vl_config,
 )
 
-# Qwen2.5-VL-3B-Instruct's config.json (the fields that size it).
-QWEN2_5_VL_3B = {
-    "model_type": "qwen2_5_vl", "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-    "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
-    "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                      "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
-                      "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
-}
+# Qwen2.5-VL-3B-Instruct's config.json (the fields that size it), as the package ships it.
+QWEN2_5_VL_3B = QWEN2_5_VL_3B_CONFIG
 
 
 def test_reference_geovla_on_meta_has_mapanything_v11_geometry():
@@ -123,3 +118,14 @@ def test_from_backbones_loads_mapanything_from_the_released_layout(tmp_path):
     with torch.no_grad():
         assert torch.equal(model.encode_geometry(pixels), reference(pixel_values=pixels).last_hidden_state)
     assert not any(p.is_meta for p in model.parameters())
+
+
+def test_default_config_builds_the_seeds_vlm_and_geometry_encoder():
+    """`GeoVLAConfig()` is the seed's system (Qwen2.5-VL-3B + MapAnything V1.1), not transformers' 74.5 B default."""
+    assert GeoVLAConfig().vlm_hidden_size == 2048
+    config = GeoVLAConfig(dit_num_layers=16)  # the seed's DiT depth (the default still follows the LM: issue 28)
+    with torch.device("meta"):
+        model = GeoVLAForActionPrediction(config)
+    vlm = sum(p.numel() for p in model.vlm.parameters())
+    assert vlm == 3_754_622_976  # Qwen2.5-VL-3B-Instruct
+    assert sum(p.numel() for p in model.geometry_encoder.parameters()) == 1_136_483_840

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from transformers import PretrainedConfig
 
 from ...errors import UserError
@@ -93,6 +95,17 @@ class GeoVLAGeometryConfig(PretrainedConfig):
         return self.num_views * self.tokens_per_view
 
 
+# Qwen/Qwen2.5-VL-3B-Instruct config.json (the fields that size it; the rest are the type's defaults): the seed's
+# VLM, typed in so that `GeoVLAConfig()` builds the reference model on the meta device without the Hub.
+QWEN2_5_VL_3B_CONFIG = {
+    "model_type": "qwen2_5_vl", "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+    "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
+    "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                      "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                      "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
+}
+
+
 class GeoVLAConfig(PretrainedConfig):
     r"""Configuration of [`GeoVLAForActionPrediction`].
 
@@ -104,7 +117,8 @@ class GeoVLAConfig(PretrainedConfig):
 
     Args:
         vlm_config (`dict` or `PretrainedConfig`, *optional*):
-            The Qwen2.5-VL config (`model_type: qwen2_5_vl`). Defaults to transformers' Qwen2.5-VL defaults.
+            The Qwen2.5-VL config (`model_type: qwen2_5_vl`). Defaults to the seed's VLM,
+            Qwen/Qwen2.5-VL-3B-Instruct (`QWEN2_5_VL_3B_CONFIG`, 3,754,622,976 parameters).
         geometry_config (`dict`, [`MapAnythingConfig`] or [`GeoVLAGeometryConfig`], *optional*):
             The frozen geometry encoder. Default: MapAnything V1.1's feature trunk (`model_type: mapanything`,
             1,136.48 M parameters; `feature_mode: qwenmapanythingpi` reproduces what the seed's starVLA
@@ -229,6 +243,8 @@ class GeoVLAConfig(PretrainedConfig):
         geometry_name_or_path: str | None = None,
         **kwargs,
     ):
+        if vlm_config is None:  # the seed's VLM, not transformers' Qwen2.5-VL defaults (a 74.5 B model)
+            vlm_config = copy.deepcopy(QWEN2_5_VL_3B_CONFIG)
         self.vlm_config = resolve_vision_config(vlm_config, default_type="qwen2_5_vl", field="vlm_config")
         self.geometry_config = _geometry_config(geometry_config)
         if isinstance(self.geometry_config, GeoVLAGeometryConfig):
@@ -409,4 +425,5 @@ def _geometry_config(value: dict | PretrainedConfig | None) -> PretrainedConfig:
     )
 
 
-__all__ = ["ACTION_HEAD_TYPES", "FLOW_TIME_RULES", "GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES"]
+__all__ = ["ACTION_HEAD_TYPES", "FLOW_TIME_RULES", "GeoVLAConfig", "GeoVLAGeometryConfig", "NORMALIZATION_MODES",
+           "QWEN2_5_VL_3B_CONFIG"]

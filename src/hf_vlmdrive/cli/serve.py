@@ -73,13 +73,13 @@ def run(argv: list[str]) -> int:
     from ..serving.server import PolicyServer
 
     check_policy_dir(args.model)
-    KeyMap.from_any(args.key_map)
+    key_map = KeyMap.from_any(args.key_map)  # parsed once, before the port check and the model load
     check_port_free(args.host, args.port)
     api_key = args.api_key or os.environ.get("HF_VLMDRIVE_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logger.warning("serving on %s without --api-key: anyone who can reach this port can query the model",
                        args.host)
-    policy = load_policy(args.model, key_map=args.key_map, device=args.device, num_steps=args.num_steps,
+    policy = load_policy(args.model, key_map=key_map, device=args.device, num_steps=args.num_steps,
                          dtype=args.dtype, seed=args.seed, noise=args.noise)
     server = PolicyServer(policy, host=args.host, port=args.port, api_key=api_key,
                           max_message_bytes=int(args.max_message_mb * 2**20),

@@ -3,6 +3,7 @@ geometry cache) and `GeoVLAScriptArguments` (data and model)."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -92,7 +93,8 @@ class GeoVLAScriptArguments(ModelConfigArguments):
     @property
     def action_chunk_size(self) -> int:
         """T of the model (model_config or GeoVLAConfig's default): also the dataset's action horizon."""
-        return int(self.model_config.get("action_chunk_size", GeoVLAConfig().action_chunk_size))
+        default = inspect.signature(GeoVLAConfig.__init__).parameters["action_chunk_size"].default
+        return int(self.model_config.get("action_chunk_size", default))  # no default config built to read one int
 
 
 __all__ = ["GeoVLAScriptArguments", "GeoVLATrainingArguments"]

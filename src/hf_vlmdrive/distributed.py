@@ -1,0 +1,77 @@
+"""What every recipe needs to be one correct run under N processes (`accelerate launch`, `torchrun`, DeepSpeed).
+
+Trainer already shards the training data, all-reduces gradients and saves checkpoints from the main process. What
+it cannot know is what a recipe does around it; these helpers cover that:
+
+- `prepare_once(training_args, desc)`: a context manager for work that writes files the other ranks then read
+  (synthetic data, tiny backbones, a feature cache): the main process runs the block first, the others wait at a
+  barrier and then run it themselves, finding the files in place (so the block must skip work that is done).
+- `is_main_process(training_args)`: write a file (model card, metrics, processor, figures) only where this is true.
+- `barrier(training_args)`: every rank waits for the others (a no-op in one process).
+- `seed_everything_for_init(training_args)`: `transformers.set_seed(seed)` before a model is built, so that `--seed`
+  fixes the initial weights and every rank builds the same ones.
+
+In one process each helper costs nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+
+def world_size(training_args=None) -> int:
+    """The number of processes of this run (1 without a launcher)."""
+    if training_args is not None:
+        return int(getattr(training_args, "world_size", 1) or 1)
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_index(training_args=None) -> int:
+    """This process's global rank (0 without a launcher)."""
+    if training_args is not None:
+        return int(getattr(training_args, "process_index", 0) or 0)
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process(training_args=None) -> bool:
+    """True on the process that writes the run's files (global rank 0)."""
+    return process_index(training_args) == 0
+
+
+@contextlib.contextmanager
+def prepare_once(training_args, desc: str = "preparing files") -> Iterator[None]:
+    """Run the block on the main process first, then on the others (see the module docstring). Every rank of a
+    machine shares its disk, so the local main process prepares (`local=True`, as Trainer's own dataset preparation
+    does); on several machines each machine's first process prepares its own copy."""
+    if world_size(training_args) <= 1:
+        yield
+        return
+    with training_args.main_process_first(local=True, desc=desc):
+        yield
+
+
+def barrier(training_args=None) -> None:
+    """Wait for every rank (no-op in one process)."""
+    if world_size(training_args) <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def seed_everything_for_init(training_args) -> None:
+    """Seed python / numpy / torch from `training_args.seed` before the model is built: `--seed` then fixes the
+    initial weights, and every rank starts from the same ones (DDP broadcasts rank 0's anyway, DeepSpeed does not
+    for every stage)."""
+    from transformers import set_seed
+
+    set_seed(training_args.seed)
+
+
+__all__ = ["barrier", "is_main_process", "prepare_once", "process_index", "seed_everything_for_init", "world_size"]

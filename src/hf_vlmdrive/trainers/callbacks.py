@@ -1,0 +1,150 @@
+"""Trainer callbacks that log what the seeds watched, to every `report_to` (tensorboard, wandb, ...) and stdout.
+
+- [`ModuleGradNormCallback`]: the gradient norm of each named module group (e.g. GeoVLA's geometry compressor,
+  action model and VLM) at every optimiser step: is gradient flowing into a new part, and how much.
+- [`PeakMemoryCallback`]: peak memory so far: CUDA's `max_memory_allocated` when training on a GPU, the process's
+  peak resident set size otherwise.
+- [`GeometryCacheCallback`]: the geometry feature cache's hit rate, entries and RAM / disk use.
+
+Each adds its values to the logs Trainer emits every `logging_steps`. `add_logging_callbacks(trainer, ...)` puts
+them in front of the reporting callbacks, so that tensorboard / wandb / the console receive the values in the same
+record as `loss` (a callback added with `trainer.add_callback` comes after them and would only change the record
+after it was reported).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+def _emit(state, logs: dict, values: dict) -> None:
+    """Add `values` to the record being reported and to `state.log_history` (Trainer appends a copy of the record
+    there before the callbacks see it; recipes and reports read the history)."""
+    logs.update(values)
+    if state is not None and state.log_history and state.log_history[-1].get("step") == state.global_step:
+        state.log_history[-1].update(values)
+
+
+def _full_grad(param: torch.nn.Parameter) -> torch.Tensor | None:
+    """The parameter's gradient; under DeepSpeed ZeRO the gradient lives in the engine's partitions."""
+    if param.grad is not None:
+        return param.grad
+    if "deepspeed" in sys.modules:
+        try:
+            from deepspeed.utils import safe_get_full_grad
+
+            return safe_get_full_grad(param)
+        except Exception:  # not a DeepSpeed-managed parameter, or no gradient at this point
+            return None
+    return None
+
+
+class ModuleGradNormCallback(TrainerCallback):
+    """Logs `grad_norm/<group>`: the L2 norm of the gradients of every trainable parameter whose name starts with
+    one of the group's prefixes, measured at the optimiser step (after gradient accumulation and, when
+    `max_grad_norm` > 0, after clipping: then the groups' norms keep their ratio, and their total is at most
+    `max_grad_norm`). With several logged steps between two log records, the record holds the mean over them.
+
+    Args:
+        groups: `{name: prefix or prefixes}` over `model.named_parameters()` names, e.g.
+            `{"geometry_compressor": "geometry_compressor.", "action_model": "action_head.", "vlm": "vlm."}`.
+            A group no trainable parameter falls into is logged as 0 (a frozen or absent part: no gradient flows).
+    """
+
+    def __init__(self, groups: Mapping[str, str | Sequence[str]]):
+        self.groups = {name: (p,) if isinstance(p, str) else tuple(p) for name, p in groups.items()}
+        self._params: dict[str, list[torch.nn.Parameter]] | None = None
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def _group_params(self, model) -> dict[str, list[torch.nn.Parameter]]:
+        if self._params is None:
+            self._params = {name: [] for name in self.groups}
+            for pname, param in model.named_parameters():
+                if not param.requires_grad:
+                    continue
+                for name, prefixes in self.groups.items():
+                    if pname.startswith(prefixes):
+                        self._params[name].append(param)
+                        break
+        return self._params
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is None:
+            return
+        for name, params in self._group_params(model).items():
+            total = 0.0
+            for p in params:
+                grad = _full_grad(p)
+                if grad is not None:
+                    total += float(grad.detach().float().pow(2).sum())
+            self._sums[name] = self._sums.get(name, 0.0) + math.sqrt(total)
+        self._count += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs or not self._count:
+            return
+        _emit(state, logs, {f"grad_norm/{name}": self._sums.get(name, 0.0) / self._count for name in self.groups})
+        self._sums, self._count = {}, 0
+
+
+def peak_memory_mb() -> tuple[str, float]:
+    """(`"cuda_allocated"` | `"rss"`, MiB): CUDA's peak allocated memory on this process's device when CUDA is in
+    use, else the process's peak resident set size."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return "cuda_allocated", torch.cuda.max_memory_allocated() / 2**20
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return "rss", kb / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+class PeakMemoryCallback(TrainerCallback):
+    """Logs `memory/peak_cuda_allocated_mb` (GPU) or `memory/peak_rss_mb` (CPU) with every training log record."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs:
+            return
+        kind, mb = peak_memory_mb()
+        _emit(state, logs, {f"memory/peak_{kind}_mb": round(mb, 1)})
+
+
+class GeometryCacheCallback(TrainerCallback):
+    """Logs the geometry feature cache's counters (`geometry_cache/hit_rate`, `entries`, `memory_mb`, `disk_mb`,
+    `misses`) with every training log record. `cache` is the cache or a function returning it (None: nothing
+    logged), so a cache attached after the callback was made is still found."""
+
+    KEYS = ("hit_rate", "entries", "memory_mb", "disk_mb", "misses")
+
+    def __init__(self, cache: Callable[[], object] | object):
+        self._cache = cache
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        cache = self._cache() if callable(self._cache) else self._cache
+        if logs is None or "loss" not in logs or cache is None:
+            return
+        stats = cache.stats()
+        _emit(state, logs, {f"geometry_cache/{key}": stats[f"geom_cache_{key}"] for key in self.KEYS})
+
+
+def add_logging_callbacks(trainer, *callbacks: TrainerCallback) -> None:
+    """Put `callbacks` before the trainer's reporting callbacks (see the module docstring)."""
+    handler = trainer.callback_handler
+    for cb in reversed(callbacks):
+        handler.callbacks.insert(0, cb)
+
+
+__all__ = [
+    "GeometryCacheCallback",
+    "ModuleGradNormCallback",
+    "PeakMemoryCallback",
+    "add_logging_callbacks",
+    "peak_memory_mb",
+]

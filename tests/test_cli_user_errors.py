@@ -159,6 +159,16 @@ def test_data(dirs):
     assert_user_error(["data", "libero-demos", "--tasks", "x", "--out", root / "d"], "--tasks", "'x'")
 
 
+def test_sweep(dirs):
+    root = dirs["root"]
+    assert_user_error(["sweep", root / "missing.yaml", "--vary", "seed=1,2"], "missing.yaml", "does not exist")
+    config = root / "sweep_base.yaml"
+    config.write_text("seed: 0\n", encoding="utf-8")
+    assert_user_error(["sweep", config], "nothing to sweep", "--vary KEY=A,B")
+    assert_user_error(["sweep", config, "--vary", "seed"], "--vary expects KEY=VALUE")
+    assert_user_error(["sweep", config, "--vary", "seed=1,2", "--family", "flamingo"], "--family", "'flamingo'")
+
+
 def test_every_command_group_has_a_test_here():
     from hf_vlmdrive.cli import build_registry
 

@@ -95,6 +95,8 @@ def test_eval(dirs):
     assert_user_error(["eval", "simlingo", "--model_name_or_path", dirs["geovla"], "--data_dir", root],
                       "holds a GeoVLA", "needs SimLingo")
     assert_user_error(["eval", "libero", "--model", dirs["robovlm"]], "holds a RoboVLM", "GeoVLA")
+    assert_user_error(["eval", "libero", "--policy", "zero", "--num-workers", "0"], "--num-workers", ">= 1")
+    assert_user_error(["eval", "libero", "--num-workers", "2"], "exactly one of --model")
     assert_user_error(["eval", "captions", "--predictions", root / "p.jsonl", "--references", root / "r.json"],
                       "does not exist")
     assert_user_error(["eval", "bvpi", "--predictions", root / "p.jsonl"], "required: --references")

@@ -7,9 +7,11 @@ when it is not installed.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ from hf_vlmdrive.sim.libero import (
     LIBERO_DUMMY_ACTION,
     LiberoEvalConfig,
     LiberoNotInstalledError,
+    LiberoWorkerError,
     RandomPolicy,
     ZeroPolicy,
     evaluate_libero,
@@ -529,3 +532,40 @@ def test_replan_steps_default_is_each_policys_own_protocol():
     assert parsed("--policy", "expert") == 1  # the expert plans every step
     assert parsed("--policy", "zero") == 5 and parsed("--server", "127.0.0.1:1") == 5  # openpi's LIBERO protocol
     assert parsed("--policy", "expert", "--replan-steps", "5") == 5  # the handicap only when asked for
+
+
+# ------------------------------------------------------------------------------------------------ worker processes
+
+
+class CrashingSuite(FakeSuite):
+    """A simulator that kills its process when it builds task 1 (a segfault, as far as the parent can tell)."""
+
+    def make_env(self, task_id, camera_size):
+        if task_id == 1:
+            os._exit(3)
+        return super().make_env(task_id, camera_size)
+
+
+def test_workers_give_the_one_process_results(tmp_path):
+    config = dict(suite="libero_spatial,libero_object", episodes_per_task=3, max_steps=12)
+    one = evaluate_libero(CountingPolicy(), LiberoEvalConfig(**config, results_path=str(tmp_path / "one.json")),
+                          progress=False, suite_factory=FakeSuite, policy_name="p")
+    two = evaluate_libero(None, LiberoEvalConfig(**config, results_path=str(tmp_path / "two.json")), progress=False,
+                          suite_factory=FakeSuite, policy_name="p", num_workers=2,
+                          policy_factory=functools.partial(CountingPolicy))
+    assert one["num_episodes"] == two["num_episodes"] == 18 and one["per_suite"]["libero_spatial"]["errors"] == 1
+    assert _strip_timing(one) == {**_strip_timing(two), "config": _strip_timing(one)["config"]}
+    assert _strip_timing(json.loads((tmp_path / "two.json").read_text()))["per_suite"] == two["per_suite"]
+
+
+def test_a_dead_worker_keeps_the_finished_episodes_and_resume_completes(tmp_path):
+    config = LiberoEvalConfig(suite="libero_spatial", episodes_per_task=2, max_steps=12,
+                              results_path=str(tmp_path / "r.json"))
+    with pytest.raises(LiberoWorkerError, match="exited with code 3"):
+        evaluate_libero(None, config, progress=False, suite_factory=CrashingSuite, policy_name="p", num_workers=2,
+                        policy_factory=functools.partial(CountingPolicy))
+    saved = json.loads((tmp_path / "r.json").read_text())
+    # 6 episodes in 2 blocks: task 0 (2) + task 1 (1) | task 1 (1) + task 2 (2); both workers die at task 1
+    assert sorted(e["key"] for e in saved["episodes"]) == ["libero_spatial/0/0", "libero_spatial/0/1"]
+    done = evaluate_libero(CountingPolicy(), config, progress=False, suite_factory=FakeSuite, policy_name="p")
+    assert done["num_episodes"] == 6 and done["per_suite"]["libero_spatial"]["complete"]

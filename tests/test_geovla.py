@@ -117,7 +117,8 @@ def test_dit_layer_i_gets_vl_layer_map_i_and_geometry_tokens_i(tokenizer, datase
     layer_map, cross = ([4, 2, 1, 3], [0, 2]) if head == "layerwise_fm" else ([4, 1], [0, 1])
     model = GeoVLAForActionPrediction(tiny_config(tokenizer, compressor_type="per_layer", action_head_type=head,
                                                   dit_num_layers=len(layer_map), dit_vlm_layer_map=layer_map))
-    assert model.config.cross_attention_layers == cross and model.geometry_compressor.num_layers == len(cross)
+    # one projection per DiT layer (the seed's per_layer), the self-attending blocks' ones unused
+    assert model.config.cross_attention_layers == cross and len(model.geometry_compressor.projs) == len(layer_map)
     model.set_norm_stats(dataset.stats)
     model.eval()
     seen = {}
@@ -132,9 +133,9 @@ def test_dit_layer_i_gets_vl_layer_map_i_and_geometry_tokens_i(tokenizer, datase
                                        batch["image_grid_thw"])
         geom = model.geometry_compressor(model.encode_geometry(batch["geometry_pixel_values"]))
     reps = model.config.num_flow_samples  # the contexts are tiled once per flow draw
-    for j, i in enumerate(cross):
+    for i in cross:
         context, context_mask = seen[i]
-        expected = torch.cat([hidden[layer_map[i]], geom[j]], dim=1).repeat(reps, 1, 1)
+        expected = torch.cat([hidden[layer_map[i]], geom[i]], dim=1).repeat(reps, 1, 1)
         torch.testing.assert_close(context, expected)
         assert context_mask[:, -4:].all() and torch.equal(context_mask[:, :-4], mask.repeat(reps, 1))
     for i in set(range(len(layer_map))) - set(cross):

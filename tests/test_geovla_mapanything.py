@@ -123,7 +123,8 @@ def test_from_backbones_loads_mapanything_from_the_released_layout(tmp_path):
 def test_default_config_builds_the_seeds_vlm_and_geometry_encoder():
     """`GeoVLAConfig()` is the seed's system (Qwen2.5-VL-3B + MapAnything V1.1), not transformers' 74.5 B default."""
     assert GeoVLAConfig().vlm_hidden_size == 2048
-    config = GeoVLAConfig(dit_num_layers=16)  # the seed's DiT depth (the default still follows the LM: issue 28)
+    config = GeoVLAConfig()
+    assert config.dit_num_layers == 16  # the seed's DiT depth (starVLA's QwenPI would take the LM's 36)
     with torch.device("meta"):
         model = GeoVLAForActionPrediction(config)
     vlm = sum(p.numel() for p in model.vlm.parameters())

@@ -220,7 +220,7 @@ def _tiny_model(tokenizer, **kw):
         geometry_config={"model_type": "geovla_geometry", "backbone_config": tiny_dinov2_config().to_dict(),
                          "num_views": 2, "num_layers": 1,
                          "num_heads": 2, "output_size": 48},
-        compressor_type="per_layer", num_geometry_tokens=4, dit_num_heads=2, action_mlp_hidden_size=40,
+        compressor_type="per_layer", num_geometry_tokens=4, dit_num_layers=4, dit_num_heads=2, action_mlp_hidden_size=40,
     )
     base.update(kw)
     torch.manual_seed(0)
@@ -333,7 +333,7 @@ def test_rules_1_5_model_loss_equals_starvla_loss(tokenizer):
 def test_rules_4_7_predict_action_is_starvla_predict_action(tokenizer):
     model = _tiny_model(tokenizer)
     cfg = model.config
-    # rule 7: DiT depth / width from the LM, block i reads hidden_states[-L:][i]
+    # rule 7: DiT width from the LM (depth 4 given: the default is the seed's 16), block i reads hidden_states[-L:][i]
     assert (cfg.dit_num_layers, cfg.dit_hidden_size, cfg.dit_num_heads) == (4, 32, 2)
     assert cfg.dit_vlm_layer_map == [1, 2, 3, 4]
     assert cfg.num_inference_steps == 4 and cfg.num_timestep_buckets == 1000 and cfg.num_future_tokens == 32

@@ -4,11 +4,14 @@ Three variants (SPEC 1.5; reference sizes for D_in=1536, D_out=2048, K=16, 16 Di
 
 - `pool`      Linear(D_in, D_out) + group pooling of the G tokens into K groups; the same K tokens for
               every DiT layer (~3.1 M parameters).
-- `per_layer` one Linear(D_in, D_out) + group pooling per DiT layer; different tokens per layer (~50 M).
+- `per_layer` one Linear(D_in, D_out) + group pooling per DiT layer; different tokens per layer (the seed's
+              16 projections: 16 x (1536 x 2048 + 2048) + LayerNorm 4096 = 50,368,512).
 - `qformer`   Linear(D_in, D_out), K learnable queries cross-attending over the G tokens (8 heads),
               the same K tokens for every layer (~20 M).
 
-Every compressor returns a tensor (num_layers, B, K, D_out) so that the action head indexes layer i.
+Every compressor returns a tensor (num_layers, B, K, D_out) so that the action head indexes layer i;
+`forward(raw, layers=[...])` returns only those DiT layers' tokens (len(layers), B, K, D_out), so a model whose
+self-attending DiT blocks take no context does not compute their projections.
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ def group_pool(tokens: torch.Tensor, num_groups: int) -> torch.Tensor:
     return F.adaptive_avg_pool1d(tokens.transpose(1, 2), num_groups).transpose(1, 2)
 
 
+def _count(num_layers: int, layers: list[int] | None) -> int:
+    """How many layers' tokens `forward(raw, layers)` returns; `layers` must index the compressor's layers."""
+    if layers is None:
+        return num_layers
+    bad = [i for i in layers if not 0 <= i < num_layers]
+    if bad:
+        raise IndexError(f"geometry compressor has {num_layers} layers; asked for layer(s) {bad}")
+    return len(layers)
+
+
 class PoolCompressor(nn.Module):
     """Linear projection + group pooling, shared by all DiT layers."""
 
@@ -35,9 +48,9 @@ class PoolCompressor(nn.Module):
         self.proj = nn.Linear(in_dim, out_dim)
         self.norm = nn.LayerNorm(out_dim)
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+    def forward(self, raw: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
         tokens = self.norm(group_pool(self.proj(raw), self.num_tokens))  # (B, K, D_out)
-        return tokens.unsqueeze(0).expand(self.num_layers, *tokens.shape)  # (L, B, K, D_out)
+        return tokens.unsqueeze(0).expand(_count(self.num_layers, layers), *tokens.shape)  # (L, B, K, D_out)
 
 
 class PerLayerCompressor(nn.Module):
@@ -49,9 +62,11 @@ class PerLayerCompressor(nn.Module):
         self.projs = nn.ModuleList(nn.Linear(in_dim, out_dim) for _ in range(num_layers))
         self.norm = nn.LayerNorm(out_dim)
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+    def forward(self, raw: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
         pooled = group_pool(raw, self.num_tokens)  # pooling commutes with the linear map: pool first, cheaper
-        return torch.stack([self.norm(p(pooled)) for p in self.projs])  # (L, B, K, D_out)
+        index = range(self.num_layers) if layers is None else layers
+        _count(self.num_layers, layers)
+        return torch.stack([self.norm(self.projs[i](pooled)) for i in index])  # (L, B, K, D_out)
 
 
 class QFormerCompressor(nn.Module):
@@ -67,11 +82,11 @@ class QFormerCompressor(nn.Module):
         self.attn = nn.MultiheadAttention(out_dim, num_heads, batch_first=True)
         self.norm = nn.LayerNorm(out_dim)
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+    def forward(self, raw: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
         kv = self.proj(raw)  # (B, G, D_out)
         q = self.queries.unsqueeze(0).expand(raw.shape[0], -1, -1).to(kv.dtype)  # (B, K, D_out)
         tokens = self.norm(q + self.attn(q, kv, kv, need_weights=False)[0])
-        return tokens.unsqueeze(0).expand(self.num_layers, *tokens.shape)
+        return tokens.unsqueeze(0).expand(_count(self.num_layers, layers), *tokens.shape)
 
 
 def build_geometry_compressor(

@@ -128,7 +128,9 @@ class GeoVLAConfig(PretrainedConfig):
             Side of the square geometry views. Default: 224 for MapAnything (the seed's `mapanything_image_size`;
             a multiple of its patch size 14, 16 x 16 = 256 tokens per view), the stand-in's `image_size` for it.
         compressor_type (`str`, *optional*, defaults to `"pool"`):
-            `"pool"`, `"per_layer"` or `"qformer"` (see `models/common/geometry_compressor.py`).
+            `"pool"`, `"per_layer"` or `"qformer"` (see `models/common/geometry_compressor.py`). `per_layer` has one
+            projection per DiT layer (the seed's 16 at reference, 50.36 M); with `dit_interleave_self_attention`
+            the self-attending blocks take no context, so their projections are built but receive no gradient.
         num_geometry_tokens (`int`, *optional*, defaults to 16):
             K, geometry tokens per DiT layer.
         compressor_num_heads (`int`, *optional*, defaults to 8):
@@ -138,8 +140,9 @@ class GeoVLAConfig(PretrainedConfig):
             starVLA's QwenPI configures it: one attention per block, AdaLN before it, state + future tokens +
             action tokens, MLP decoder; `models/common/layerwise_dit.py`). `"adaln_zero"`: this library's
             earlier head (self-attention + cross-attention + MLP per block, AdaLN-Zero gates, continuous time).
-        dit_num_layers (`int`, *optional*):
-            Depth of the DiT. Default: the LM's layer count (starVLA's QwenPI: one DiT block per LM layer).
+        dit_num_layers (`int`, *optional*, defaults to 16):
+            Depth of the DiT: the seed's 16 (its table: a 16-layer DiT of 977.75 M). starVLA's QwenPI would size
+            it from the LM (one block per LM layer, 36 for Qwen2.5-VL-3B); give `vlm_num_layers` for that.
         dit_hidden_size (`int`, *optional*):
             Width of the DiT. Default: the LM's hidden size (starVLA's QwenPI runs the DiT at that width).
         dit_num_heads (`int`, *optional*):
@@ -214,7 +217,7 @@ class GeoVLAConfig(PretrainedConfig):
         num_geometry_tokens: int = 16,
         compressor_num_heads: int = 8,
         action_head_type: str = "layerwise_fm",
-        dit_num_layers: int | None = None,
+        dit_num_layers: int = 16,
         dit_hidden_size: int | None = None,
         dit_num_heads: int | None = None,
         dit_mlp_ratio: float = 4.0,
@@ -258,8 +261,8 @@ class GeoVLAConfig(PretrainedConfig):
         self.num_geometry_tokens = num_geometry_tokens
         self.compressor_num_heads = compressor_num_heads
         self.action_head_type = action_head_type
-        # starVLA's QwenPI sizes the DiT from the LM (populate_layerwise_dit_cfg); stored resolved.
-        self.dit_num_layers = dit_num_layers if dit_num_layers is not None else self.vlm_num_layers
+        # The seed's depth (16); starVLA's QwenPI sizes the width from the LM (populate_layerwise_dit_cfg).
+        self.dit_num_layers = dit_num_layers if dit_num_layers is not None else 16
         self.dit_hidden_size = dit_hidden_size if dit_hidden_size is not None else self.vlm_hidden_size
         self.dit_num_heads = dit_num_heads if dit_num_heads is not None else max(1, self.dit_hidden_size // 64)
         self.dit_mlp_ratio = dit_mlp_ratio

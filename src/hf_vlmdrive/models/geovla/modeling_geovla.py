@@ -209,10 +209,11 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         super().__init__(config)
         self.vlm = AutoModel.from_config(config.vlm_config)
         self.geometry_encoder = build_geometry_encoder(config.geometry_config)
-        # One set of geometry tokens per cross-attending DiT block (self-attention blocks take no context).
+        # One set of geometry tokens per DiT layer (the seed's per_layer: 16 projections); self-attending blocks
+        # take no context, so `_contexts` asks only for the cross-attending layers' tokens.
         self.geometry_compressor = build_geometry_compressor(
             config.compressor_type, config.geometry_config.output_size, config.vlm_hidden_size,
-            config.num_geometry_tokens, len(config.cross_attention_layers), config.compressor_num_heads,
+            config.num_geometry_tokens, config.dit_num_layers, config.compressor_num_heads,
         )
         if config.action_head_type == "layerwise_fm":
             w = config.dit_hidden_size
@@ -437,11 +438,12 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
     def _contexts(self, hidden_states, vl_mask, raw_geom):
         """Per DiT block: cat(VLM hidden state of `dit_vlm_layer_map[i]`, its geometry tokens) (B, L + K, D)
         and the mask (B, L + K); None for self-attention blocks."""
-        geom = self.geometry_compressor(raw_geom.to(self._head_dtype))  # (n_cross, B, K, D)
+        cross = self.config.cross_attention_layers
+        geom = self.geometry_compressor(raw_geom.to(self._head_dtype), layers=cross)  # (n_cross, B, K, D)
         ones = torch.ones(geom.shape[1:3], dtype=torch.bool, device=geom.device)  # (B, K)
         contexts: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
         masks: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
-        for j, i in enumerate(self.config.cross_attention_layers):
+        for j, i in enumerate(cross):
             vl = hidden_states[self.config.dit_vlm_layer_map[i]].to(geom.dtype)  # (B, L, D)
             contexts[i] = torch.cat([vl, geom[j]], dim=1)  # (B, L + K, D)
             masks[i] = torch.cat([vl_mask.to(geom.device), ones], dim=1)

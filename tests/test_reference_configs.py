@@ -29,8 +29,8 @@ EXPECTED = {
                       "(model's own)": (20_480, 20_480)},  # queries 15,360 + image_newline 4,096 + camera, temporal 1,024
     "simlingo_base_seed_heads": {"speed_head": (131_842, 131_842), "route_head": (394_498, 394_498),
                                  "language_model": (50_344_448, 50_344_448)},
-    "roadscene_smolvlm2_qlora": {"model": (2_167_510_896, 5_136_384), "lm_head": (100_925_440, 0)},
-    "roadscene_smolvlm2_lora": {"model": (2_167_510_896, 5_136_384), "lm_head": (100_925_440, 0)},
+    "roadscene_smolvlm2_qlora": {"model": (2_150_995_824, 5_136_384), "lm_head": (100_925_440, 0)},
+    "roadscene_smolvlm2_lora": {"model": (2_150_995_824, 5_136_384), "lm_head": (100_925_440, 0)},
     "flamingo_openflamingo3b": {"vision_model": (303_179_776, 0), "perceiver": (63_019_008, 63_019_008),
                                 "language_model": (2_192_132_144, 983_973_936)},
     "robovlm_kosmos2_lstm": {"backbone": (1_664_485_376, 1_664_485_376), "policy_head": (14_297_346, 14_297_346),

@@ -39,9 +39,9 @@ KOSMOS2_PATCH14_224_CONFIG = {
 }
 
 # HuggingFaceTB/SmolVLM2-2.2B-Instruct config.json (the fields that size it): SigLIP so400m at 384 px (27 layers),
-# pixel shuffle 4, SmolLM2-1.7B (24 layers, 2048 wide, 32 heads, untied LM head, 49280 rows).
+# pixel shuffle 3 (81 visual tokens per 384 px tile: 27 x 27 patches / 3^2), SmolLM2-1.7B (24 layers, 2048 wide, 32 heads, untied LM head, 49280 rows).
 SMOLVLM2_2_2B_CONFIG = {
-    "model_type": "smolvlm", "scale_factor": 4, "image_token_id": 49190, "tie_word_embeddings": False,
+    "model_type": "smolvlm", "scale_factor": 3, "image_token_id": 49190, "tie_word_embeddings": False,
     "text_config": {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
                     "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 49280,
                     "max_position_embeddings": 8192, "rope_theta": 130000.0, "rms_norm_eps": 1e-5,
@@ -247,9 +247,12 @@ def _instantiate(ref: Reference, config):
         model = AutoModelForImageTextToText.from_config(config)
         from peft import LoraConfig, get_peft_model
 
+        from .log import quiet_trl_renames
+
         lora = LoraConfig(r=ref.recipe["lora_r"], lora_alpha=ref.recipe["lora_alpha"], lora_dropout=0.05,
                           target_modules=ref.recipe["lora_target_modules"].split(","), task_type="CAUSAL_LM")
-        return get_peft_model(model, lora)
+        with quiet_trl_renames():  # PEFT asks transformers' deprecated `is_gradient_checkpointing`
+            return get_peft_model(model, lora)
     from transformers import AutoModel
 
     return AutoModel.from_config(config)

@@ -11,6 +11,7 @@ from ..common.config_utils import COMPRESSOR_TYPES, resolve_vision_config
 from ..mapanything.configuration_mapanything import MapAnythingConfig
 
 NORMALIZATION_MODES = ("mean_std", "quantile")
+GEOMETRY_INJECTIONS = ("dit", "llm_pool", "none")
 ACTION_HEAD_TYPES = ("layerwise_fm", "adaln_zero")
 FLOW_TIME_RULES = ("starvla", "beta_scaled")  # the same tuple as models/common/flow_matching.py (kept light here)
 
@@ -131,6 +132,12 @@ class GeoVLAConfig(PretrainedConfig):
             `"pool"`, `"per_layer"` or `"qformer"` (see `models/common/geometry_compressor.py`). `per_layer` has one
             projection per DiT layer (the seed's 16 at reference, 50.36 M); with `dit_interleave_self_attention`
             the self-attending blocks take no context, so their projections are built but receive no gradient.
+        geometry_injection (`str`, *optional*, defaults to `"dit"`):
+            Where geometry enters. `"dit"`: the compressor's tokens join every cross-attending DiT layer's context
+            (the seed's design). `"llm_pool"`: the seed's earlier "current approach", its baseline: the raw geometry
+            tokens are averaged globally, projected to the LM width (one Linear, `geometry_compressor`) and fed
+            through the LLM as one extra token after the prompt; the DiT sees only the LLM's hidden states.
+            `"none"`: no geometry at all (no geometry encoder or compressor is built; geometry inputs are ignored).
         num_geometry_tokens (`int`, *optional*, defaults to 16):
             K, geometry tokens per DiT layer.
         compressor_num_heads (`int`, *optional*, defaults to 8):
@@ -214,6 +221,7 @@ class GeoVLAConfig(PretrainedConfig):
         geometry_config: dict | MapAnythingConfig | GeoVLAGeometryConfig | None = None,
         geometry_image_size: int | None = None,
         compressor_type: str = "pool",
+        geometry_injection: str = "dit",
         num_geometry_tokens: int = 16,
         compressor_num_heads: int = 8,
         action_head_type: str = "layerwise_fm",
@@ -258,6 +266,7 @@ class GeoVLAConfig(PretrainedConfig):
             geometry_image_size = size
         self.geometry_image_size = int(geometry_image_size) if geometry_image_size is not None else 224
         self.compressor_type = compressor_type
+        self.geometry_injection = geometry_injection
         self.num_geometry_tokens = num_geometry_tokens
         self.compressor_num_heads = compressor_num_heads
         self.action_head_type = action_head_type
@@ -360,6 +369,9 @@ class GeoVLAConfig(PretrainedConfig):
                 f"GeoVLAConfig.geometry_image_size={self.geometry_image_size!r} must be a positive multiple of "
                 f"MapAnything's patch size {self.geometry_config.patch_size}"
             )
+        if self.geometry_injection not in GEOMETRY_INJECTIONS:
+            raise UserError(f"GeoVLAConfig.geometry_injection must be one of {GEOMETRY_INJECTIONS}, got "
+                            f"{self.geometry_injection!r}")
         if self.action_head_type not in ACTION_HEAD_TYPES:
             raise UserError(f"GeoVLAConfig.action_head_type must be one of {ACTION_HEAD_TYPES}, got {self.action_head_type!r}")
         if self.flow_time_sampling not in FLOW_TIME_RULES:

@@ -208,13 +208,20 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
     def __init__(self, config: GeoVLAConfig):
         super().__init__(config)
         self.vlm = AutoModel.from_config(config.vlm_config)
-        self.geometry_encoder = build_geometry_encoder(config.geometry_config)
-        # One set of geometry tokens per DiT layer (the seed's per_layer: 16 projections); self-attending blocks
-        # take no context, so `_contexts` asks only for the cross-attending layers' tokens.
-        self.geometry_compressor = build_geometry_compressor(
-            config.compressor_type, config.geometry_config.output_size, config.vlm_hidden_size,
-            config.num_geometry_tokens, config.dit_num_layers, config.compressor_num_heads,
-        )
+        injection = getattr(config, "geometry_injection", "dit")
+        # "none": the no-geometry baseline builds neither the encoder nor a compressor.
+        self.geometry_encoder = build_geometry_encoder(config.geometry_config) if injection != "none" else None
+        if injection == "dit":
+            # One set of geometry tokens per DiT layer (the seed's per_layer: 16 projections); self-attending blocks
+            # take no context, so `_contexts` asks only for the cross-attending layers' tokens.
+            self.geometry_compressor = build_geometry_compressor(
+                config.compressor_type, config.geometry_config.output_size, config.vlm_hidden_size,
+                config.num_geometry_tokens, config.dit_num_layers, config.compressor_num_heads,
+            )
+        elif injection == "llm_pool":  # the seed's baseline: one globally pooled token through the LLM
+            self.geometry_compressor = nn.Linear(config.geometry_config.output_size, config.vlm_hidden_size)
+        else:
+            self.geometry_compressor = None
         if config.action_head_type == "layerwise_fm":
             w = config.dit_hidden_size
             self.action_head = LayerwiseFlowMatchingHead(
@@ -239,6 +246,8 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
     @property
     def geometry_is_frozen(self) -> bool:
         """True when no geometry-encoder parameter requires a gradient."""
+        if self.geometry_encoder is None:
+            return True
         return not any(p.requires_grad for p in self.geometry_encoder.parameters())
 
     def attach_geometry_cache(self, cache) -> None:
@@ -320,7 +329,9 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         model.vlm = AutoModel.from_pretrained(vlm, config=config.vlm_config, dtype=dtype, **hub)
         device = next(model.vlm.parameters()).device
         geo = model.geometry_encoder
-        if geo_model is not None:
+        if geo is None:  # geometry_injection="none": no geometry weights to load
+            pass
+        elif geo_model is not None:
             model.geometry_encoder = geo_model.to(device)
         elif geo_config.model_type == GeoVLAGeometryConfig.model_type:
             model.geometry_encoder = GeoVLAGeometryEncoder.from_pretrained(geometry, dtype=dtype, **hub)
@@ -332,7 +343,8 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             geo.view_embedding = nn.Parameter(torch.empty(geo.view_embedding.shape, device=device))
             _materialize([geo.multiview, geo.norm, geo.out_proj], geo._init_weights, device)
             geo._init_weights(geo)  # the view embedding
-        _materialize([model.geometry_compressor, model.action_head], model._init_weights, device)
+        _materialize([m for m in (model.geometry_compressor, model.action_head) if m is not None], model._init_weights,
+                     device)
         if dtype is not None:
             model.to(dtype)
         model.apply_freezing()
@@ -406,14 +418,50 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         return x * scale + center
 
     # ------------------------------------------------------------------ encoders
-    def encode_vl(self, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None, **kwargs):
-        """Hidden states of every LM layer ((N+1) x (B, L, D)) and the attention mask (B, L)."""
-        out = self.vlm(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                       image_grid_thw=image_grid_thw, output_hidden_states=True, return_dict=True, use_cache=False,
-                       **kwargs)
+    def encode_vl(self, input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None,
+                  geometry_token: torch.Tensor | None = None, **kwargs):
+        """Hidden states of every LM layer ((N+1) x (B, L, D)) and the attention mask (B, L).
+
+        `geometry_token` (B, D) (`geometry_injection="llm_pool"`): one more input position after the sequence
+        (after any right padding: it attends to the valid tokens, its mask is 1 and Qwen2.5-VL's rope index gives it
+        the position after the last valid token), whose input embedding is this vector; L grows by one."""
         if attention_mask is None:
-            attention_mask = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
+            attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
+        handle = None
+        if geometry_token is not None:
+            batch = input_ids.shape[0]
+            input_ids = torch.cat([input_ids, input_ids.new_full((batch, 1), self._placeholder_token_id)], dim=1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=1)
+
+            def put_geometry(module, inputs, output):
+                return torch.cat([output[:, :-1], geometry_token.to(output.dtype)[:, None]], dim=1)
+
+            handle = self.vlm.get_input_embeddings().register_forward_hook(put_geometry)
+        try:
+            out = self.vlm(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                           image_grid_thw=image_grid_thw, output_hidden_states=True, return_dict=True,
+                           use_cache=False, **kwargs)
+        finally:
+            if handle is not None:
+                handle.remove()
         return out.hidden_states, attention_mask.bool()
+
+    @property
+    def _placeholder_token_id(self) -> int:
+        """A token id for the geometry position of `llm_pool` (its embedding is replaced): the pad / eos id, never an
+        image or video token (Qwen2.5-VL's rope index and image merge look for those)."""
+        special = {getattr(self.config.vlm_config, k, None) for k in
+                   ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")}
+        text = self.config.text_config
+        for candidate in (getattr(text, "pad_token_id", None), getattr(text, "eos_token_id", None), 0, 1, 2):
+            if isinstance(candidate, int) and candidate not in special:
+                return candidate
+        raise UserError("no token id free of Qwen2.5-VL's vision tokens for the llm_pool geometry position")
+
+    def _geometry_token(self, raw_geom: torch.Tensor) -> torch.Tensor:
+        """`llm_pool`: raw geometry tokens (B, G, D_g) -> their global average, projected to the LM width (B, D)."""
+        weight = self.geometry_compressor.weight
+        return self.geometry_compressor(raw_geom.to(weight.dtype).mean(dim=1))
 
     def encode_geometry(self, geometry_pixel_values: torch.Tensor, cache_keys=None) -> torch.Tensor:
         """Raw geometry tokens (B, G, D_g), from the cache when one is attached (`cache_keys`: the samples'
@@ -439,6 +487,13 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         """Per DiT block: cat(VLM hidden state of `dit_vlm_layer_map[i]`, its geometry tokens) (B, L + K, D)
         and the mask (B, L + K); None for self-attention blocks."""
         cross = self.config.cross_attention_layers
+        if raw_geom is None:  # geometry_injection "llm_pool" (already in the LLM's states) or "none"
+            contexts: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
+            masks: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
+            for i in cross:
+                contexts[i] = hidden_states[self.config.dit_vlm_layer_map[i]].to(self._head_dtype)
+                masks[i] = vl_mask
+            return contexts, masks
         geom = self.geometry_compressor(raw_geom.to(self._head_dtype), layers=cross)  # (n_cross, B, K, D)
         ones = torch.ones(geom.shape[1:3], dtype=torch.bool, device=geom.device)  # (B, K)
         contexts: list[torch.Tensor | None] = [None] * self.config.dit_num_layers
@@ -459,6 +514,8 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         return self.action_head(x_t, time, state_n, contexts, masks)
 
     def _geometry_input(self, geometry_pixel_values, geometry_features, cache_keys=None):
+        if self.geometry_encoder is None:  # geometry_injection="none": geometry inputs are ignored
+            return None
         if (geometry_pixel_values is None) == (geometry_features is None):
             raise UserError("pass exactly one of `geometry_pixel_values` (B, V, 3, S, S) and `geometry_features` (B, G, D_g)")
         if geometry_features is not None:
@@ -467,6 +524,17 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
                 raise UserError(f"`geometry_features` must have shape (batch, G, {g.output_size}), got {tuple(geometry_features.shape)}")
             return geometry_features
         return self.encode_geometry(geometry_pixel_values, cache_keys)
+
+    def _encode(self, input_ids, attention_mask, pixel_values, image_grid_thw, geometry_pixel_values,
+                geometry_features, cache_keys, kwargs):
+        """(LM hidden states, their mask, raw geometry tokens for the DiT or None) per `geometry_injection`."""
+        raw_geom = self._geometry_input(geometry_pixel_values, geometry_features, cache_keys)
+        token = None
+        if raw_geom is not None and self.config.geometry_injection == "llm_pool":
+            token, raw_geom = self._geometry_token(raw_geom), None
+        hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, geometry_token=token,
+                                         **kwargs)
+        return hidden, vl_mask, raw_geom
 
     def _check_state(self, state: torch.Tensor | None, batch: int) -> torch.Tensor:
         if state is None or tuple(state.shape) != (batch, self.config.state_dim):
@@ -525,8 +593,8 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
             got = None if actions is None else tuple(actions.shape)
             raise UserError(f"`actions` must have shape (batch, action_chunk_size, action_dim) = {expected}, got {got}")
         state_n = self._check_state(state, batch)
-        hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
-        raw_geom = self._geometry_input(geometry_pixel_values, geometry_features, geometry_cache_keys)
+        hidden, vl_mask, raw_geom = self._encode(input_ids, attention_mask, pixel_values, image_grid_thw,
+                                                 geometry_pixel_values, geometry_features, geometry_cache_keys, kwargs)
         contexts, masks = self._contexts(hidden, vl_mask, raw_geom)
 
         dtype = self._head_dtype
@@ -579,9 +647,9 @@ class GeoVLAForActionPrediction(FreezingMixin, GeoVLAPreTrainedModel):
         batch = input_ids.shape[0]
         state_n = self._check_state(state, batch)
         self._require_stats()
-        hidden, vl_mask = self.encode_vl(input_ids, attention_mask, pixel_values, image_grid_thw, **kwargs)
-        contexts, masks = self._contexts(hidden, vl_mask,
-                                         self._geometry_input(geometry_pixel_values, geometry_features, cache_keys))
+        hidden, vl_mask, raw_geom = self._encode(input_ids, attention_mask, pixel_values, image_grid_thw,
+                                                 geometry_pixel_values, geometry_features, cache_keys, kwargs)
+        contexts, masks = self._contexts(hidden, vl_mask, raw_geom)
         dtype = self._head_dtype
         if noise is None:
             noise = torch.randn((batch, cfg.action_chunk_size, cfg.action_dim), generator=generator,

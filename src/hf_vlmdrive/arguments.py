@@ -315,7 +315,7 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
     if model_config is not None:
         parser.set_defaults(model_config=json.loads(json.dumps(model_config)))
     try:
-        return parser.parse_args_into_dataclasses(args=argv)
+        parsed = parser.parse_args_into_dataclasses(args=argv)
     except UserError:
         raise
     except (ValueError, TypeError) as err:  # an argument dataclass's own validation (e.g. TrainingArguments)
@@ -324,6 +324,20 @@ def parse_args(types: Sequence[type], argv: Sequence[str] | None = None, prog: s
         if "bf16/gpu" in str(err):  # TRL's configs default to bf16; transformers says so without the flags
             hint = " (on a machine without a GPU pass --bf16 false --use_cpu true)"
         raise UserError(f"invalid arguments{where}: {err}{hint}") from err
+    _check_launcher(parsed)
+    return parsed
+
+
+def _check_launcher(parsed: Sequence) -> None:
+    """`accelerate launch --gradient_accumulation_steps N` never reaches the Trainer: stop before any work when it
+    differs from the training arguments' value (see `hf_vlmdrive.distributed`)."""
+    from transformers import TrainingArguments
+
+    from .distributed import check_launcher_gradient_accumulation
+
+    for args in parsed:
+        if isinstance(args, TrainingArguments):
+            check_launcher_gradient_accumulation(args)
 
 
 __all__ = ["ArgumentParser", "ModelConfigArguments", "check_yaml_types", "config_fields", "load_yaml_config", "parse_args", "value_matches"]

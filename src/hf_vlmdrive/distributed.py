@@ -10,6 +10,9 @@ it cannot know is what a recipe does around it; these helpers cover that:
 - `barrier(training_args)`: every rank waits for the others (a no-op in one process).
 - `seed_everything_for_init(training_args)`: `transformers.set_seed(seed)` before a model is built, so that `--seed`
   fixes the initial weights and every rank builds the same ones.
+- `check_launcher_gradient_accumulation(training_args)`: `accelerate launch --gradient_accumulation_steps N`
+  never reaches the Trainer (ignored without DeepSpeed, "ds N vs hf 1" with it); `parse_args` calls this check and
+  stops with a message naming the script's `--gradient_accumulation_steps` when the two values differ.
 
 In one process each helper costs nothing and changes nothing.
 """
@@ -74,4 +77,83 @@ def seed_everything_for_init(training_args) -> None:
     set_seed(training_args.seed)
 
 
-__all__ = ["barrier", "is_main_process", "prepare_once", "process_index", "seed_everything_for_init", "world_size"]
+LAUNCHER_GRADIENT_ACCUMULATION_ENV = "ACCELERATE_GRADIENT_ACCUMULATION_STEPS"
+
+
+def launcher_gradient_accumulation_steps(parent_cmdline: list[str] | None = None) -> tuple[int, str] | None:
+    """`(N, where)` when `accelerate launch` was given `--gradient_accumulation_steps N`, else None.
+
+    With DeepSpeed, accelerate exports N as `ACCELERATE_GRADIENT_ACCUMULATION_STEPS` (its DeepSpeed plugin then
+    puts N into the DeepSpeed config). Without DeepSpeed it drops the flag without a word; the launcher is then this
+    process's parent, and its command line (Linux `/proc`; or `parent_cmdline`) is parsed with accelerate's own
+    launch parser. Anything unreadable counts as "not given"."""
+    value = os.environ.get(LAUNCHER_GRADIENT_ACCUMULATION_ENV, "").strip()
+    if value.isdigit():
+        return int(value), f"{LAUNCHER_GRADIENT_ACCUMULATION_ENV}={value}, which `accelerate launch` sets with DeepSpeed"
+    argv = parent_cmdline if parent_cmdline is not None else _parent_cmdline()
+    launch_args = _accelerate_launch_args(argv or [])
+    if launch_args is None:
+        return None
+    try:
+        from accelerate.commands.launch import launch_command_parser
+
+        parsed, _ = launch_command_parser().parse_known_args(launch_args)
+    except (SystemExit, Exception):  # a launcher line we cannot read: nothing to check
+        return None
+    steps = getattr(parsed, "gradient_accumulation_steps", None)
+    if steps is None:
+        return None
+    return int(steps), "on the `accelerate launch` command line"
+
+
+def _parent_cmdline() -> list[str] | None:
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _accelerate_launch_args(argv: list[str]) -> list[str] | None:
+    """The arguments after `accelerate launch` / `python -m accelerate.commands.launch` in a command line, or None
+    when it is not accelerate's launcher."""
+    for i, arg in enumerate(argv):
+        if arg == "-m" and i + 1 < len(argv) and argv[i + 1] in ("accelerate.commands.launch", "accelerate"):
+            rest = argv[i + 2:]
+            if argv[i + 1] == "accelerate":
+                return rest[1:] if rest[:1] == ["launch"] else None
+            return rest
+        if os.path.basename(arg) in ("accelerate", "accelerate-launch"):
+            rest = argv[i + 1:]
+            if os.path.basename(arg) == "accelerate-launch":
+                return rest
+            return rest[1:] if rest[:1] == ["launch"] else None
+    return None
+
+
+def check_launcher_gradient_accumulation(training_args, parent_cmdline: list[str] | None = None) -> None:
+    """Stop (UserError) when `accelerate launch --gradient_accumulation_steps N` differs from the training
+    arguments' `gradient_accumulation_steps`.
+
+    The Trainer's value is the one that counts (optimiser steps, LR schedule, logging, checkpoints, and DeepSpeed's
+    `"gradient_accumulation_steps": "auto"`); the launcher's is dropped without DeepSpeed and clashes with the
+    Trainer's with it. Equal values pass (the DeepSpeed config then agrees)."""
+    found = launcher_gradient_accumulation_steps(parent_cmdline)
+    script_steps = int(getattr(training_args, "gradient_accumulation_steps", 1) or 1)
+    if found is None or found[0] == script_steps:
+        return
+    from .errors import UserError
+
+    steps, where = found
+    raise UserError(
+        f"`accelerate launch --gradient_accumulation_steps {steps}` ({where}) does not reach the Trainer, whose "
+        f"gradient_accumulation_steps is {script_steps}: without DeepSpeed accelerate ignores its flag, with "
+        f"DeepSpeed it clashes with the Trainer's value (\"ds {steps} vs hf {script_steps}\"). Give it to the training "
+        f"command instead (`... --gradient_accumulation_steps {steps}` after the script or `-m hf_vlmdrive.cli "
+        f"train ...`, or `gradient_accumulation_steps: {steps}` in its YAML) and drop it from `accelerate launch`"
+    )
+
+
+__all__ = ["barrier", "check_launcher_gradient_accumulation", "is_main_process", "launcher_gradient_accumulation_steps",
+           "prepare_once", "process_index", "seed_everything_for_init", "world_size"]

@@ -99,6 +99,7 @@ def launch_cpu(argv: list[str], num_processes: int = 2, script: str | None = Non
                "ACCELERATE_USE_CPU": "" if deepspeed_config else "true", **(env or {})}
     if deepspeed_config:
         run_env.setdefault("DS_ACCELERATOR", "cpu")
+        run_env.pop("ACCELERATE_USE_CPU", None)  # TrainingArguments reads it as a truth value: "" is refused
     src = str(Path(__file__).resolve().parents[2])
     paths = [src]
     trace = None

@@ -11,6 +11,10 @@ a constant-velocity baseline.
 - OneCycleLR over the run's optimiser steps, `pct_start` (5 %) warm-up, stepped by Trainer each step, with
   torch's default momentum cycling (AdamW beta1 0.95 -> 0.85 -> 0.95; models/driving.py:290-292 leaves
   `cycle_momentum` at its default `True`); `cycle_momentum=False` keeps betas (0.9, 0.999).
+
+Under DeepSpeed ZeRO the optimizer Trainer holds is accelerate's wrapper around `DeepSpeedZeroOptimizer`, which
+has no `defaults` (OneCycleLR reads them to cycle the momentum); the schedule is attached to the torch AdamW inside
+it, whose param groups (lr, betas) DeepSpeed steps with, so the schedule is the same as without DeepSpeed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ def simlingo_group_rules(vision_learning_rate: float | None, decay_route_head: b
     return rules
 
 
+def scheduled_optimizer(optimizer):
+    """The torch optimizer whose param groups a torch LR scheduler must drive: `optimizer` itself, or under
+    DeepSpeed ZeRO the AdamW inside accelerate's `DeepSpeedOptimizerWrapper` -> `DeepSpeedZeroOptimizer` (neither
+    has `defaults`; both hand on the inner optimizer's `param_groups`, the groups DeepSpeed steps with)."""
+    while not hasattr(optimizer, "defaults") and hasattr(optimizer, "optimizer"):
+        optimizer = optimizer.optimizer
+    return optimizer
+
+
 class SimLingoTrainer(ParameterGroupsMixin, Trainer):
     """`Trainer` with SimLingo's AdamW parameter groups and per-step OneCycleLR (see the module docstring).
 
@@ -55,7 +68,7 @@ class SimLingoTrainer(ParameterGroupsMixin, Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         if self.lr_scheduler is None:
-            optimizer = self.optimizer if optimizer is None else optimizer
+            optimizer = scheduled_optimizer(self.optimizer if optimizer is None else optimizer)
             args = self.args
             total = max(int(num_training_steps), 4)
             # OneCycleLR needs at least two warm-up steps (it divides by pct_start * total - 1); very short
@@ -75,4 +88,4 @@ class SimLingoTrainer(ParameterGroupsMixin, Trainer):
         return self.lr_scheduler
 
 
-__all__ = ["SimLingoTrainer", "simlingo_group_rules", "simlingo_parameter_groups"]
+__all__ = ["SimLingoTrainer", "scheduled_optimizer", "simlingo_group_rules", "simlingo_parameter_groups"]

@@ -25,6 +25,7 @@ import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of tra
 from trl import SFTConfig
 
 from hf_vlmdrive.arguments import parse_args
+from hf_vlmdrive.distributed import is_main_process
 from hf_vlmdrive.log import quiet_trl_renames
 from hf_vlmdrive.trainers.roadscene_config import RoadSceneSFTArguments
 from hf_vlmdrive.trainers.roadscene_recipe import train_roadscene
@@ -35,6 +36,8 @@ def demo(output_dir: str) -> None:
     from hf_vlmdrive.demos.roadscene import run_roadscene_demo
 
     results = run_roadscene_demo(output_dir)
+    if not is_main_process():  # under `accelerate launch`: the main process prints
+        return
     print(results["tables"])
     t = results["timings"]
     print(f"\ntimings (s): data+model {t['data_and_model']:.0f}, train {t['train']:.0f}, generate {t['generate']:.0f}, "
@@ -50,7 +53,9 @@ def main(argv: list[str]) -> int:
         return 0
     with quiet_trl_renames():  # transformers 5.25 warns about TRL's own defaults (see hf_vlmdrive.log)
         script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="sft_roadscene.py")
-        print(json.dumps(train_roadscene(script_args, sft_config).sft_metrics, indent=2))
+        metrics = train_roadscene(script_args, sft_config).sft_metrics
+        if is_main_process(sft_config):
+            print(json.dumps(metrics, indent=2))
     return 0
 
 

@@ -22,6 +22,7 @@ import hf_vlmdrive  # noqa: F401  (first: it drops an import-time warning of tra
 from transformers import TrainingArguments
 
 from hf_vlmdrive.arguments import parse_args
+from hf_vlmdrive.distributed import is_main_process
 from hf_vlmdrive.trainers.waypoint_config import WaypointScriptArguments
 from hf_vlmdrive.trainers.waypoint_recipe import train_waypoint
 
@@ -32,7 +33,9 @@ def main(argv=None):
     )
     trainer = train_waypoint(script_args, training_args)
     if trainer.eval_dataset is not None:
-        print(trainer.evaluate())
+        metrics = trainer.evaluate()  # every rank: Trainer shards the evaluation over the processes
+        if is_main_process(training_args):
+            print(metrics)
 
 
 if __name__ == "__main__":

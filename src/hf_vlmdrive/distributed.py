@@ -13,6 +13,11 @@ it cannot know is what a recipe does around it; these helpers cover that:
 - `check_launcher_gradient_accumulation(training_args)`: `accelerate launch --gradient_accumulation_steps N`
   never reaches the Trainer (ignored without DeepSpeed, "ds N vs hf 1" with it); `parse_args` calls this check and
   stops with a message naming the script's `--gradient_accumulation_steps` when the two values differ.
+- `atomic_directory(path)`: write a folder under a temporary name and rename it into place, so that a reader (another
+  rank, or a later run after a crash) sees the whole folder or none of it.
+- `is_local_main_process(training_args)`: the process that prepares files on its machine (inside `prepare_once`).
+- `broadcast_from_main(training_args, obj)`: every rank returns the main process's `obj` (e.g. the held-out metrics
+  only the main process computed); it is also a barrier.
 
 In one process each helper costs nothing and changes nothing.
 """
@@ -22,7 +27,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,13 @@ def process_index(training_args=None) -> int:
 def is_main_process(training_args=None) -> bool:
     """True on the process that writes the run's files (global rank 0)."""
     return process_index(training_args) == 0
+
+
+def is_local_main_process(training_args=None) -> bool:
+    """True on the first process of this machine (the one `prepare_once` runs first)."""
+    if training_args is not None:
+        return int(getattr(training_args, "local_process_index", 0) or 0) == 0
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
 @contextlib.contextmanager
@@ -155,5 +170,41 @@ def check_launcher_gradient_accumulation(training_args, parent_cmdline: list[str
     )
 
 
-__all__ = ["barrier", "check_launcher_gradient_accumulation", "is_main_process", "launcher_gradient_accumulation_steps",
-           "prepare_once", "process_index", "seed_everything_for_init", "world_size"]
+def broadcast_from_main(training_args, obj):
+    """The main process's `obj` on every rank (picklable; `obj` of the other ranks is ignored). In one process it
+    returns `obj`. Every rank must call it: it waits for the main process like `barrier`."""
+    if world_size(training_args) <= 1:
+        return obj
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj if is_main_process(training_args) else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@contextlib.contextmanager
+def atomic_directory(path) -> Iterator[Path]:
+    """Yield a temporary folder next to `path`; when the block succeeds it is renamed to `path` (one `os.replace`),
+    so nobody ever reads a half-written `path`. A failed block leaves nothing behind. If `path` appeared meanwhile
+    (written by another process), that one is kept and the temporary folder is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+            logger.info("%s was written meanwhile by another process; keeping that one", path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = ["atomic_directory", "barrier", "broadcast_from_main", "check_launcher_gradient_accumulation",
+           "is_local_main_process", "is_main_process", "launcher_gradient_accumulation_steps", "prepare_once",
+           "process_index", "seed_everything_for_init", "world_size"]

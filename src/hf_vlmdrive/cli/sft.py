@@ -20,7 +20,10 @@ def run_roadscene(argv: list[str]) -> int:
     with quiet_trl_renames():
         script_args, sft_config = parse_args([RoadSceneSFTArguments, SFTConfig], argv, prog="hf-vlmdrive sft roadscene")
         metrics = train_roadscene(script_args, sft_config).sft_metrics
-    print(json.dumps(metrics, indent=2))
+    from ..distributed import is_main_process
+
+    if is_main_process(sft_config):
+        print(json.dumps(metrics, indent=2))
     return 0
 
 

@@ -32,8 +32,11 @@ def run_train(argv: list[str]) -> int:
     script_args, training_args = parse_args(
         (WaypointScriptArguments, TrainingArguments), argv, prog="hf-vlmdrive train waypoint"
     )
+    from ..distributed import is_main_process
+
     train_waypoint(script_args, training_args)
-    print(f"saved model and image processor to {training_args.output_dir}")
+    if is_main_process(training_args):
+        print(f"saved model and image processor to {training_args.output_dir}")
     return 0
 
 

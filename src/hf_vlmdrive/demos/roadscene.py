@@ -144,36 +144,19 @@ def run_roadscene_demo(output_dir: str | Path, config: RoadSceneDemoConfig | Non
 
 
 def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
-    import torch
     from trl import SFTConfig
 
-    from ..data.roadscene import DEFAULT_CAPTION_PROMPT, annotation_answer, load_bvpi_annotations
-    from ..data.synthetic.roadscene import caption_from_annotation, write_synthetic_roadscene
-    from ..generation import generate_predictions
-    from ..metrics.bvpi.bvpi import bvpi_metrics, parse_bvpi_output
-    from ..testing.tiny_smolvlm import build_tiny_smolvlm
+    from ..data.roadscene import annotation_answer, load_bvpi_annotations
+    from ..data.synthetic.roadscene import caption_from_annotation, synthetic_roadscene_paths
+    from ..distributed import broadcast_from_main, is_local_main_process, is_main_process, prepare_once
     from ..trainers.roadscene_config import RoadSceneSFTArguments
-    from ..trainers.roadscene_recipe import train_roadscene, write_roadscene_card
+    from ..trainers.roadscene_recipe import train_roadscene
 
     cfg = config or RoadSceneDemoConfig()
     out = Path(output_dir)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    train_paths = write_synthetic_roadscene(out / "data" / "train", num_samples=cfg.num_train,
-                                            image_size=cfg.image_size, seed=cfg.seed, compact_answers=True)
-    eval_paths = write_synthetic_roadscene(out / "data" / "heldout", num_samples=cfg.num_eval,
-                                           image_size=cfg.image_size, seed=cfg.seed + 1, compact_answers=True)
-    train_anns, _ = load_bvpi_annotations(train_paths["annotations_json"])
-    eval_anns, _ = load_bvpi_annotations(eval_paths["annotations_json"])
-    corpus = [annotation_answer(a, compact=True) for a in train_anns] + [caption_from_annotation(a) for a in train_anns]
     model_dir = out / "tiny-smolvlm2"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    build_tiny_smolvlm(model_dir, image_size=cfg.image_size, hidden_size=cfg.hidden_size, vocab_size=cfg.vocab_size,
-                       seed=cfg.seed, extra_text=corpus)
-    timings["data_and_model"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
+    train_paths = synthetic_roadscene_paths(out / "data" / "train")
+    eval_paths = synthetic_roadscene_paths(out / "data" / "heldout")
     args = RoadSceneSFTArguments(model_name_or_path=str(model_dir), train_file=str(train_paths["roadscene_sft"]),
                                  use_peft=False, load_in_4bit=False)
     sft = SFTConfig(output_dir=str(out / "roadscene-tiny"), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
@@ -181,10 +164,59 @@ def _run(output_dir: str | Path, config: RoadSceneDemoConfig | None) -> dict:
                     weight_decay=0.0, logging_steps=max(1, cfg.max_steps // 20), save_strategy="no", report_to=[],
                     gradient_checkpointing=False, use_cpu=True, seed=cfg.seed, max_length=None,
                     dataloader_num_workers=0)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # Under `accelerate launch` the (local) main process writes the scenes and the tiny model; the others wait and
+    # read them (every rank trains on the same files; `per_device_train_batch_size` is per process).
+    with prepare_once(sft, "writing the demo's scenes and tiny model"):
+        if is_local_main_process(sft):
+            _write_data_and_model(out, cfg)
+    train_anns, _ = load_bvpi_annotations(train_paths["annotations_json"])
+    eval_anns, _ = load_bvpi_annotations(eval_paths["annotations_json"])
+    corpus = [annotation_answer(a, compact=True) for a in train_anns] + [caption_from_annotation(a) for a in train_anns]
+    timings["data_and_model"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
     trainer = train_roadscene(args, sft)
     timings["train"] = time.perf_counter() - t
-    losses = loss_curve(trainer.state.log_history)
+    results = None
+    if is_main_process(sft):  # generation, metrics, figure, card and results.json: once, on the main process
+        results = _evaluate(out, cfg, args, trainer, train_anns, eval_anns, eval_paths, corpus, timings)
+    return broadcast_from_main(sft, results)  # the other ranks wait for it and return the same results
 
+
+def _write_data_and_model(out: Path, cfg: RoadSceneDemoConfig) -> None:
+    """The demo's training and held-out scenes, and the tiny SmolVLM2 whose tokenizer knows their answers."""
+    from ..data.roadscene import annotation_answer, load_bvpi_annotations
+    from ..data.synthetic.roadscene import caption_from_annotation, write_synthetic_roadscene
+    from ..testing.tiny_smolvlm import build_tiny_smolvlm
+
+    train_paths = write_synthetic_roadscene(out / "data" / "train", num_samples=cfg.num_train,
+                                            image_size=cfg.image_size, seed=cfg.seed, compact_answers=True)
+    write_synthetic_roadscene(out / "data" / "heldout", num_samples=cfg.num_eval, image_size=cfg.image_size,
+                              seed=cfg.seed + 1, compact_answers=True)
+    train_anns, _ = load_bvpi_annotations(train_paths["annotations_json"])
+    corpus = [annotation_answer(a, compact=True) for a in train_anns] + [caption_from_annotation(a) for a in train_anns]
+    model_dir = out / "tiny-smolvlm2"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    build_tiny_smolvlm(model_dir, image_size=cfg.image_size, hidden_size=cfg.hidden_size, vocab_size=cfg.vocab_size,
+                       seed=cfg.seed, extra_text=corpus)
+
+
+def _evaluate(out: Path, cfg: RoadSceneDemoConfig, args, trainer, train_anns, eval_anns, eval_paths, corpus,
+              timings: dict[str, float]) -> dict:
+    """Steps 4-6 of the module docstring: generate on the held-out prompts, score model and baselines, write the
+    figure, the card and results.json."""
+    import torch
+
+    from ..data.roadscene import DEFAULT_CAPTION_PROMPT, annotation_answer
+    from ..data.synthetic.roadscene import caption_from_annotation
+    from ..generation import generate_predictions
+    from ..metrics.bvpi.bvpi import bvpi_metrics, parse_bvpi_output
+    from ..trainers.roadscene_recipe import write_roadscene_card
+
+    losses = loss_curve(trainer.state.log_history)
     t = time.perf_counter()
     model = trainer.model.eval()
     processor = trainer.processing_class

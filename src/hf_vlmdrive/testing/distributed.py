@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 
 # Installed as sitecustomize.py in every launched process when `trace_writes_under` is given: records each file a rank
-# opens for writing (builtins.open, safetensors' save_file, os.replace / os.rename targets) under that folder.
+# opens for writing (builtins.open, io.open as pathlib uses it, h5py.File, safetensors' save_file, os.replace /
+# os.rename targets) under that folder.
 _TRACE_SITECUSTOMIZE = """
 import builtins, os
 _root = os.environ.get("HF_VLMDRIVE_TRACE_ROOT")
@@ -43,6 +44,13 @@ if _root and _rank is not None:
             _note(file)
         return _open(file, mode, *args, **kwargs)
     builtins.open = _traced_open
+    import io
+    _io_open = io.open
+    def _traced_io_open(file, mode="r", *args, **kwargs):  # pathlib's write_text / open go through io.open
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+"):
+            _note(file)
+        return _io_open(file, mode, *args, **kwargs)
+    io.open = _traced_io_open
     for _name in ("replace", "rename"):
         def _wrap(fn):
             def _moved(src, dst, *args, **kwargs):
@@ -50,6 +58,16 @@ if _root and _rank is not None:
                 return fn(src, dst, *args, **kwargs)
             return _moved
         setattr(os, _name, _wrap(getattr(os, _name)))
+    try:  # HDF5 files are written by the C library: note h5py.File opened for writing
+        import h5py as _h5py
+        _h5_init = _h5py.File.__init__
+        def _traced_h5_init(self, name, mode="r", *args, **kwargs):
+            if isinstance(name, (str, bytes, os.PathLike)) and mode in ("w", "w-", "x", "a", "r+"):
+                _note(name)
+            return _h5_init(self, name, mode, *args, **kwargs)
+        _h5py.File.__init__ = _traced_h5_init
+    except Exception:
+        pass
     try:
         import safetensors.torch as _st
         _save = _st.save_file

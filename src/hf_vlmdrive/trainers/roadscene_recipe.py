@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..data.collators import AssistantOnlyVLMCollator
+from ..distributed import barrier, is_main_process, seed_everything_for_init
 from ..errors import UserError
 from ..hub import check_model_source, generates_text
 from ..interrupt import train_interruptibly
@@ -106,7 +107,8 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
         )
         logger.info(eval_report.summary())
     processor = load_processor(args.model_name_or_path)
-    model = build_model(args)
+    seed_everything_for_init(sft_config)  # --seed fixes the new LoRA adapters' initial weights (the same on every rank)
+    model = build_model(args, device_map=_kbit_device_map(args, sft_config))
     collator = AssistantOnlyVLMCollator(processor, max_length=sft_config.max_length)
     train_ds, num_too_long = _check_lengths(train_ds, collator, sft_config.max_length, args.skip_long_examples, "train")
     if eval_ds is not None:
@@ -124,14 +126,15 @@ def train_roadscene(script_args: RoadSceneSFTArguments, training_args):
     )
     result = train_interruptibly(trainer, sft_config.resume_from_checkpoint)
     trainer.save_model(sft_config.output_dir)
-    processor.save_pretrained(sft_config.output_dir)
     metrics = dict(result.metrics)
     metrics["num_train_records"] = len(train_ds)
     metrics["num_skipped_records"] = report.num_skipped
     metrics["num_too_long_examples"] = num_too_long
     trainer.sft_metrics = metrics
-    if trainer.is_world_process_zero():
+    if is_main_process(sft_config):  # processor and card: written once
+        processor.save_pretrained(sft_config.output_dir)
         write_roadscene_card(sft_config.output_dir, model, args, trainer.state.log_history, len(train_ds))
+    barrier(sft_config)  # every rank returns once the output folder is complete
     return trainer
 
 
@@ -162,6 +165,14 @@ def write_roadscene_card(output_dir, model, args: RoadSceneSFTArguments, log_his
         base_model_ref=display_name(args.model_name_or_path),
         task_text={"caption": "road-scene captions", "bvpi": "BVPI navigation answers"}.get(args.task),
     )
+
+
+def _kbit_device_map(args: RoadSceneSFTArguments, sft_config):
+    """Where a 4-bit model is loaded: under N GPU processes each rank puts the whole model on its own GPU (TRL's
+    `get_kbit_device_map`); `"auto"` would spread every rank's copy over all GPUs. None: `build_model`'s default."""
+    if args.load_in_4bit and torch.cuda.is_available() and sft_config.world_size > 1:
+        return {"": sft_config.local_process_index}
+    return None
 
 
 def _check_lengths(dataset, collator, max_length: int | None, skip: bool, split: str):

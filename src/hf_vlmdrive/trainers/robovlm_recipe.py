@@ -14,6 +14,13 @@ import torch
 
 from ..data.collators import RoboVLMCollator
 from ..data.episodes_hdf5 import EpisodeSource, RoboVLMWindowDataset, open_episodes
+from ..distributed import (
+    atomic_directory,
+    broadcast_from_main,
+    is_main_process,
+    prepare_once,
+    seed_everything_for_init,
+)
 from ..errors import UserError
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
@@ -149,11 +156,14 @@ def format_action_metrics(metrics: dict, names: list[str] | None = None) -> str:
 
 
 def _source(path: str | None, fallback: Path, seed: int, num: int, image_size: int, camera_key: str | None):
+    """The episodes at `path`, or synthetic ones written to `fallback` (unless a finished folder is there: written
+    under a temporary name and renamed, so another rank or a later run never opens a half-written HDF5 file)."""
     from ..data.synthetic.mobile_robot import write_mobile_robot_hdf5
 
     if path is None:
         if not fallback.is_dir():
-            write_mobile_robot_hdf5(fallback, num_episodes=num, seed=seed, image_size=image_size)
+            with atomic_directory(fallback) as tmp:
+                write_mobile_robot_hdf5(tmp, num_episodes=num, seed=seed, image_size=image_size)
         path = str(fallback)
     return open_episodes(path, camera_key=camera_key)
 
@@ -165,13 +175,18 @@ def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
 
     check_model_config(script_args)
     out = Path(training_args.output_dir)
-    train_src = _source(script_args.data_dir, out / "data" / "train", training_args.seed,
-                        script_args.synthetic_episodes, script_args.synthetic_image_size, script_args.camera_key)
-    eval_src = _source(script_args.eval_data_dir, out / "data" / "heldout", training_args.seed + 7919,
-                       script_args.synthetic_eval_episodes, script_args.synthetic_image_size, script_args.camera_key)
+    # Under N processes the main process writes the synthetic episodes first; the others wait, then read them.
+    with prepare_once(training_args, "writing synthetic episodes"):
+        train_src = _source(script_args.data_dir, out / "data" / "train", training_args.seed,
+                            script_args.synthetic_episodes, script_args.synthetic_image_size, script_args.camera_key)
+        eval_src = _source(script_args.eval_data_dir, out / "data" / "heldout", training_args.seed + 7919,
+                           script_args.synthetic_eval_episodes, script_args.synthetic_image_size,
+                           script_args.camera_key)
     action_dim = int(train_src.load(0).actions.shape[-1])
+    seed_everything_for_init(training_args)  # --seed fixes the initial weights (the same on every rank)
     model, processor = build_model_and_processor(script_args, action_dim)
     cfg = model.config
+    _set_find_unused_parameters(training_args, model)
     train_ds = RoboVLMWindowDataset(train_src, cfg.window_size, cfg.action_chunk_size, script_args.window_stride)
     eval_ds = RoboVLMWindowDataset(eval_src, cfg.window_size, cfg.action_chunk_size, cfg.window_size)
     collator = RoboVLMCollator(processor)
@@ -183,7 +198,36 @@ def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
                       processing_class=processor)
     result = train_interruptibly(trainer, training_args.resume_from_checkpoint)
     trainer.save_model(str(out))
-    processor.save_pretrained(str(out))
+    metrics = None
+    if is_main_process(training_args):  # held-out evaluation, metrics.json, figure, processor and card: written once
+        processor.save_pretrained(str(out))
+        metrics = _evaluate_and_report(model, collator, trainer, result, train_src, eval_src, train_ds, eval_ds,
+                                       script_args, action_dim, out)
+    # The other ranks wait here for the main process's evaluation and return its metrics too.
+    trainer.heldout_metrics = broadcast_from_main(training_args, metrics)
+    return trainer
+
+
+def _set_find_unused_parameters(training_args, model) -> None:
+    """With the LSTM or MLP head every trainable parameter (backbone or LoRA, action token, head) takes part in every
+    step, so DDP need not search the graph for unused ones (Trainer's default for a PreTrainedModel does). Kept at
+    Trainer's default: the GPT head (its token embedding is unused: it is fed embeddings) and a backbone whose
+    trainable LM head is not tied to the embeddings (the policy reads hidden states, not logits). An explicit
+    `--ddp_find_unused_parameters` is kept."""
+    if training_args.ddp_find_unused_parameters is not None or model.config.head_type not in ("lstm", "mlp"):
+        return
+    # named_parameters lists a tied LM head once, under the embedding's name.
+    if any(p.requires_grad and "lm_head" in n for n, p in model.named_parameters()):
+        return
+    training_args.ddp_find_unused_parameters = False
+
+
+def _evaluate_and_report(model, collator, trainer, result, train_src, eval_src, train_ds, eval_ds, script_args,
+                         action_dim: int, out: Path) -> dict:
+    """Held-out action error vs the training-mean action, the per-episode figure, metrics.json and the card."""
+    from ..visualization import plot_episode_actions
+
+    cfg = model.config
     train_actions = np.concatenate([train_src.load(i).actions for i in range(len(train_src))])
     preds = predict_windows(model, eval_ds, collator, script_args.eval_batch_size)
     names = ["linear_x", "angular_z"] if action_dim == 2 else None
@@ -191,23 +235,19 @@ def train_robovlm(script_args: RoboVLMScriptArguments, training_args):
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses, "train_windows": len(train_ds),
                         "global_step": trainer.state.global_step}
-    if trainer.is_world_process_zero():
-        from ..visualization import plot_episode_actions
-
-        shown = _one_episode_per_task(eval_src, 2)
-        episodes = [predict_episode(model, eval_src, collator, i, cfg.window_size, cfg.action_chunk_size) for i in shown]
-        units = ["m/s", "rad/s"] if names == ["linear_x", "angular_z"] else None
-        if cfg.use_gripper and names is None:
-            names = [f"a{i}" for i in range(action_dim - 1)] + ["gripper"]
-        metrics["plot"] = str(plot_episode_actions(episodes, train_actions.mean(axis=0), out / "episode_actions.png",
-                                                   names, units))
+    shown = _one_episode_per_task(eval_src, 2)
+    episodes = [predict_episode(model, eval_src, collator, i, cfg.window_size, cfg.action_chunk_size) for i in shown]
+    units = ["m/s", "rad/s"] if names == ["linear_x", "angular_z"] else None
+    if cfg.use_gripper and names is None:
+        names = [f"a{i}" for i in range(action_dim - 1)] + ["gripper"]
+    metrics["plot"] = str(plot_episode_actions(episodes, train_actions.mean(axis=0), out / "episode_actions.png",
+                                               names, units))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(format_action_metrics(metrics, names if names and len(names) == action_dim else None))
     _write_card(out, model, metrics, script_args, train_src, eval_src)
     logger.info("held-out action MSE %.5f (train-mean baseline %.5f)", metrics["model"]["mse"],
                 metrics["train_mean_baseline"]["mse"])
-    trainer.heldout_metrics = metrics
-    return trainer
+    return metrics
 
 
 def _one_episode_per_task(source: EpisodeSource, num: int) -> list[int]:

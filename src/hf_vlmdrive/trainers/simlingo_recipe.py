@@ -11,6 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributed import (
+    atomic_directory,
+    broadcast_from_main,
+    is_main_process,
+    prepare_once,
+    seed_everything_for_init,
+)
 from ..errors import UserError
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
@@ -181,7 +188,6 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
     evaluate held-out. Returns the trainer; the held-out metrics are `trainer.heldout_metrics` (also
     `<output_dir>/metrics.json`)."""
     from ..data.collators import SimLingoCollator
-    from ..data.synthetic.carla import write_carla_dataset
 
     out = Path(training_args.output_dir)
     train_dir, eval_dir = script_args.train_data_dir, script_args.eval_data_dir
@@ -190,16 +196,16 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
     synth_cams = tuple(names[c] for c in camera_dirs if c in names)
     size = dict(width=2 * script_args.image_width, height=2 * script_args.image_height, camera_names=synth_cams,
                 speed_profile=script_args.synthetic_speed_profile)
-    if train_dir is None:
-        train_dir = str(out / "data" / "train")
-        if not Path(train_dir).is_dir():
-            write_carla_dataset(train_dir, script_args.synthetic_train_routes, seed=training_args.seed,
-                                frames_per_route=script_args.synthetic_frames_per_route, **size)
-    if eval_dir is None:
-        eval_dir = str(out / "data" / "heldout")
-        if not Path(eval_dir).is_dir():
-            write_carla_dataset(eval_dir, script_args.synthetic_eval_routes, seed=training_args.seed + 7919,
-                                frames_per_route=script_args.synthetic_frames_per_route, **size)
+    # Under N processes the main process writes the synthetic routes, the others wait and read the same ones (each
+    # folder appears whole: written under a temporary name, then renamed), so every rank has the same frames.
+    with prepare_once(training_args, "writing synthetic CARLA routes"):
+        if train_dir is None:
+            train_dir = str(out / "data" / "train")
+            _write_routes(train_dir, script_args.synthetic_train_routes, training_args.seed, script_args, size)
+        if eval_dir is None:
+            eval_dir = str(out / "data" / "heldout")
+            _write_routes(eval_dir, script_args.synthetic_eval_routes, training_args.seed + 7919, script_args, size)
+    seed_everything_for_init(training_args)  # --seed fixes the initial weights (the same on every rank)
     model = build_model(script_args, num_cameras=len(camera_dirs))
     cfg = model.config
     make = lambda root, shift=0.0: _dataset(  # noqa: E731
@@ -216,16 +222,30 @@ def train_simlingo(script_args: SimLingoScriptArguments, training_args) -> SimLi
                               processing_class=processor)
     result = train_interruptibly(trainer, training_args.resume_from_checkpoint)
     trainer.save_model(str(out))
-    processor.save_pretrained(str(out))
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = evaluate_and_report(model, eval_ds, out, script_args.eval_batch_size, script_args.num_plot_samples)
-    metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses,
-                        "train_frames": len(train_ds), "train_skipped": dict(train_ds.skipped)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    trainer.heldout_metrics = metrics
-    if trainer.is_world_process_zero():
+    metrics = None
+    if is_main_process(training_args):  # held-out evaluation, metrics.json, plot, processor and card: written once
+        processor.save_pretrained(str(out))
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        metrics = evaluate_and_report(model, eval_ds, out, script_args.eval_batch_size, script_args.num_plot_samples)
+        metrics["train"] = {"train_loss": result.training_loss, "logged_losses": losses,
+                            "train_frames": len(train_ds), "train_skipped": dict(train_ds.skipped)}
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         _write_card(out, model, metrics, script_args, train_dir, eval_dir, len(train_ds), len(eval_ds))
+    # The other ranks wait here for the main process's evaluation and return its metrics too.
+    trainer.heldout_metrics = broadcast_from_main(training_args, metrics)
     return trainer
+
+
+def _write_routes(root: str, num_routes: int, seed: int, script_args, size: dict) -> None:
+    """Synthetic CARLA routes in `root`, unless a finished folder is there already (an earlier run, or the main
+    process of this one)."""
+    from ..data.synthetic.carla import write_carla_dataset
+
+    if Path(root).is_dir():
+        return
+    with atomic_directory(root) as tmp:
+        write_carla_dataset(tmp, num_routes, seed=seed, frames_per_route=script_args.synthetic_frames_per_route,
+                            **size)
 
 
 def _write_card(out: Path, model, metrics: dict, script_args, train_dir, eval_dir, n_train: int, n_eval: int) -> None:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, AutoProcessor, Trainer, TrainingArguments, set_seed
+from transformers import AutoImageProcessor, AutoProcessor, Trainer, TrainingArguments
 
 from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
+from ..distributed import barrier, is_main_process, prepare_once, seed_everything_for_init
 from ..errors import UserError
 from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache, with_undecoded_images
 from ..hub import check_model_source
@@ -173,7 +174,8 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
     """
     data_args = script_args
     cameras = tuple(data_args.camera_names)
-    set_seed(training_args.seed)  # a tower built from a config gets the same weights (and cache entries) every run
+    # A tower built from a config gets the same weights (and cache entries) every run, and on every rank.
+    seed_everything_for_init(training_args)
     model, processor = build_waypoint_model(script_args, num_cameras=len(cameras))
     load = dict(image_width=data_args.image_width, image_height=data_args.image_height, camera_names=cameras)
     from ..data.waymo_e2e import ReadStats
@@ -206,7 +208,7 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
         model.to(training_args.device)  # encode on the training device
         cache = waypoint_feature_cache(model, processor, data_args.feature_cache_dir, data_args.feature_cache_dtype)
         logger.info("feature cache: %s (%s per image)", cache.root, model.feature_cache_kind)
-        with training_args.main_process_first(desc="filling the feature cache"):
+        with prepare_once(training_args, "filling the feature cache"):  # the others find the entries in place
             for split, ds in (("train", train_ds), ("eval", eval_ds)):
                 if ds is not None:
                     fill_waypoint_cache(
@@ -216,6 +218,7 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
         train_ds = with_undecoded_images(train_ds)
         eval_ds = with_undecoded_images(eval_ds) if eval_ds is not None else None
     collator = WaypointCollator(processor, multi_camera=len(cameras) > 1, feature_cache=cache)
+    _set_find_unused_parameters(training_args, model)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -232,10 +235,20 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
             collator.cache_batches, collator.pixel_batches,
         )
     trainer.save_model(training_args.output_dir)
-    processor.save_pretrained(training_args.output_dir)
-    if trainer.is_world_process_zero():
+    if is_main_process(training_args):  # one writer per file; the card's held-out evaluation runs here only
+        processor.save_pretrained(training_args.output_dir)
         _write_card(trainer, model, processor, data_args, eval_ds, cache)
+    barrier(training_args)  # every rank returns once the output folder is complete
     return trainer
+
+
+def _set_find_unused_parameters(training_args, model) -> None:
+    """With a frozen tower (no LoRA) the trainable parameters are the head and the attention pooling, and every step
+    uses all of them: DDP need not search the graph for unused ones (Trainer's default for a PreTrainedModel does,
+    and warns that it found none). A trainable or LoRA tower keeps Trainer's default: a tower's own pooling head
+    (SigLIP's `head`) is trainable but unused there. An explicit `--ddp_find_unused_parameters` is kept."""
+    if training_args.ddp_find_unused_parameters is None and model.vision_is_frozen:  # False with LoRA
+        training_args.ddp_find_unused_parameters = False
 
 
 def _write_card(trainer, model, processor, data_args, eval_ds, cache) -> None:

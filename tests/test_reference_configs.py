@@ -4,7 +4,9 @@ and `estimate`'s bytes equal a real model's."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,8 @@ from hf_vlmdrive.arguments import parse_args
 from hf_vlmdrive.errors import UserError
 from hf_vlmdrive.estimate import memory_plan
 from hf_vlmdrive.reference import REFERENCES, build_reference, from_reference, get_reference
+
+ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -169,3 +173,30 @@ def test_zero_sharding_divides_what_deepspeed_partitions():
     assert eight3.weight_bytes == one.weight_bytes / 8
     zero0 = memory_plan(model, zero=0, num_gpus=8).total  # DDP: fp32 weights, nothing sharded
     assert (zero0.weight_bytes, zero0.optimizer_bytes) == (4 * 5_857_845_767, 8 * 4_721_361_927)
+
+
+@pytest.mark.parametrize("zero,gpus", [(0, 1), (0, 4), (2, 1), (2, 8), (3, 8)])
+def test_estimate_names_the_launch_that_runs_its_plan(zero, gpus):
+    """The ZeRO stage and GPU count picked in `estimate` are the ones its printed `accelerate launch` line runs."""
+    import shlex
+
+    import yaml
+    from accelerate.commands.launch import launch_command_parser
+
+    from hf_vlmdrive.estimate import launch_command
+    from hf_vlmdrive.reference import REFERENCES
+
+    for ref in REFERENCES.values():
+        config = f"examples/configs/reference/{ref.name}.yaml"
+        line = launch_command(zero, gpus, ref.command, config).split(" (but ")[0]
+        args = launch_command_parser().parse_args(shlex.split(line)[2:])
+        assert (ROOT / config).is_file() and args.training_script_args[:-2] == ref.command.split()
+        launch = yaml.safe_load((ROOT / args.config_file).read_text())
+        processes = int(args.num_processes or launch["num_processes"])
+        assert processes == gpus, (ref.name, line)
+        if zero == 0:
+            assert launch["distributed_type"] == ("MULTI_GPU" if gpus > 1 else "NO")
+        else:
+            assert launch["distributed_type"] == "DEEPSPEED"
+            ds = json.loads((ROOT / launch["deepspeed_config"]["deepspeed_config_file"]).read_text())
+            assert ds["zero_optimization"]["stage"] == zero

@@ -9,7 +9,7 @@ The accounting (per parameter; N all parameters, T trainable, G GPUs, w the byte
 | 0 | `accelerate launch --config_file examples/configs/accelerate_single.yaml / accelerate_multigpu.yaml` (DDP) | N w | T w | T 2w (exp_avg, exp_avg_sq in the parameters' dtype) |
 | 1 | DeepSpeed `zero_optimization.stage: 1` | N w | T w | T s / G |
 | 2 | `examples/configs/accelerate_zero2.yaml` + `deepspeed_zero2.json` | N w | T w / G | T s / G |
-| 3 | DeepSpeed stage 3 | N w / G | T w / G | T s / G |
+| 3 | `examples/configs/accelerate_zero3.yaml` + `deepspeed_zero3.json` | N w / G | T w / G | T s / G |
 
 with s = 12 bytes for 16-bit weights (DeepSpeed's fp32 master copy + exp_avg + exp_avg_sq) and 8 for fp32 weights.
 `dtype="auto"` is what the recipes run: fp32 weights without DeepSpeed (they load fp32; Trainer's `bf16: true` only
@@ -58,6 +58,7 @@ class MemoryPlan:
     weight_dtype_bytes: int
     quantized_4bit: bool = False
     cache_lines: list[str] = field(default_factory=list)
+    launch: str = ""
 
     @property
     def total(self) -> ModuleRow:
@@ -167,8 +168,41 @@ def format_plan(plan: MemoryPlan, title: str = "") -> str:
         lines.append(f"{r.name:<22} {r.parameters:>15,} {r.trainable:>15,} {_gb(r.weight_bytes):>12} "
                      f"{_gb(r.gradient_bytes):>12} {_gb(r.optimizer_bytes):>13} {_gb(r.total_bytes):>12}")
     lines.extend(plan.cache_lines)
+    if plan.launch:
+        lines.append(f"launch: {plan.launch}")
     lines.append(f"left out: {LEFT_OUT}.")
     return "\n".join(lines)
+
+
+LAUNCH_CONFIGS = {  # (ZeRO stage, several GPUs) -> the shipped accelerate config that runs it
+    (0, False): "examples/configs/accelerate_single.yaml",
+    (0, True): "examples/configs/accelerate_multigpu.yaml",
+    (2, False): "examples/configs/accelerate_zero2.yaml",
+    (2, True): "examples/configs/accelerate_zero2.yaml",
+    (3, False): "examples/configs/accelerate_zero3.yaml",
+    (3, True): "examples/configs/accelerate_zero3.yaml",
+}
+
+
+def launch_command(zero: int, num_gpus: int, command: str | None, config: str | None) -> str:
+    """The `accelerate launch` line that runs the plan's ZeRO stage on `num_gpus` GPUs with the shipped configs
+    (docs/scaling.md), for the recipe `command` (e.g. "train geovla") and its YAML `config`."""
+    cmd = command or "<train or sft command>"
+    yaml = config or "<its YAML>"
+    shipped = LAUNCH_CONFIGS.get((zero, num_gpus > 1))
+    if shipped is None:
+        return (f"no shipped ZeRO-{zero} config: copy examples/configs/deepspeed_zero2.json with "
+                f"zero_optimization.stage {zero} and point a copy of accelerate_zero2.yaml at it")
+    procs = f" --num_processes {num_gpus}" if (zero, num_gpus > 1) != (0, False) else ""
+    line = f"accelerate launch --config_file {shipped}{procs} -m hf_vlmdrive.cli {cmd} --config {yaml}"
+    if zero == 3 and command in ZERO3_FAILS:
+        line += (f" (but `{command}` does not run under ZeRO-3 today: transformers builds the model under DeepSpeed's "
+                 "zero.Init and the recipe's own initialisation fails; use --zero 2, docs/scaling.md)")
+    return line
+
+
+# Measured with 2 CPU processes (docs/scaling.md): these recipes fail under ZeRO-3.
+ZERO3_FAILS = ("train waypoint", "train geovla")
 
 
 # ------------------------------------------------------------------------------------------------ caches

@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="a reference name, its YAML, or a model directory (config.json)")
     p.add_argument("--zero", type=int, default=0, choices=[0, 1, 2, 3],
                    help="ZeRO stage: 0 = no DeepSpeed (accelerate_single / accelerate_multigpu.yaml), 2 = "
-                        "accelerate_zero2.yaml + deepspeed_zero2.json (default 0)")
+                        "accelerate_zero2.yaml + deepspeed_zero2.json, 3 = accelerate_zero3.yaml + "
+                        "deepspeed_zero3.json (default 0); the output ends with the launch command")
     p.add_argument("--num-gpus", type=int, default=1, help="GPUs (processes) the ZeRO stage shards over (default 1)")
     p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="weights' dtype; auto = what the recipes run: bf16 under DeepSpeed, fp32 otherwise")
@@ -125,6 +126,10 @@ def run(argv: list[str]) -> int:
                else geometry_cache_bytes_per_frame(config, views)[0])
         plan.cache_lines.append(f"  one step reads {args.batch_size} x {per:,} B = {args.batch_size * per:,} B of "
                                 "cached features per GPU (activations for that batch are not estimated)")
+    from ..estimate import launch_command
+
+    yaml = f"examples/configs/reference/{ref.name}.yaml" if ref is not None else None
+    plan.launch = launch_command(args.zero, args.num_gpus, ref.command if ref is not None else None, yaml)
     title = f"{ref.name}: {ref.description}" if ref is not None else f"{args.config} ({config.model_type})"
     print(format_plan(plan, title))
     return 0

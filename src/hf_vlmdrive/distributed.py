@@ -75,3 +75,37 @@ def seed_everything_for_init(training_args) -> None:
 
 
 __all__ = ["barrier", "is_main_process", "prepare_once", "process_index", "seed_everything_for_init", "world_size"]
+
+
+@contextlib.contextmanager
+def atomic_directory(path) -> Iterator:
+    """Write a directory in one move: the block fills a temporary sibling folder (yielded as a `Path`), which
+    then replaces `path` (`os.replace`; `path` may be missing or an empty folder). A reader (another rank, or a
+    later run that takes `path/config.json` as "done") sees the whole directory or none, even after a crash
+    mid-write. Raises `UserError` when `path` is a non-empty folder by then (a partial copy from an older run):
+    delete it or pick another path. The temporary folder is removed when the block fails."""
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from .errors import UserError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise UserError(f"cannot move the freshly written {tmp.name} to {path}: {path} exists and is not empty "
+                            f"({err.strerror}); it is probably a partial copy from an interrupted run: delete it "
+                            "or choose another path") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ += ["atomic_directory"]

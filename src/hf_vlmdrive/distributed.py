@@ -109,3 +109,35 @@ def atomic_directory(path) -> Iterator:
 
 
 __all__ += ["atomic_directory"]
+
+
+def seed_per_rank(training_args) -> None:
+    """Give every rank but the first its own python / numpy / torch random streams (dropout masks, ...).
+
+    Trainer seeds every rank alike (`set_seed(args.seed)`), so without this the ranks draw the same dropout masks
+    for different samples. Rank 0 keeps the stream a one-process run has. Call it once Trainer has built the
+    train DataLoader (accelerate's seedable sampler reads `torch.initial_seed()` there when `data_seed` is unset,
+    and every rank must shuffle alike): `per_rank_seed_callback()` does it from `on_train_begin`. On resume,
+    Trainer then restores each rank's saved streams (`rng_state_<rank>.pth`)."""
+    rank = process_index(training_args)
+    if world_size(training_args) <= 1 or rank == 0:
+        return
+    import hashlib
+
+    from transformers import set_seed
+
+    set_seed(int.from_bytes(hashlib.sha256(f"{training_args.seed}/rank{rank}".encode()).digest()[:4], "little"))
+
+
+def per_rank_seed_callback():
+    """A `TrainerCallback` that calls `seed_per_rank(args)` when training begins (see there)."""
+    from transformers import TrainerCallback
+
+    class PerRankSeedCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            seed_per_rank(args)
+
+    return PerRankSeedCallback()
+
+
+__all__ += ["per_rank_seed_callback", "seed_per_rank"]

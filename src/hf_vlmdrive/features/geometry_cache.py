@@ -148,11 +148,13 @@ class GeometryFeatureCache:
         """The spilled tensor of `key`, or None when its file is gone (another process sharing the folder
         evicted or promoted the same key; the entry leaves this index and counts as a miss)."""
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         path = self._spill_path(key)
         try:
-            return load_file(str(path))["features"]
+            # one open + read: once open, the bytes stay readable even if another process deletes the file
+            # (load_file opens it twice, header then storage, and can lose it in between)
+            return load(path.read_bytes())["features"]
         except FileNotFoundError:
             logger.debug("geometry cache: %s is gone (another process dropped it); encoding it again", path.name)
         except SafetensorError as err:  # not written by this cache's atomic writes (e.g. a full disk): re-encode

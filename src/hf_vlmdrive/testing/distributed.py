@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 # Installed as sitecustomize.py in every launched process when `trace_writes_under` is given: records each file a rank
-# opens for writing (builtins.open, safetensors' save_file, os.replace / os.rename targets) under that folder.
+# opens for writing (builtins.open / io.open, so Path.write_text too, safetensors' save_file, os.replace / os.rename targets) under that folder.
 _TRACE_SITECUSTOMIZE = """
 import builtins, os
 _root = os.environ.get("HF_VLMDRIVE_TRACE_ROOT")
@@ -43,6 +43,8 @@ if _root and _rank is not None:
             _note(file)
         return _open(file, mode, *args, **kwargs)
     builtins.open = _traced_open
+    import io
+    io.open = _traced_open  # pathlib's write_text / write_bytes / open call io.open
     for _name in ("replace", "rename"):
         def _wrap(fn):
             def _moved(src, dst, *args, **kwargs):

@@ -30,6 +30,7 @@ import logging
 from transformers import Trainer
 
 from ..data.lerobot import LeRobotMixture, WeightedMixtureSampler
+from ..distributed import per_rank_seed_callback
 from ..models.common.flow_matching import sample_flow_draws
 from .param_groups import ParameterGroupsMixin, ParamGroupRule, build_parameter_groups
 
@@ -47,7 +48,12 @@ def module_group(name: str) -> str:
 
 
 class GeoVLATrainer(ParameterGroupsMixin, Trainer):
-    """Trainer for [`GeoVLAForActionPrediction`] (per-module learning rates, mixture sampling, cache stats)."""
+    """Trainer for [`GeoVLAForActionPrediction`] (per-module learning rates, mixture sampling, cache stats, flow
+    noise by sample position; under N processes every rank but the first gets its own dropout stream)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(per_rank_seed_callback())
 
     def learning_rates(self) -> dict[str, float]:
         """Learning rate of each module group from the training arguments."""

@@ -35,6 +35,8 @@ def demo(output_dir: str) -> None:
 
     torch.set_num_threads(1)
     results = run_flamingo_demo(output_dir)
+    if not results:  # a process other than the main one of `accelerate launch ... --demo`: it only trained
+        return
     print(results["tables"])
     t = results["timings"]
     print(f"\ntimings (s): data+model {t['data_and_model']:.0f}, train {t['train']:.0f}, generate {t['generate']:.0f}, "

@@ -74,9 +74,12 @@ def test_geovla_two_processes_parity_files_once_resume(tmp_path):
               "--logging_steps", "1", "--save_steps", "2", "--disable_tqdm", "true", "--model_config.dit_dropout", "0"]
     two = ["--per_device_train_batch_size", "2", "--geometry_cache_dir", str(cache), "--geometry_cache_mb", "0.001",
            "--geometry_cache_disk_mb", "0.004"]  # one spill folder for both ranks, small enough to spill and evict
+    # the resumed and the one-process runs reuse the first run's tiny backbones (built once: seconds each)
+    built = ["--vlm_name_or_path", str(run / "backbones" / "tiny-qwen2.5-vl"),
+             "--geometry_name_or_path", str(run / "backbones" / "tiny-dinov2")]
     proc = _launch_runs(tmp_path, [
         ["cli", ["train", "geovla", *common, *two, "--output_dir", str(run)]],
-        ["cli", ["train", "geovla", *common, *two, "--output_dir", str(resumed),
+        ["cli", ["train", "geovla", *common, *two, *built, "--output_dir", str(resumed),
                  "--resume_from_checkpoint", str(run / "checkpoint-2")]],
     ], traced=tmp_path)
 
@@ -92,8 +95,8 @@ def test_geovla_two_processes_parity_files_once_resume(tmp_path):
     spilled = list(cache.iterdir())
     assert spilled and all(p.suffix == ".safetensors" for p in spilled), spilled  # spilled, no temporary left
 
-    # parity: one process, batch 4, same seed, same data (its own tiny backbones: built from seed 0 too)
-    train_geovla_main([*common, "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "one"),
+    # parity: one process, batch 4, same seed, same data and backbones
+    train_geovla_main([*common, *built, "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "one"),
                        "--use_cpu", "true", "--save_strategy", "no"])
     one, two_procs = _losses(tmp_path / "one"), _losses(run)
     print("GeoVLA losses, 1 x 4:", one.round(5).tolist(), "2 x 2:", two_procs.round(5).tolist())
@@ -117,7 +120,8 @@ def test_flamingo_two_processes_parity_files_once_resume(tmp_path):
         [str(ROOT / "examples/sft_flamingo.py"), ["--synthetic_data", str(data), *common,
                                                   "--per_device_train_batch_size", "1", "--output_dir", str(run)]],
         ["cli", ["sft", "flamingo", *common, "--per_device_train_batch_size", "1", "--output_dir", str(resumed),
-                 "--model_name_or_path", "tiny-random", "--resume_from_checkpoint", str(run / "checkpoint-2")]],
+                 "--model_name_or_path", str(run / "tiny-flamingo"), "--resume_from_checkpoint",
+                 str(run / "checkpoint-2")]],
     ], traced=tmp_path)
 
     _assert_written_once_by_rank0(proc, [
@@ -128,7 +132,8 @@ def test_flamingo_two_processes_parity_files_once_resume(tmp_path):
     assert any(p.startswith(str(run)) and "tokenizer" in Path(p).name for p in proc.writes)  # the processor, once
 
     args = parse_flamingo_args([*common, "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path / "one"),
-                                "--save_strategy", "no", "--use_cpu", "true"])
+                                "--model_name_or_path", str(run / "tiny-flamingo"), "--save_strategy", "no",
+                                "--use_cpu", "true"])
     train_flamingo(*args)
     one, two_procs = _losses(tmp_path / "one"), _losses(run)
     print("Flamingo losses, 1 x 2:", one.round(5).tolist(), "2 x 1:", two_procs.round(5).tolist())

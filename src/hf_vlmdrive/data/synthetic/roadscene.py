@@ -148,6 +148,19 @@ def caption_from_annotation(annotation: dict[str, Any], paraphrase: bool = False
     return text[0].upper() + text[1:]
 
 
+def synthetic_roadscene_paths(output_dir: str | Path) -> dict[str, Path]:
+    """The files `write_synthetic_roadscene(output_dir)` writes, by name (roadscene_sft.jsonl is written last)."""
+    output_dir = Path(output_dir)
+    return {
+        "annotations_json": output_dir / "annotations.json",
+        "annotations_csv": output_dir / "annotations.csv",
+        "captions": output_dir / "captions.jsonl",
+        "bvpi_sft": output_dir / "bvpi_sft.jsonl",
+        "roadscene_sft": output_dir / "roadscene_sft.jsonl",
+        "images": output_dir / "images",
+    }
+
+
 def write_synthetic_roadscene(
     output_dir: str | Path, num_samples: int = 16, image_size: int = 64, seed: int = 0, compact_answers: bool = False
 ) -> dict[str, Path]:
@@ -165,14 +178,7 @@ def write_synthetic_roadscene(
         ann = random_annotation(rng, name)
         render_scene(ann, size=image_size).save(output_dir / name)
         annotations.append(ann)
-    paths = {
-        "annotations_json": output_dir / "annotations.json",
-        "annotations_csv": output_dir / "annotations.csv",
-        "captions": output_dir / "captions.jsonl",
-        "bvpi_sft": output_dir / "bvpi_sft.jsonl",
-        "roadscene_sft": output_dir / "roadscene_sft.jsonl",
-        "images": output_dir / "images",
-    }
+    paths = synthetic_roadscene_paths(output_dir)
     paths["annotations_json"].write_text(json.dumps(annotations, indent=1), encoding="utf-8")
     columns = ["image", "sidewalk_pos", "road_pos", "object_present", "object_present_outside"]
     columns += [f"{g}.{o}" for g in ("objects_on_sidewalk", "objects_outside_sidewalk") for o in OBJECT_NAMES]

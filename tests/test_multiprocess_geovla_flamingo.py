@@ -209,3 +209,52 @@ def test_geometry_cache_two_processes_share_a_spill_folder(tmp_path):
     assert all(p.suffix == ".safetensors" and not p.name.startswith(".") for p in tmp_path.iterdir())
     print({w: {k: s[k] for k in ("geom_cache_hits_disk", "geom_cache_misses", "geom_cache_evicted",
                                  "geom_cache_vanished", "unreadable")} for w, s in results.items()})
+
+
+# ------------------------------------------------------------------------------------ per-sample flow draws
+def test_flow_draws_follow_the_sample_not_the_batch_layout():
+    """Sample positions of 2 ranks x batch 2 x accumulation 2 cover 1 process x batch 8, and each sample's noise
+    and time depend on its position only (so both layouts draw the same for the same sample)."""
+    from types import SimpleNamespace
+
+    from hf_vlmdrive.models.common.flow_matching import sample_flow_draws
+    from hf_vlmdrive.trainers.geovla_trainer import GeoVLATrainer
+
+    def positions(world, rank, batch, accumulation, steps):
+        fake = SimpleNamespace(state=SimpleNamespace(global_step=0), args=SimpleNamespace(
+            gradient_accumulation_steps=accumulation, world_size=world, process_index=rank,
+            per_device_train_batch_size=batch))
+        out = []
+        for step in range(steps):
+            fake.state.global_step = step
+            out.append([list(GeoVLATrainer.sample_positions(fake, batch)) for _ in range(accumulation)])
+        return out
+
+    assert positions(1, 0, 8, 1, 2) == [[[0, 1, 2, 3, 4, 5, 6, 7]], [[8, 9, 10, 11, 12, 13, 14, 15]]]
+    # Trainer hands rank r the batches r, r + 2, ... of the same shuffled stream: rank 1 holds 2-3 and 6-7
+    assert positions(2, 1, 2, 2, 2) == [[[2, 3], [6, 7]], [[10, 11], [14, 15]]]
+    noise, time = sample_flow_draws(range(8), seed=3, num_draws=2, shape=(4, 7))
+    part_noise, part_time = sample_flow_draws([6, 7], seed=3, num_draws=2, shape=(4, 7))
+    assert noise.shape == (16, 4, 7) and time.shape == (16,)
+    rows = [6, 7, 14, 15]  # `repeat` order: draw r of sample i is row r * 8 + i (r * 2 + j in the part)
+    assert torch.equal(noise[rows], part_noise) and torch.equal(time[rows], part_time)
+    assert not torch.equal(noise[0], noise[1]) and not torch.equal(noise[0], noise[8])  # samples and draws differ
+    other_seed, _ = sample_flow_draws([6, 7], seed=4, num_draws=2, shape=(4, 7))
+    assert not torch.equal(other_seed, part_noise)
+    assert ((time > -0.01) & (time < 1.0)).all()
+
+
+def test_seed_per_rank_moves_ranks_after_the_first_only():
+    from types import SimpleNamespace
+
+    from transformers import set_seed
+
+    from hf_vlmdrive.distributed import seed_per_rank
+
+    draws = {}
+    for world, rank in ((1, 0), (2, 0), (2, 1), (3, 2)):
+        set_seed(5)  # what Trainer does on every rank
+        seed_per_rank(SimpleNamespace(world_size=world, process_index=rank, seed=5))
+        draws[world, rank] = torch.rand(4)
+    assert torch.equal(draws[1, 0], draws[2, 0])  # rank 0 keeps the one-process stream
+    assert not torch.equal(draws[2, 1], draws[2, 0]) and not torch.equal(draws[3, 2], draws[2, 1])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hf_vlmdrive.trainers.flamingo_recipe import main
+from hf_vlmdrive.trainers.flamingo_recipe import main, parse_flamingo_args, train_flamingo
 
 
 def demo(output_dir: str) -> None:
@@ -35,6 +35,8 @@ def demo(output_dir: str) -> None:
 
     torch.set_num_threads(1)
     results = run_flamingo_demo(output_dir)
+    if not results:  # a process other than the main one of `accelerate launch ... --demo`: it only trained
+        return
     print(results["tables"])
     t = results["timings"]
     print(f"\ntimings (s): data+model {t['data_and_model']:.0f}, train {t['train']:.0f}, generate {t['generate']:.0f}, "
@@ -42,15 +44,25 @@ def demo(output_dir: str) -> None:
     print(f"figure: {results['figure']}\nmodel + card: {Path(output_dir) / 'flamingo-tiny'} (README.md)")
 
 
-def _write_synthetic(argv: list[str]) -> list[str]:
-    if "--synthetic_data" not in argv:
-        return argv
-    i = argv.index("--synthetic_data")
-    from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
+def _with_synthetic_data(argv: list[str]) -> int:
+    """`--synthetic_data DIR`: write 16 synthetic scenes to DIR (the main process, once; the other processes wait),
+    then train as `hf-vlmdrive sft flamingo`."""
+    import json
 
-    paths = write_synthetic_roadscene(argv[i + 1], num_samples=16, image_size=32)
-    print({k: str(v) for k, v in paths.items()})
-    return argv[:i] + argv[i + 2 :]
+    from hf_vlmdrive.data.synthetic.roadscene import write_synthetic_roadscene
+    from hf_vlmdrive.distributed import is_main_process, prepare_once
+
+    i = argv.index("--synthetic_data")
+    folder = Path(argv[i + 1])
+    script_args, training_args = parse_flamingo_args(argv[:i] + argv[i + 2 :])
+    with prepare_once(training_args, "writing synthetic road scenes"):
+        if not (folder / "roadscene_sft.jsonl").is_file():  # the writer's last file: the folder is complete
+            paths = write_synthetic_roadscene(folder, num_samples=16, image_size=32)
+            print({k: str(v) for k, v in paths.items()})
+    trainer = train_flamingo(script_args, training_args)
+    if is_main_process(training_args):
+        print(json.dumps(trainer.sft_metrics, indent=2))
+    return 0
 
 
 def run(argv: list[str]) -> int:
@@ -59,7 +71,9 @@ def run(argv: list[str]) -> int:
         i = argv.index("--output_dir") if "--output_dir" in argv else -1
         demo(argv[i + 1] if i >= 0 else "demo_output/flamingo")
         return 0
-    return main(_write_synthetic(argv))
+    if "--synthetic_data" in argv:
+        return _with_synthetic_data(argv)
+    return main(argv)
 
 
 if __name__ == "__main__":

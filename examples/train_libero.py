@@ -49,6 +49,8 @@ def demo(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=GeoVLADemoConfig.seed)
     args = parser.parse_args(argv)
     results = run_geovla_demo(args.output_dir, GeoVLADemoConfig(max_steps=args.max_steps, seed=args.seed))
+    if not results:  # a process other than the main one of `accelerate launch ... --demo`: it only trained
+        return 0
     print(f"\nHeld-out action chunks, dataset units, lower is better ({results['protocol']}):\n")
     print(results["tables"])
     t = results["timings"]

@@ -108,7 +108,7 @@ def test_demo_end_to_end_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_demo_beats_both_baselines(tmp_path):
-    """Seed 0, 600 steps (~75 s): measured MSE 0.071 vs 0.158 (mean chunk) and 0.170 (last action)."""
+    """Seed 0, 600 steps (~60 s): measured MSE 0.067 vs 0.158 (mean chunk) and 0.170 (last action)."""
     r = run_geovla_demo(tmp_path, GeoVLADemoConfig(max_steps=600, seed=0))
     m = r["model"]
     for name, b in r["baselines"].items():

@@ -18,6 +18,8 @@ it cannot know is what a recipe does around it; these helpers cover that:
 - `is_local_main_process(training_args)`: the process that prepares files on its machine (inside `prepare_once`).
 - `broadcast_from_main(training_args, obj)`: every rank returns the main process's `obj` (e.g. the held-out metrics
   only the main process computed); it is also a barrier.
+- `seed_per_rank(training_args)` / `per_rank_seed_callback()`: ranks after the first get their own random streams once
+  training begins (Trainer seeds every rank alike, so they would draw the same dropout masks).
 
 In one process each helper costs nothing and changes nothing.
 """
@@ -28,7 +30,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,26 +186,65 @@ def broadcast_from_main(training_args, obj):
 
 
 @contextlib.contextmanager
-def atomic_directory(path) -> Iterator[Path]:
-    """Yield a temporary folder next to `path`; when the block succeeds it is renamed to `path` (one `os.replace`),
-    so nobody ever reads a half-written `path`. A failed block leaves nothing behind. If `path` appeared meanwhile
-    (written by another process), that one is kept and the temporary folder is removed."""
+def atomic_directory(path) -> Iterator:
+    """Write a directory in one move: the block fills a temporary sibling folder (yielded as a `Path`), which
+    then replaces `path` (`os.replace`; `path` may be missing or an empty folder). A reader (another rank, or a
+    later run that takes `path/config.json` as "done") sees the whole directory or none, even after a crash
+    mid-write. Raises `UserError` when `path` is a non-empty folder by then (a partial copy from an older run):
+    delete it or pick another path. The temporary folder is removed when the block fails."""
+    import uuid
+
+    from .errors import UserError
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.mkdir()
     try:
         yield tmp
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
         try:
             os.replace(tmp, path)
-        except OSError:
-            if not path.is_dir():
-                raise
-            logger.info("%s was written meanwhile by another process; keeping that one", path)
+        except OSError as err:
+            raise UserError(f"cannot move the freshly written {tmp.name} to {path}: {path} exists and is not empty "
+                            f"({err.strerror}); it is probably a partial copy from an interrupted run: delete it "
+                            "or choose another path") from err
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+
+def seed_per_rank(training_args) -> None:
+    """Give every rank but the first its own python / numpy / torch random streams (dropout masks, ...).
+
+    Trainer seeds every rank alike (`set_seed(args.seed)`), so without this the ranks draw the same dropout masks
+    for different samples. Rank 0 keeps the stream a one-process run has. Call it once Trainer has built the
+    train DataLoader (accelerate's seedable sampler reads `torch.initial_seed()` there when `data_seed` is unset,
+    and every rank must shuffle alike): `per_rank_seed_callback()` does it from `on_train_begin`. On resume,
+    Trainer then restores each rank's saved streams (`rng_state_<rank>.pth`)."""
+    rank = process_index(training_args)
+    if world_size(training_args) <= 1 or rank == 0:
+        return
+    import hashlib
+
+    from transformers import set_seed
+
+    set_seed(int.from_bytes(hashlib.sha256(f"{training_args.seed}/rank{rank}".encode()).digest()[:4], "little"))
+
+
+def per_rank_seed_callback():
+    """A `TrainerCallback` that calls `seed_per_rank(args)` when training begins (see there)."""
+    from transformers import TrainerCallback
+
+    class PerRankSeedCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            seed_per_rank(args)
+
+    return PerRankSeedCallback()
+
 
 
 __all__ = ["atomic_directory", "barrier", "broadcast_from_main", "check_launcher_gradient_accumulation",
-           "is_local_main_process", "is_main_process", "launcher_gradient_accumulation_steps", "prepare_once",
-           "process_index", "seed_everything_for_init", "world_size"]
+           "is_local_main_process", "is_main_process", "launcher_gradient_accumulation_steps", "per_rank_seed_callback",
+           "prepare_once", "process_index", "seed_everything_for_init", "seed_per_rank", "world_size"]

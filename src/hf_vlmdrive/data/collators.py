@@ -324,15 +324,19 @@ class FlamingoSFTCollator:
     probability `text_dropout`, a user text part that carries the annotations ("Using road annotations:
     {...}, generate caption and cue.") is replaced by the plain caption prompt, so the answer must come from
     the image. Output keys: `input_ids`, `attention_mask`, `pixel_values` (B, T_img, 1, 3, H, W), `labels`.
+
+    The dropout draws come from `random.Random(seed)`; under N processes pass `process_index` so that each rank
+    draws its own (rank 0 keeps the one-process draws).
     """
 
     base: AssistantOnlyVLMCollator
     text_dropout: float = 0.0
     seed: int = 0
+    process_index: int = 0
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._rng = random.Random(self.seed)
+        self._rng = random.Random(self.seed if self.process_index == 0 else f"{self.seed}/rank{self.process_index}")
 
     def prompt_length(self, example: dict[str, Any], whole: bool = False) -> int:
         """See `AssistantOnlyVLMCollator.prompt_length` (measured without dropout: the longer prompt)."""

@@ -150,10 +150,18 @@ def run_flamingo_demo(output_dir: str | Path, config: FlamingoDemoConfig | None 
 
     The results hold `captions` {model, baseline, constant_caption, predictions} (or {skipped}), `train`
     (loss curve), `timings` (seconds per stage), `config`, `figure` and `tables` (markdown).
+
+    Under N processes (`accelerate launch examples/sft_flamingo.py --demo`) the main process writes the data and
+    the base model while the others wait, every rank trains its shard, and the main process alone generates,
+    scores and writes the figure, the card and results.json; the other ranks return an empty dict.
     """
     cfg = config or FlamingoDemoConfig()
     with torch_threads(cfg.num_threads):
         return _run(Path(output_dir), cfg)
+
+
+def _read_captions(path: Path) -> list[list[str]]:
+    return [json.loads(line)["captions"] for line in path.open(encoding="utf-8")]
 
 
 def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:
@@ -162,39 +170,50 @@ def _run(out: Path, cfg: FlamingoDemoConfig) -> dict:
     import torch
 
     from ..data.roadscene import DEFAULT_CAPTION_PROMPT, load_bvpi_annotations
-    from ..data.synthetic.roadscene import caption_from_annotation, write_synthetic_roadscene
+    from ..data.synthetic.roadscene import (
+        caption_from_annotation,
+        synthetic_roadscene_paths,
+        write_synthetic_roadscene,
+    )
+    from ..distributed import is_main_process, prepare_once
     from ..generation import generate_predictions
     from ..trainers.flamingo_config import FlamingoSFTArguments, FlamingoTrainingArguments
     from ..trainers.flamingo_recipe import train_flamingo
     from .roadscene import majority_annotation
 
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    train_paths = write_synthetic_roadscene(out / "data" / "train", num_samples=cfg.num_train,
-                                            image_size=cfg.image_size, seed=cfg.seed)
-    eval_paths = write_synthetic_roadscene(out / "data" / "heldout", num_samples=cfg.num_eval,
-                                           image_size=cfg.image_size, seed=cfg.seed + 1)
-    train_anns, _ = load_bvpi_annotations(train_paths["annotations_json"])
-    eval_anns, _ = load_bvpi_annotations(eval_paths["annotations_json"])
-    train_caps = [json.loads(line)["captions"] for line in train_paths["captions"].open(encoding="utf-8")]
-    base_dir = out / "tiny-flamingo-random"
-    if base_dir.exists():
-        shutil.rmtree(base_dir)
-    build_demo_flamingo(base_dir, [c for caps in train_caps for c in caps], cfg)
-    timings["data_and_model"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
     model_dir = out / "flamingo-tiny"
-    args = FlamingoSFTArguments(model_name_or_path=str(base_dir), train_file=str(train_paths["captions"]),
-                                task="caption", train_language_model=True, gate_lr_multiplier=cfg.gate_lr_multiplier,
-                                gate_regularization=cfg.gate_regularization)
     training = FlamingoTrainingArguments(
         output_dir=str(model_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, weight_decay=0.0,
         logging_steps=max(1, cfg.max_steps // 20), save_strategy="no", report_to=[], use_cpu=True, seed=cfg.seed,
         max_length=256, dataloader_num_workers=0)
+    t0 = time.perf_counter()
+    base_dir = out / "tiny-flamingo-random"
+    train_paths = synthetic_roadscene_paths(out / "data" / "train")
+    eval_paths = synthetic_roadscene_paths(out / "data" / "heldout")
+    with prepare_once(training, "Flamingo demo: synthetic scenes and the base model"):
+        if training.local_process_index == 0:  # fresh data and model each run; the other ranks wait, then read
+            write_synthetic_roadscene(out / "data" / "train", num_samples=cfg.num_train, image_size=cfg.image_size,
+                                      seed=cfg.seed)
+            write_synthetic_roadscene(out / "data" / "heldout", num_samples=cfg.num_eval, image_size=cfg.image_size,
+                                      seed=cfg.seed + 1)
+            if base_dir.exists():
+                shutil.rmtree(base_dir)
+            build_demo_flamingo(base_dir, [c for caps in _read_captions(train_paths["captions"]) for c in caps], cfg)
+    train_caps = _read_captions(train_paths["captions"])
+    train_anns, _ = load_bvpi_annotations(train_paths["annotations_json"])
+    eval_anns, _ = load_bvpi_annotations(eval_paths["annotations_json"])
+    timings["data_and_model"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    args = FlamingoSFTArguments(model_name_or_path=str(base_dir), train_file=str(train_paths["captions"]),
+                                task="caption", train_language_model=True, gate_lr_multiplier=cfg.gate_lr_multiplier,
+                                gate_regularization=cfg.gate_regularization)
     trainer = train_flamingo(args, training)
     timings["train"] = time.perf_counter() - t
+    if not is_main_process(training):
+        return {}
     losses = loss_curve(trainer.state.log_history)
 
     t = time.perf_counter()

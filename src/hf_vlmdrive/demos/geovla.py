@@ -110,6 +110,10 @@ def run_geovla_demo(output_dir: str | Path, config: GeoVLADemoConfig | None = No
 
     The results hold `model` and `baselines` ({name: errors}, see `chunk_errors`), `num_eval_frames`,
     `train` (loss curve), `timings` (seconds per stage), `figure`, `config` and `tables`.
+
+    Under N processes (`accelerate launch ... train_libero.py --demo`) the main process writes the data while the
+    others wait, every rank trains its shard, and the main process alone evaluates and writes the figure, the
+    card and results.json; the other ranks return an empty dict.
     """
     cfg = config or GeoVLADemoConfig()
     with torch_threads(cfg.num_threads):
@@ -125,6 +129,7 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
     from ..data.collators import GeoVLACollator
     from ..data.lerobot import LeRobotDataset
     from ..data.synthetic.libero import ACTION_NAMES, make_reaching_libero
+    from ..distributed import is_main_process, prepare_once
     from ..model_card import write_model_card
     from ..testing.tiny_geovla import ACTION_CHUNK_SIZE
     from ..trainers.geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
@@ -132,23 +137,7 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
     from ..visualization import plot_action_chunks
 
     timings: dict[str, float] = {}
-    t = time.perf_counter()
-    roots = {"train": out / "data" / "train", "heldout": out / "data" / "heldout"}
-    for split, seed, n in (("train", cfg.seed, cfg.num_train_episodes), ("heldout", cfg.seed + 1, cfg.num_eval_episodes)):
-        if roots[split].exists():
-            shutil.rmtree(roots[split])
-        make_reaching_libero(roots[split], num_episodes=n, episode_length=cfg.episode_length,
-                             image_size=cfg.image_size, seed=seed, image_storage="image")
-    timings["data"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     model_dir = out / "geovla-tiny"
-    script_args = GeoVLAScriptArguments(
-        dataset_root=str(roots["train"]), vlm_name_or_path="tiny-random", geometry_name_or_path="tiny-random",
-        model_config={"geometry_config": {"num_layers": 1, "num_heads": 2, "output_size": 48},
-                      "compressor_type": "pool", "num_geometry_tokens": 4, "dit_num_layers": 2, "dit_hidden_size": 32,
-                      "dit_num_heads": 2, "action_chunk_size": ACTION_CHUNK_SIZE,
-                      "num_inference_steps": cfg.num_inference_steps})
     training_args = GeoVLATrainingArguments(
         output_dir=str(model_dir), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, vlm_learning_rate=cfg.learning_rate,
@@ -156,8 +145,29 @@ def _run(out: Path, cfg: GeoVLADemoConfig) -> dict:
         lr_scheduler_type="cosine", warmup_steps=max(1, cfg.max_steps // 20), weight_decay=0.0,
         logging_steps=max(1, cfg.max_steps // 30), save_strategy="no", report_to=[], use_cpu=True, seed=cfg.seed,
         dataloader_num_workers=0, geometry_cache_mb=64)
+    t = time.perf_counter()
+    roots = {"train": out / "data" / "train", "heldout": out / "data" / "heldout"}
+    with prepare_once(training_args, "GeoVLA demo: synthetic episodes"):
+        if training_args.local_process_index == 0:  # fresh data each run; the other ranks wait, then read it
+            for split, seed, n in (("train", cfg.seed, cfg.num_train_episodes),
+                                   ("heldout", cfg.seed + 1, cfg.num_eval_episodes)):
+                if roots[split].exists():
+                    shutil.rmtree(roots[split])
+                make_reaching_libero(roots[split], num_episodes=n, episode_length=cfg.episode_length,
+                                     image_size=cfg.image_size, seed=seed, image_storage="image")
+    timings["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    script_args = GeoVLAScriptArguments(
+        dataset_root=str(roots["train"]), vlm_name_or_path="tiny-random", geometry_name_or_path="tiny-random",
+        model_config={"geometry_config": {"num_layers": 1, "num_heads": 2, "output_size": 48},
+                      "compressor_type": "pool", "num_geometry_tokens": 4, "dit_num_layers": 2, "dit_hidden_size": 32,
+                      "dit_num_heads": 2, "action_chunk_size": ACTION_CHUNK_SIZE,
+                      "num_inference_steps": cfg.num_inference_steps})
     trainer = train_geovla(script_args, training_args)
     timings["train"] = time.perf_counter() - t
+    if not is_main_process(training_args):
+        return {}
     losses = loss_curve(trainer.state.log_history)
 
     t = time.perf_counter()

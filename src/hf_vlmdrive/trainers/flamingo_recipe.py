@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..data.collators import AssistantOnlyVLMCollator, FlamingoSFTCollator
+from ..distributed import atomic_directory, is_main_process, prepare_once, seed_everything_for_init
 from ..errors import UserError
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
@@ -30,7 +31,7 @@ from .flamingo_trainer import FlamingoTrainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_model", "main", "merge_cross_attention_lora", "train_flamingo"]
+__all__ = ["build_model", "main", "merge_cross_attention_lora", "parse_flamingo_args", "train_flamingo"]
 
 LORA_TARGETS = r".*\.gated_cross_attn_layer\.attn\.(to_q|to_kv|to_out)"
 
@@ -43,6 +44,17 @@ def _new_token_rows_only(model, processor) -> None:
     weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
 
 
+def _tiny_flamingo(output_dir: str | Path) -> Path:
+    """`<output_dir>/tiny-flamingo`, built once (seed 0, gates 0) and moved into place whole."""
+    from ..testing.tiny_flamingo import build_tiny_flamingo
+
+    tiny = Path(output_dir) / "tiny-flamingo"
+    if not (tiny / "config.json").is_file():
+        with atomic_directory(tiny) as tmp:
+            build_tiny_flamingo(tmp, gate_value=0.0)
+    return tiny
+
+
 def build_model(args: FlamingoSFTArguments, output_dir: str | Path):
     """`(model, processor, source)`: the Flamingo model with the recipe's trainable parts set up."""
     from transformers import AutoProcessor
@@ -53,12 +65,7 @@ def build_model(args: FlamingoSFTArguments, output_dir: str | Path):
     if not source:
         raise UserError("--model_name_or_path is required (a Flamingo directory, or tiny-random)")
     if source == TINY:
-        from ..testing.tiny_flamingo import build_tiny_flamingo
-
-        tiny = Path(output_dir) / "tiny-flamingo"
-        if not (tiny / "config.json").is_file():
-            build_tiny_flamingo(tiny, gate_value=0.0)
-        source = str(tiny)
+        source = str(_tiny_flamingo(output_dir))
     check_model_source(source, "--model_name_or_path", families=("flamingo",), command="`hf-vlmdrive sft flamingo`")
     model = FlamingoForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(source)
@@ -102,14 +109,17 @@ def merge_cross_attention_lora(model) -> int:
 
 
 def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTrainingArguments) -> FlamingoTrainer:
-    """Build everything and train; returns the trainer (`trainer.sft_metrics`, `state.log_history`)."""
-    from transformers import set_seed
+    """Build everything and train; returns the trainer (`trainer.sft_metrics`, `state.log_history`).
 
+    Under N processes (`accelerate launch`, `torchrun`): the main process builds the `tiny-random` model while the
+    others wait (`prepare_once`), every rank seeds before building the model (LoRA adapters start alike, fixed by
+    `--seed`), each rank draws its own text dropout, Trainer shards the batches (and the evaluation), and only the
+    main process writes files (model, processor, generation config, loss_curve.json, card).
+    """
     from ..data.roadscene import load_sft_dataset
     from .roadscene_recipe import _check_lengths
 
     args = script_args
-    set_seed(training_args.seed)
     if not args.train_file:
         raise UserError("--train_file is required")
     if args.model_name_or_path and args.model_name_or_path != TINY:  # a wrong model is said before the data loads
@@ -125,9 +135,14 @@ def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTra
         eval_ds, eval_report = load_sft_dataset(args.eval_file, task=args.task, image_root=args.image_root,
                                                 prompt=args.prompt, annotations_path=args.annotations_file)
         logger.info(eval_report.summary())
+    if args.model_name_or_path == TINY:
+        with prepare_once(training_args, "Flamingo: tiny model"):
+            _tiny_flamingo(training_args.output_dir)
+    seed_everything_for_init(training_args)
     model, processor, source = build_model(args, training_args.output_dir)
     base = AssistantOnlyVLMCollator(processor, max_length=training_args.max_length)
-    collator = FlamingoSFTCollator(base, text_dropout=args.text_dropout, seed=training_args.seed)
+    collator = FlamingoSFTCollator(base, text_dropout=args.text_dropout, seed=training_args.seed,
+                                   process_index=training_args.process_index)
     train_ds, num_too_long = _check_lengths(train_ds, base, training_args.max_length, args.skip_long_examples, "train")
     if eval_ds is not None:
         eval_ds, _ = _check_lengths(eval_ds, base, training_args.max_length, args.skip_long_examples, "eval")
@@ -143,12 +158,12 @@ def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTra
     result = train_interruptibly(trainer, training_args.resume_from_checkpoint)
     if args.lora_cross_attention:
         logger.info("merged %d LoRA adapters into the cross-attention", merge_cross_attention_lora(model))
-    trainer.save_model(training_args.output_dir)
+    trainer.save_model(training_args.output_dir)  # Trainer writes from the main process only
     metrics = dict(result.metrics)
     metrics.update(num_train_records=len(train_ds), num_skipped_records=report.num_skipped,
                    num_too_long_examples=num_too_long)
     trainer.sft_metrics = metrics
-    if trainer.is_world_process_zero():
+    if is_main_process(training_args):
         processor.save_pretrained(training_args.output_dir)
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         Path(training_args.output_dir, "loss_curve.json").write_text(json.dumps(losses), encoding="utf-8")
@@ -168,13 +183,19 @@ def train_flamingo(script_args: FlamingoSFTArguments, training_args: FlamingoTra
     return trainer
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse (`FlamingoSFTArguments`, `FlamingoTrainingArguments`) from a YAML `--config` + flags and train."""
+def parse_flamingo_args(argv: list[str] | None = None) -> tuple[FlamingoSFTArguments, FlamingoTrainingArguments]:
+    """(`FlamingoSFTArguments`, `FlamingoTrainingArguments`) from a YAML `--config` + flags (`--model` is an alias
+    of `--model_name_or_path`)."""
     from ..arguments import parse_args
 
     argv = ["--model_name_or_path" if a == "--model" else a for a in (argv or [])]
-    script_args, training_args = parse_args([FlamingoSFTArguments, FlamingoTrainingArguments], argv,
-                                            prog="hf-vlmdrive sft flamingo")
+    return parse_args([FlamingoSFTArguments, FlamingoTrainingArguments], argv, prog="hf-vlmdrive sft flamingo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse (`FlamingoSFTArguments`, `FlamingoTrainingArguments`) from a YAML `--config` + flags and train."""
+    script_args, training_args = parse_flamingo_args(argv)
     trainer = train_flamingo(script_args, training_args)
-    print(json.dumps(trainer.sft_metrics, indent=2))
+    if is_main_process(training_args):
+        print(json.dumps(trainer.sft_metrics, indent=2))
     return 0

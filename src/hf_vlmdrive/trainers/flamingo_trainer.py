@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from ..distributed import per_rank_seed_callback
 from .param_groups import ParameterGroupsMixin, ParamGroupRule
 
 GATE_PATTERNS = ("*attn_gate", "*ff_gate")
@@ -36,6 +37,7 @@ class FlamingoTrainer(ParameterGroupsMixin, Trainer):
         self.gate_lr_multiplier = float(gate_lr_multiplier)
         self.gate_regularization = float(gate_regularization)
         super().__init__(*args, **kwargs)
+        self.add_callback(per_rank_seed_callback())  # N processes: ranks > 0 get their own dropout streams
 
     def parameter_group_rules(self) -> list[ParamGroupRule]:
         """Gates at `gate_lr_multiplier` x lr; gated blocks decayed; resampler and embeddings not decayed."""

@@ -33,7 +33,7 @@ class GeoVLATrainingArguments(TrainingArguments):
     )
     geometry_cache_dir: str | None = field(
         default=None, metadata={"help": "Where cache entries beyond the budget spill (a temp dir, removed when "
-                                        "training ends, if unset)."}
+                                        "training ends, if unset). The ranks of a run may share it."}
     )
     geometry_cache_disk_mb: float | None = field(
         default=None, metadata={"help": "Disk budget (MB per process) of the spill folder; beyond it the least "

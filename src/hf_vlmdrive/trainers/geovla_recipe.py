@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..data.collators import GeoVLACollator
 from ..data.lerobot import LeRobotDataset, LeRobotMixture, load_mixture, make_synthetic_libero
+from ..distributed import atomic_directory, is_main_process, prepare_once, seed_everything_for_init
 from ..errors import UserError
 from ..features.geometry_cache import GeometryFeatureCache
 from ..hub import check_model_source
@@ -25,24 +26,30 @@ TINY = "tiny-random"
 
 
 def _tiny_backbones(directory: Path, num_views: int) -> tuple[str, str]:
-    """Build (once) a tiny random Qwen2.5-VL and DINOv2 under `directory` for offline demos."""
+    """Build (once) a tiny random Qwen2.5-VL and DINOv2 under `directory` for offline demos (each written in one
+    move, so a folder with a config.json is complete; their weights come from a fixed seed, 0)."""
     from ..testing.tiny_qwen import save_tiny_dinov2, save_tiny_qwen2_5_vl
 
     vlm, geo = directory / "tiny-qwen2.5-vl", directory / "tiny-dinov2"
     if not (vlm / "config.json").is_file():
-        save_tiny_qwen2_5_vl(vlm, hidden_size=32, num_layers=4)
+        with atomic_directory(vlm) as tmp:
+            save_tiny_qwen2_5_vl(tmp, hidden_size=32, num_layers=4)
     if not (geo / "config.json").is_file():
-        save_tiny_dinov2(geo, image_size=28, hidden_size=32)
+        with atomic_directory(geo) as tmp:
+            save_tiny_dinov2(tmp, image_size=28, hidden_size=32)
     return str(vlm), str(geo)
 
 
 def build_dataset(args: GeoVLAScriptArguments) -> LeRobotDataset | LeRobotMixture:
-    """Open the LeRobot dataset or mixture (writing the synthetic one first when asked)."""
+    """Open the LeRobot dataset or mixture (writing the synthetic one first when asked, in one move: a folder
+    with `meta/info.json` is a whole dataset; under N processes call it inside `prepare_once`)."""
     root = Path(args.dataset_root)
     if args.make_synthetic_dataset and not (root / "meta" / "info.json").is_file() and args.mixture is None:
         logger.info("writing a synthetic LIBERO-like LeRobot v3.0 dataset at %s", root)
-        make_synthetic_libero(root, num_episodes=args.synthetic_episodes, episode_length=args.synthetic_episode_length,
-                              image_storage=args.synthetic_image_storage)
+        with atomic_directory(root) as tmp:
+            make_synthetic_libero(tmp, num_episodes=args.synthetic_episodes,
+                                  episode_length=args.synthetic_episode_length,
+                                  image_storage=args.synthetic_image_storage)
     kwargs = {"action_horizon": args.action_chunk_size, "camera_keys": args.camera_keys}
     if args.mixture:
         return load_mixture(args.mixture, root, **kwargs)
@@ -61,28 +68,35 @@ def dataset_stats(dataset: LeRobotDataset | LeRobotMixture) -> dict:
 
 
 def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATrainingArguments) -> GeoVLATrainer:
-    """Build everything and train; returns the trainer (its `state.log_history` holds the loss curve)."""
-    from transformers import AutoProcessor, set_seed
+    """Build everything and train; returns the trainer (its `state.log_history` holds the loss curve).
+
+    Under N processes (`accelerate launch`, `torchrun`): the main process writes the synthetic dataset and the
+    tiny backbones while the others wait (`prepare_once`), every rank seeds before building the model (same
+    initial weights, fixed by `--seed`), Trainer shards the batches, and only the main process writes files
+    (model, processor, norm_stats.json, loss_curve.json, card). Flow-matching noise: see `GeoVLATrainer`.
+    """
+    from transformers import AutoProcessor
 
     from ..models.geovla import GeoVLAForActionPrediction
     from ..models.geovla.processing_geovla import GeoVLAProcessor
 
-    set_seed(training_args.seed)
     if training_args.image_augmentation and training_args.geometry_cache_mb > 0:
         raise UserError(
             "geometry_cache_mb > 0 with image_augmentation=True: the geometry cache needs deterministic "
             "preprocessing; turn one of them off"
         )
-    dataset = build_dataset(script_args)
-    num_views = len(dataset.camera_keys)
     vlm, geometry = script_args.vlm_name_or_path, script_args.geometry_name_or_path
     for value, flag in ((vlm, "--vlm_name_or_path"), (geometry, "--geometry_name_or_path")):
         if value != TINY:
             check_model_source(value, flag)
-    if TINY in (vlm, geometry):
-        tiny_vlm, tiny_geo = _tiny_backbones(Path(training_args.output_dir) / "backbones", num_views)
-        vlm = tiny_vlm if vlm == TINY else vlm
-        geometry = tiny_geo if geometry == TINY else geometry
+    with prepare_once(training_args, "GeoVLA: synthetic dataset and tiny backbones"):
+        dataset = build_dataset(script_args)
+        num_views = len(dataset.camera_keys)
+        if TINY in (vlm, geometry):
+            tiny_vlm, tiny_geo = _tiny_backbones(Path(training_args.output_dir) / "backbones", num_views)
+            vlm = tiny_vlm if vlm == TINY else vlm
+            geometry = tiny_geo if geometry == TINY else geometry
+    seed_everything_for_init(training_args)  # after the preparation: its RNG use must not move the initial weights
     first = dataset.datasets[0] if isinstance(dataset, LeRobotMixture) else dataset
     config_kwargs = dict(script_args.model_config)
     geometry_kwargs = {"num_views": num_views, **config_kwargs.pop("geometry_config", {})}
@@ -116,8 +130,8 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
         if model.geometry_cache is not None:  # frees its RAM and removes a temporary spill folder
             logger.info("geometry cache: %s", model.geometry_cache.format_stats())
             model.geometry_cache.close()
-    trainer.save_model()
-    if trainer.is_world_process_zero():
+    trainer.save_model()  # Trainer writes from the main process only
+    if is_main_process(training_args):
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         Path(training_args.output_dir, "loss_curve.json").write_text(json.dumps(losses), encoding="utf-8")
         from ..model_card import display_name, train_loss_metrics, write_model_card

@@ -150,7 +150,7 @@ def caption_from_annotation(annotation: dict[str, Any], paraphrase: bool = False
 
 
 def synthetic_roadscene_paths(output_dir: str | Path) -> dict[str, Path]:
-    """The files `write_synthetic_roadscene(output_dir, ...)` writes (and returns), without writing anything."""
+    """The files `write_synthetic_roadscene(output_dir)` writes, by name (roadscene_sft.jsonl is written last)."""
     output_dir = Path(output_dir)
     return {
         "annotations_json": output_dir / "annotations.json",

@@ -15,7 +15,7 @@ Inference starts from Gaussian noise at t=0 and integrates dx/dt = v_theta(x, t)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -47,6 +47,46 @@ def sample_flow_time(
         t = a / (a + b)
     t = (scale - t) / scale if rule == "starvla" else t * scale
     return t.to(device) if device is not None else t
+
+
+def _sample_seed(seed: int, position: int) -> int:
+    """A 64-bit generator seed for one sample (splitmix64 of `seed` and `position`: nearby pairs get unrelated
+    streams, and (seed, position) never collides with (seed + 1, position - k) as `seed + position` would)."""
+    mask = (1 << 64) - 1
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(position) + 1) & mask
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        x = ((x ^ (x >> shift)) * mult) & mask
+    return x ^ (x >> 31)
+
+
+def sample_flow_draws(
+    positions: Sequence[int],
+    seed: int,
+    num_draws: int,
+    shape: tuple[int, ...],
+    alpha: float = 1.5,
+    beta: float = 1.0,
+    scale: float = 0.999,
+    rule: str = "starvla",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise `(R * B, *shape)` and flow times `(R * B,)` for B samples, R = `num_draws` draws each, in
+    `tensor.repeat(R, ...)` order (row r * B + i is draw r of sample i); float32 on the CPU.
+
+    Sample i's draws come from its own generator seeded by (`seed`, `positions[i]`). With `positions` the
+    samples' places in the run's stream of training samples (see `GeoVLATrainer`), the draws depend on neither the
+    process nor the batch layout: N processes x batch B, one process x batch N * B and gradient accumulation draw
+    the same noise for the same sample, every rank draws its own, and a resumed run draws what the uninterrupted one
+    would have.
+    """
+    generator = torch.Generator()
+    noises, times = [], []
+    for position in positions:
+        generator.manual_seed(_sample_seed(seed, position))
+        noises.append(torch.randn((num_draws, *shape), generator=generator))
+        times.append(sample_flow_time(num_draws, alpha, beta, scale, generator=generator, rule=rule))
+    if not noises:
+        return torch.zeros((0, *shape)), torch.zeros(0)
+    return torch.stack(noises, 1).reshape(-1, *shape), torch.stack(times, 1).reshape(-1)
 
 
 def flow_matching_inputs(actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

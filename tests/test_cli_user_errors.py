@@ -139,7 +139,8 @@ def test_train(dirs):
                       "--pooling is a WaypointVLMConfig field", "--model_config.pooling")
     assert_user_error(["train", "waypoint", "--output_dir", root / "w", "--model_name_or_path", dirs["robovlm"]],
                       "holds a RoboVLM", "needs waypoint")
-    assert_user_error(["train", "geovla", "--dataset_root", root / "no_data", "--output_dir", root / "g"],
+    assert_user_error(["train", "geovla", "--dataset_root", root / "no_data", "--output_dir", root / "g",
+                       "--vlm_name_or_path", "tiny-random", "--geometry_name_or_path", "tiny-random"],
                       "no_data")
     assert_user_error(["train", "robovlm", "--output_dir", root / "r", "--max_stepz", "1"], "max_stepz")
 

@@ -85,6 +85,30 @@ def test_gate_lr_multiplier_and_weight_decay_groups(setup):
     assert not frozen & {id(p) for g in groups.values() for p in g["params"]}
 
 
+def test_gradient_accumulation_equals_the_whole_batch_with_the_gate_penalty(setup):
+    """GA 2 x batch 1 gives the update of GA 1 x batch 2: the token-normalised cross-entropy and the gate penalty
+    (once per optimiser step, not once per micro-step)."""
+    from hf_vlmdrive.data.roadscene import load_sft_dataset
+
+    root, paths = setup
+    ds, _ = load_sft_dataset(paths["bvpi_sft"])
+    rows = [ds[0], ds[1]]
+    states = []
+    for batch, accumulation in ((2, 1), (1, 2)):
+        model, processor, _ = build_model(FlamingoSFTArguments(model_name_or_path=str(root / "model")), root / "unused")
+        args = _train_args(root / f"ga{accumulation}", max_steps=1, per_device_train_batch_size=batch,
+                           gradient_accumulation_steps=accumulation, optim="sgd", learning_rate=0.5, warmup_steps=0,
+                           max_grad_norm=0.0, weight_decay=0.0, remove_unused_columns=False)
+        trainer = FlamingoTrainer(model=model, args=args, train_dataset=rows, gate_regularization=5.0,
+                                  data_collator=AssistantOnlyVLMCollator(processor, max_length=384))
+        trainer.train()
+        states.append({k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad})
+    gates = [k for k in states[0] if k.endswith(("attn_gate", "ff_gate"))]
+    assert gates
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 def test_gate_penalty_is_the_mean_of_tanh_squared(setup):
     root, _ = setup
     model, _, _ = build_model(FlamingoSFTArguments(model_name_or_path=str(root / "model")), root / "unused")

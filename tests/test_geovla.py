@@ -415,3 +415,12 @@ def test_train_geovla_end_to_end_on_a_mixture(tmp_path):
     assert trainer.model.geometry_cache is not None
     assert reloaded.config.dit_dropout == 0.1  # a field no flag mirrored before model_config
     assert type(AutoProcessor.from_pretrained(tmp_path / "run")).__name__ == "GeoVLAProcessor"
+    # the seed's signals are in every training log record and in trainer_state.json beside the model
+    saved = json.loads((tmp_path / "run" / "trainer_state.json").read_text())["log_history"]
+    records = [h for h in saved if "loss" in h]
+    assert len(records) == 4
+    for record in records:
+        assert record["grad_norm/compressor"] > 0 and record["grad_norm/action_head"] > 0
+        assert record["grad_norm/vlm"] > 0 and record["memory/peak_rss_mb"] > 0
+    # 2 distinct frames per step (4 steps x batch 2 over 12 frames): misses first, hits once frames repeat
+    assert records[0]["geometry_cache/misses"] >= 1 and records[-1]["geometry_cache/entries"] >= 1

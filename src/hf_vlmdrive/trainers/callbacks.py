@@ -15,7 +15,6 @@ after it was reported).
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -52,7 +51,8 @@ class ModuleGradNormCallback(TrainerCallback):
     """Logs `grad_norm/<group>`: the L2 norm of the gradients of every trainable parameter whose name starts with
     one of the group's prefixes, measured at the optimiser step (after gradient accumulation and, when
     `max_grad_norm` > 0, after clipping: then the groups' norms keep their ratio, and their total is at most
-    `max_grad_norm`). With several logged steps between two log records, the record holds the mean over them.
+    `max_grad_norm`). Like Trainer's own `grad_norm`, a record holds the norms of the step it is logged at (only
+    those steps pay for the measurement: one `torch._foreach_norm` per group, as gradient clipping does).
 
     Args:
         groups: `{name: prefix or prefixes}` over `model.named_parameters()` names, e.g.
@@ -63,8 +63,7 @@ class ModuleGradNormCallback(TrainerCallback):
     def __init__(self, groups: Mapping[str, str | Sequence[str]]):
         self.groups = {name: (p,) if isinstance(p, str) else tuple(p) for name, p in groups.items()}
         self._params: dict[str, list[torch.nn.Parameter]] | None = None
-        self._sums: dict[str, float] = {}
-        self._count = 0
+        self._norms: dict[str, float] = {}
 
     def _group_params(self, model) -> dict[str, list[torch.nn.Parameter]]:
         if self._params is None:
@@ -79,22 +78,23 @@ class ModuleGradNormCallback(TrainerCallback):
         return self._params
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if model is None:
+        step = state.global_step + 1  # the step this optimiser step completes
+        logged = args.logging_strategy == "steps" and args.logging_steps and step % args.logging_steps == 0
+        if model is None or not (logged or step == 1 and args.logging_first_step):
             return
         for name, params in self._group_params(model).items():
-            total = 0.0
-            for p in params:
-                grad = _full_grad(p)
-                if grad is not None:
-                    total += float(grad.detach().float().pow(2).sum())
-            self._sums[name] = self._sums.get(name, 0.0) + math.sqrt(total)
-        self._count += 1
+            grads = [g.detach() for g in (_full_grad(p) for p in params) if g is not None]
+            if not grads:
+                self._norms[name] = 0.0
+                continue
+            norms = torch._foreach_norm(grads)
+            self._norms[name] = float(torch.linalg.vector_norm(torch.stack([n.float() for n in norms])))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or not self._count:
+        if logs is None or "loss" not in logs or not self._norms:
             return
-        _emit(state, logs, {f"grad_norm/{name}": self._sums.get(name, 0.0) / self._count for name in self.groups})
-        self._sums, self._count = {}, 0
+        _emit(state, logs, {f"grad_norm/{name}": self._norms.get(name, 0.0) for name in self.groups})
+        self._norms = {}
 
 
 def peak_memory_mb() -> tuple[str, float]:

@@ -54,7 +54,14 @@ class FlamingoTrainer(ParameterGroupsMixin, Trainer):
         if self.gate_regularization > 0:
             penalty = gate_penalty(model)
             if penalty is not None:
-                loss = loss + self.gate_regularization * penalty
+                # Once per optimiser step, like the cross-entropy: when that is normalised by the whole step's token
+                # count (num_items_in_batch), Trainer no longer divides the loss by the accumulation steps, so the
+                # penalty, added at every micro-step, is divided here (else GA k would apply it k times).
+                scaled = (self.loss_is_scaled_for_ga if getattr(self, "loss_is_scaled_for_ga", None) is not None
+                          else (self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+                          or self.compute_loss_func is not None)
+                steps = getattr(self, "current_gradient_accumulation_steps", 1) if scaled and model.training else 1
+                loss = loss + self.gate_regularization * penalty / steps
                 self._last_gate_penalty = float(penalty.detach())
         return (loss, outputs) if return_outputs else loss
 

@@ -18,8 +18,14 @@ from ..errors import UserError
 from ..features.geometry_cache import GeometryFeatureCache
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
+from .callbacks import (
+    GeometryCacheCallback,
+    ModuleGradNormCallback,
+    PeakMemoryCallback,
+    add_logging_callbacks,
+)
 from .geovla_config import GeoVLAScriptArguments, GeoVLATrainingArguments
-from .geovla_trainer import GeoVLATrainer
+from .geovla_trainer import MODULE_GROUPS, GeoVLATrainer
 
 logger = logging.getLogger(__name__)
 TINY = "tiny-random"
@@ -124,6 +130,10 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
                 trainable / 1e6, total / 1e6)
     trainer = GeoVLATrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             processing_class=processor)
+    # The seed's signals, in every log record (console, tensorboard / wandb with --report_to, log_history):
+    # gradient norm per module (grad_norm/vlm, /action_head, /compressor), peak memory, geometry-cache counters.
+    add_logging_callbacks(trainer, ModuleGradNormCallback(dict(MODULE_GROUPS)), PeakMemoryCallback(),
+                          GeometryCacheCallback(lambda: model.geometry_cache))
     try:
         train_interruptibly(trainer, training_args.resume_from_checkpoint)
     finally:
@@ -131,6 +141,7 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
             logger.info("geometry cache: %s", model.geometry_cache.format_stats())
             model.geometry_cache.close()
     trainer.save_model()  # Trainer writes from the main process only
+    trainer.save_state()  # trainer_state.json beside the model: the whole log history (`hf-vlmdrive sweep` reads it)
     if is_main_process(training_args):
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         Path(training_args.output_dir, "loss_curve.json").write_text(json.dumps(losses), encoding="utf-8")

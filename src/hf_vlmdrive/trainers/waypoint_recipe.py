@@ -19,7 +19,13 @@ from transformers import AutoImageProcessor, AutoProcessor, Trainer, TrainingArg
 
 from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
-from ..distributed import barrier, is_main_process, prepare_once, seed_everything_for_init
+from ..distributed import (
+    barrier,
+    build_outside_zero3_init,
+    is_main_process,
+    prepare_once,
+    seed_everything_for_init,
+)
 from ..errors import UserError
 from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache, with_undecoded_images
 from ..hub import check_model_source
@@ -176,7 +182,8 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
     cameras = tuple(data_args.camera_names)
     # A tower built from a config gets the same weights (and cache entries) every run, and on every rank.
     seed_everything_for_init(training_args)
-    model, processor = build_waypoint_model(script_args, num_cameras=len(cameras))
+    with build_outside_zero3_init(training_args):  # the model's own init needs whole tensors (ZeRO-3 shards later)
+        model, processor = build_waypoint_model(script_args, num_cameras=len(cameras))
     load = dict(image_width=data_args.image_width, image_height=data_args.image_height, camera_names=cameras)
     from ..data.waymo_e2e import ReadStats
 

@@ -122,6 +122,47 @@ def test_ddp_accumulation_matches_one_process(tmp_path, cli):
     assert _max_diff(ddp, one) < 1e-6
 
 
+ZERO3 = ROOT / "examples" / "configs" / "accelerate_zero3.yaml"
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_waypoint_zero3_matches_one_process_resumes_and_loads(tmp_path, cli):
+    """ZeRO-3 (parameters sharded) trains the waypoint model from the same initial weights as 1 process (the recipe
+    builds it outside `zero.Init`, DeepSpeed shards it), so with the same global batch the weights agree after each
+    update; the checkpoint of step 1 resumes to the same step-2 weights; the card's held-out evaluation runs (every
+    rank takes part in its forward passes); the gathered save loads with `from_pretrained`."""
+    from transformers import AutoModel
+
+    import hf_vlmdrive  # noqa: F401 - registers the Auto classes
+    from hf_vlmdrive.testing.distributed import launch_cpu
+
+    cfg = _config(tmp_path)
+    one = tmp_path / "one"
+    assert cli("train", "waypoint", "--config", cfg, "--output_dir", one, "--per_device_train_batch_size", 8,
+               "--use_cpu", "true") == 0
+    layout = ["--per_device_train_batch_size", "4", "--ddp_backend", "gloo"]
+    zero = tmp_path / "zero3"
+    launch_cpu(["train", "waypoint", "--config", str(cfg), "--output_dir", str(zero), *layout, "--eval_data",
+                "synthetic:4:1"], num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert (zero / "checkpoint-1" / "global_step1").is_dir(), "not a DeepSpeed checkpoint"
+    assert _max_diff(one / "checkpoint-1", one) > 1e-4, "the updates must move the weights for the test to mean anything"
+    assert _max_diff(zero / "checkpoint-1", one / "checkpoint-1") < 1e-6
+    assert _max_diff(zero, one) < 1e-6
+    assert _losses(zero, 2) == pytest.approx(_losses(one, 2), rel=1e-5)
+    assert json.loads((zero / "eval_results.json").read_text())["num_samples"] == 4
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(zero / "checkpoint-1", resumed / "checkpoint-1")
+    launch_cpu(["train", "waypoint", "--config", str(cfg), "--output_dir", str(resumed), *layout,
+                "--resume_from_checkpoint", "last"], num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert _max_diff(resumed, zero) < 1e-6
+
+    model = AutoModel.from_pretrained(zero)
+    assert type(model).__name__ == "WaypointVLMModel"
+
+
 SIMLINGO = ["train", "simlingo", "--synthetic_train_routes", "2", "--synthetic_eval_routes", "1",
             "--synthetic_frames_per_route", "6", "--image_width", "32", "--image_height", "16",
             "--model_config.vision_config.image_size", "16", "--model_config.vision_config.hidden_size", "32",

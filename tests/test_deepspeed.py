@@ -163,6 +163,42 @@ def test_waypoint_zero3_matches_one_process_resumes_and_loads(tmp_path, cli):
     assert type(model).__name__ == "WaypointVLMModel"
 
 
+@needs_deepspeed
+@pytest.mark.slow
+def test_geovla_zero3_matches_one_process_resumes_and_loads(tmp_path, cli):
+    """GeoVLA under ZeRO-3: the tiny backbones are written and the model (meta-device build of the new modules) is
+    built as in 1 process, then sharded; without dropout the losses follow 1 process with the same global batch; the
+    checkpoint of step 1 resumes to the same step-2 loss; the gathered save loads with `from_pretrained`."""
+    from transformers import AutoModel
+
+    import hf_vlmdrive  # noqa: F401 - registers the Auto classes
+    from hf_vlmdrive.testing.distributed import launch_cpu
+
+    zero, resumed, one = tmp_path / "zero3", tmp_path / "resumed", tmp_path / "one"
+    common = ["train", "geovla", "--config", str(ROOT / "examples/configs/libero_tiny.yaml"), "--dataset_root",
+              str(tmp_path / "data"), "--max_steps", "2", "--warmup_steps", "0", "--learning_rate", "1e-3",
+              "--vlm_learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+              "--eval_strategy", "no", "--disable_tqdm", "true", "--report_to", "none", "--seed", "0",
+              "--model_config.dit_dropout", "0"]
+    two = ["--per_device_train_batch_size", "2", "--ddp_backend", "gloo"]
+    launch_cpu([*common, *two, "--output_dir", str(zero)], num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert (zero / "checkpoint-1" / "global_step1").is_dir(), "not a DeepSpeed checkpoint"
+    built = ["--vlm_name_or_path", str(zero / "backbones" / "tiny-qwen2.5-vl"),
+             "--geometry_name_or_path", str(zero / "backbones" / "tiny-dinov2")]
+    assert cli(*common, *built, "--per_device_train_batch_size", 4, "--output_dir", one, "--use_cpu", "true") == 0
+    assert len(_losses(zero, 2)) == 2
+    assert _losses(zero, 2) == pytest.approx(_losses(one, 2), rel=1e-4)
+
+    resumed.mkdir()
+    shutil.copytree(zero / "checkpoint-1", resumed / "checkpoint-1")
+    launch_cpu([*common, *two, *built, "--output_dir", str(resumed), "--resume_from_checkpoint", "last"],
+               num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert _losses(resumed, 2)[1] == pytest.approx(_losses(zero, 2)[1], rel=1e-5)
+
+    model = AutoModel.from_pretrained(zero)
+    assert type(model).__name__ == "GeoVLAForActionPrediction"
+
+
 SIMLINGO = ["train", "simlingo", "--synthetic_train_routes", "2", "--synthetic_eval_routes", "1",
             "--synthetic_frames_per_route", "6", "--image_width", "32", "--image_height", "16",
             "--model_config.vision_config.image_size", "16", "--model_config.vision_config.hidden_size", "32",

@@ -6,6 +6,8 @@ accumulation flag.
   the second, as 1 process with batch 8 and no accumulation (SGD, no clipping: any scaling error shows); so does
   DDP with the same layout; resuming the ZeRO checkpoint of step 1 ends on the same weights; the saved directory
   loads with `from_pretrained`.
+- ZeRO-3 (accelerate_zero3.yaml: parameters sharded): the waypoint model and GeoVLA (tiny backbones written under it)
+  train from the same initial weights as 1 process, resume their checkpoint, and save a directory that loads.
 - SimLingo's OneCycleLR (a torch scheduler that reads the optimizer's `defaults`) runs under ZeRO-2 with the same
   learning rates as in one process.
 - `accelerate launch --gradient_accumulation_steps N` (which never reaches the Trainer) stops before any work

@@ -6,9 +6,10 @@
 
 Needs deepspeed in the interpreter that runs it (`pip install -e ".[deepspeed]"`); g++ / ninja for the first run.
 Each run trains 4 optimiser steps with the same global batch (1 process x 2B, 2 processes x B) and saves a
-checkpoint at step 2; `zero2_resume` resumes the ZeRO-2 run's checkpoint-2 in a fresh output_dir and trains to step 4.
+checkpoint at step 2; `zero2_resume` / `zero3_resume` resume the ZeRO-2 / ZeRO-3 run's checkpoint-2 in a fresh output_dir
+and train to step 4.
 Printed per recipe and mode: exit status, the logged loss of steps 1-4 (from checkpoint-4/trainer_state.json), the
-largest weight difference of the saved model to the reference (the 1-process run; for zero2_resume the ZeRO-2 run),
+largest weight difference of the saved model to the reference (the 1-process run; for zeroN_resume the ZeRO-N run),
 and whether the saved directory loads with `from_pretrained`. Data, tiny backbones and tiny models are prepared
 once, by the 1-process run or up front, so the multi-process runs only read them.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "examples" / "configs"
-MODES = ("single", "ddp", "zero2", "zero2_resume", "zero3")
+MODES = ("single", "ddp", "zero2", "zero2_resume", "zero3", "zero3_resume")
 STEPS, SAVE_AT = 4, 2
 
 WAYPOINT_YAML = """model_config:
@@ -108,8 +109,8 @@ def run_mode(name: str, mode: str, work: Path, batch: int) -> dict:
 
     out = work / name / mode
     argv = [*recipe_argv(name, work, batch if mode != "single" else 2 * batch), *COMMON, "--output_dir", str(out)]
-    if mode == "zero2_resume":
-        source = work / name / "zero2" / f"checkpoint-{SAVE_AT}"
+    if mode.endswith("_resume"):
+        source = work / name / mode.removesuffix("_resume") / f"checkpoint-{SAVE_AT}"
         if not source.is_dir():
             return {"ok": False, "error": f"no {source}"}
         shutil.rmtree(out, ignore_errors=True)
@@ -127,7 +128,7 @@ def run_mode(name: str, mode: str, work: Path, batch: int) -> dict:
     elif mode == "ddp":
         proc = launch_cpu(argv, num_processes=2, cwd=REPO, check=False, timeout=900)
     else:
-        stage = "zero3" if mode == "zero3" else "zero2"
+        stage = "zero3" if mode.startswith("zero3") else "zero2"
         proc = launch_cpu([*argv, "--ddp_backend", "gloo"], num_processes=2, cwd=REPO, check=False, timeout=900,
                           deepspeed_config=str(CONFIGS / f"accelerate_{stage}.yaml"))
     result = {"ok": proc.returncode == 0, "seconds": round(time.perf_counter() - start, 1)}
@@ -194,7 +195,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             assert mode in MODES, mode
             res = run_mode(name, mode, work, args.batch)
-            ref = work / name / ("zero2" if mode == "zero2_resume" else "single")
+            ref = work / name / (mode.removesuffix("_resume") if mode.endswith("_resume") else "single")
             if res.get("ok") and mode != "single" and ref.is_dir():
                 res["max_weight_diff_vs_" + ref.name] = max_weight_diff(work / name / mode, ref)
             table[name][mode] = res

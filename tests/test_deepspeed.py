@@ -6,6 +6,8 @@ accumulation flag.
   the second, as 1 process with batch 8 and no accumulation (SGD, no clipping: any scaling error shows); so does
   DDP with the same layout; resuming the ZeRO checkpoint of step 1 ends on the same weights; the saved directory
   loads with `from_pretrained`.
+- ZeRO-3 (accelerate_zero3.yaml: parameters sharded): the waypoint model and GeoVLA (tiny backbones written under it)
+  train from the same initial weights as 1 process, resume their checkpoint, and save a directory that loads.
 - SimLingo's OneCycleLR (a torch scheduler that reads the optimizer's `defaults`) runs under ZeRO-2 with the same
   learning rates as in one process.
 - `accelerate launch --gradient_accumulation_steps N` (which never reaches the Trainer) stops before any work
@@ -120,6 +122,83 @@ def test_ddp_accumulation_matches_one_process(tmp_path, cli):
     launch_cpu(["train", "waypoint", "--config", str(cfg), "--output_dir", str(ddp), "--max_steps", "1",
                 "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "4"], num_processes=2, cwd=ROOT)
     assert _max_diff(ddp, one) < 1e-6
+
+
+ZERO3 = ROOT / "examples" / "configs" / "accelerate_zero3.yaml"
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_waypoint_zero3_matches_one_process_resumes_and_loads(tmp_path, cli):
+    """ZeRO-3 (parameters sharded) trains the waypoint model from the same initial weights as 1 process (the recipe
+    builds it outside `zero.Init`, DeepSpeed shards it), so with the same global batch the weights agree after each
+    update; the checkpoint of step 1 resumes to the same step-2 weights; the card's held-out evaluation runs (every
+    rank takes part in its forward passes); the gathered save loads with `from_pretrained`."""
+    from transformers import AutoModel
+
+    import hf_vlmdrive  # noqa: F401 - registers the Auto classes
+    from hf_vlmdrive.testing.distributed import launch_cpu
+
+    cfg = _config(tmp_path)
+    one = tmp_path / "one"
+    assert cli("train", "waypoint", "--config", cfg, "--output_dir", one, "--per_device_train_batch_size", 8,
+               "--use_cpu", "true") == 0
+    layout = ["--per_device_train_batch_size", "4", "--ddp_backend", "gloo"]
+    zero = tmp_path / "zero3"
+    launch_cpu(["train", "waypoint", "--config", str(cfg), "--output_dir", str(zero), *layout, "--eval_data",
+                "synthetic:4:1"], num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert (zero / "checkpoint-1" / "global_step1").is_dir(), "not a DeepSpeed checkpoint"
+    assert _max_diff(one / "checkpoint-1", one) > 1e-4, "the updates must move the weights for the test to mean anything"
+    assert _max_diff(zero / "checkpoint-1", one / "checkpoint-1") < 1e-6
+    assert _max_diff(zero, one) < 1e-6
+    assert _losses(zero, 2) == pytest.approx(_losses(one, 2), rel=1e-5)
+    assert json.loads((zero / "eval_results.json").read_text())["num_samples"] == 4
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(zero / "checkpoint-1", resumed / "checkpoint-1")
+    launch_cpu(["train", "waypoint", "--config", str(cfg), "--output_dir", str(resumed), *layout,
+                "--resume_from_checkpoint", "last"], num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert _max_diff(resumed, zero) < 1e-6
+
+    model = AutoModel.from_pretrained(zero)
+    assert type(model).__name__ == "WaypointVLMModel"
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_geovla_zero3_matches_one_process_resumes_and_loads(tmp_path, cli):
+    """GeoVLA under ZeRO-3: the tiny backbones are written and the model (meta-device build of the new modules) is
+    built as in 1 process, then sharded; without dropout the losses follow 1 process with the same global batch; the
+    checkpoint of step 1 resumes to the same step-2 loss; the gathered save loads with `from_pretrained`."""
+    from transformers import AutoModel
+
+    import hf_vlmdrive  # noqa: F401 - registers the Auto classes
+    from hf_vlmdrive.testing.distributed import launch_cpu
+
+    zero, resumed, one = tmp_path / "zero3", tmp_path / "resumed", tmp_path / "one"
+    common = ["train", "geovla", "--config", str(ROOT / "examples/configs/libero_tiny.yaml"), "--dataset_root",
+              str(tmp_path / "data"), "--max_steps", "2", "--warmup_steps", "0", "--learning_rate", "1e-3",
+              "--vlm_learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+              "--eval_strategy", "no", "--disable_tqdm", "true", "--report_to", "none", "--seed", "0",
+              "--model_config.dit_dropout", "0"]
+    two = ["--per_device_train_batch_size", "2", "--ddp_backend", "gloo"]
+    launch_cpu([*common, *two, "--output_dir", str(zero)], num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert (zero / "checkpoint-1" / "global_step1").is_dir(), "not a DeepSpeed checkpoint"
+    built = ["--vlm_name_or_path", str(zero / "backbones" / "tiny-qwen2.5-vl"),
+             "--geometry_name_or_path", str(zero / "backbones" / "tiny-dinov2")]
+    assert cli(*common, *built, "--per_device_train_batch_size", 4, "--output_dir", one, "--use_cpu", "true") == 0
+    assert len(_losses(zero, 2)) == 2
+    assert _losses(zero, 2) == pytest.approx(_losses(one, 2), rel=1e-4)
+
+    resumed.mkdir()
+    shutil.copytree(zero / "checkpoint-1", resumed / "checkpoint-1")
+    launch_cpu([*common, *two, *built, "--output_dir", str(resumed), "--resume_from_checkpoint", "last"],
+               num_processes=2, deepspeed_config=str(ZERO3), cwd=ROOT)
+    assert _losses(resumed, 2)[1] == pytest.approx(_losses(zero, 2)[1], rel=1e-5)
+
+    model = AutoModel.from_pretrained(zero)
+    assert type(model).__name__ == "GeoVLAForActionPrediction"
 
 
 SIMLINGO = ["train", "simlingo", "--synthetic_train_routes", "2", "--synthetic_eval_routes", "1",

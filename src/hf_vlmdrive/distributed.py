@@ -18,6 +18,10 @@ it cannot know is what a recipe does around it; these helpers cover that:
 - `is_local_main_process(training_args)`: the process that prepares files on its machine (inside `prepare_once`).
 - `broadcast_from_main(training_args, obj)`: every rank returns the main process's `obj` (e.g. the held-out metrics
   only the main process computed); it is also a barrier.
+- `build_outside_zero3_init(training_args)`: a context manager around a recipe's model construction under DeepSpeed
+  ZeRO-3: the model is built whole (as in one process) and DeepSpeed shards it when Trainer prepares it, instead
+  of transformers partitioning every backbone at construction (`zero.Init`) before the recipe's own weight
+  initialisation / weight copies ran.
 - `seed_per_rank(training_args)` / `per_rank_seed_callback()`: ranks after the first get their own random streams once
   training begins (Trainer seeds every rank alike, so they would draw the same dropout masks).
 
@@ -91,6 +95,41 @@ def seed_everything_for_init(training_args) -> None:
     from transformers import set_seed
 
     set_seed(training_args.seed)
+
+
+@contextlib.contextmanager
+def build_outside_zero3_init(training_args) -> Iterator[None]:
+    """Build the model inside this block as one process would, also under DeepSpeed ZeRO-3.
+
+    Once a `TrainingArguments` with a ZeRO-3 config exists, transformers builds every model created by
+    `from_config` / `from_pretrained` under DeepSpeed's `zero.Init` (whatever accelerate's `zero3_init_flag` says):
+    each parameter is partitioned into an empty local tensor as soon as its module is constructed. The waypoint and
+    GeoVLA models initialise their own modules and copy backbone weights after the backbones are built (Xavier /
+    truncated-normal init, meta-device materialisation), which cannot work on empty shards. Inside this block
+    transformers' ZeRO-3 detection is switched off, so the model is built whole, with the same weights as in one
+    process (seed first); `deepspeed.initialize` (run by Trainer) then broadcasts rank 0's parameters and shards
+    them (DeepSpeed's own conversion of a model not built under `zero.Init`), which is what `zero3_init_flag: false`
+    in `examples/configs/accelerate_zero3.yaml` asks for. The cost: every process holds the whole model in host
+    memory until Trainer prepares it, as under DDP / ZeRO-2. Without ZeRO-3 the block changes nothing.
+    """
+    if getattr(training_args, "deepspeed_plugin", None) is None:  # no DeepSpeed (`--deepspeed` or accelerate's config)
+        yield
+        return
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    # The config transformers consults: `TrainingArguments.hf_deepspeed_config` (`--deepspeed ds.json`) or the
+    # accelerate plugin's `dschf` (`accelerate launch --config_file`), held by a module-level weak reference.
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    active = ref() if ref is not None else None
+    if active is None or not hf_deepspeed.is_deepspeed_zero3_enabled():
+        yield
+        return
+    logger.info("DeepSpeed ZeRO-3: building the model whole on each process; DeepSpeed shards it when training starts")
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(active)
 
 
 LAUNCHER_GRADIENT_ACCUMULATION_ENV = "ACCELERATE_GRADIENT_ACCUMULATION_STEPS"
@@ -245,6 +284,7 @@ def per_rank_seed_callback():
 
 
 
-__all__ = ["atomic_directory", "barrier", "broadcast_from_main", "check_launcher_gradient_accumulation",
+__all__ = ["atomic_directory", "barrier", "broadcast_from_main", "build_outside_zero3_init",
+           "check_launcher_gradient_accumulation",
            "is_local_main_process", "is_main_process", "launcher_gradient_accumulation_steps", "per_rank_seed_callback",
            "prepare_once", "process_index", "seed_everything_for_init", "seed_per_rank", "world_size"]

@@ -211,8 +211,9 @@ def render_model_card(
     trainable = total = None
     if model is not None and hasattr(model, "parameters"):
         params = list(model.parameters())
-        trainable = f"{sum(p.numel() for p in params if p.requires_grad):,}"
-        total = f"{sum(p.numel() for p in params):,}"
+        # `ds_numel`: the full size of a parameter that DeepSpeed ZeRO-3 partitioned (its local tensor is empty)
+        trainable = f"{sum(getattr(p, 'ds_numel', p.numel()) for p in params if p.requires_grad):,}"
+        total = f"{sum(getattr(p, 'ds_numel', p.numel()) for p in params):,}"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES)]), keep_trailing_newline=True)
     if template is not None:
         tmpl = env.from_string(Path(template).read_text(encoding="utf-8"))

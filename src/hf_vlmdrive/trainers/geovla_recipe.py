@@ -13,7 +13,13 @@ from pathlib import Path
 
 from ..data.collators import GeoVLACollator
 from ..data.lerobot import LeRobotDataset, LeRobotMixture, load_mixture, make_synthetic_libero
-from ..distributed import atomic_directory, is_main_process, prepare_once, seed_everything_for_init
+from ..distributed import (
+    atomic_directory,
+    build_outside_zero3_init,
+    is_main_process,
+    prepare_once,
+    seed_everything_for_init,
+)
 from ..errors import UserError
 from ..features.geometry_cache import GeometryFeatureCache
 from ..hub import check_model_source
@@ -95,25 +101,28 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
     for value, flag in ((vlm, "--vlm_name_or_path"), (geometry, "--geometry_name_or_path")):
         if value != TINY:
             check_model_source(value, flag)
-    with prepare_once(training_args, "GeoVLA: synthetic dataset and tiny backbones"):
-        dataset = build_dataset(script_args)
-        num_views = len(dataset.camera_keys)
-        if TINY in (vlm, geometry):
-            tiny_vlm, tiny_geo = _tiny_backbones(Path(training_args.output_dir) / "backbones", num_views)
-            vlm = tiny_vlm if vlm == TINY else vlm
-            geometry = tiny_geo if geometry == TINY else geometry
-    seed_everything_for_init(training_args)  # after the preparation: its RNG use must not move the initial weights
-    first = dataset.datasets[0] if isinstance(dataset, LeRobotMixture) else dataset
-    config_kwargs = dict(script_args.model_config)
-    geometry_kwargs = {"num_views": num_views, **config_kwargs.pop("geometry_config", {})}
-    model = GeoVLAForActionPrediction.from_backbones(
-        vlm=vlm,
-        geometry=geometry,
-        geometry_kwargs=geometry_kwargs,
-        action_dim=first.actions.shape[1],
-        state_dim=first.states.shape[1],
-        **config_kwargs,
-    )
+    # The tiny backbones and the model's own init / meta-device materialisation need whole tensors: under ZeRO-3 they
+    # are built as in one process and DeepSpeed shards the model when training starts.
+    with build_outside_zero3_init(training_args):
+        with prepare_once(training_args, "GeoVLA: synthetic dataset and tiny backbones"):
+            dataset = build_dataset(script_args)
+            num_views = len(dataset.camera_keys)
+            if TINY in (vlm, geometry):
+                tiny_vlm, tiny_geo = _tiny_backbones(Path(training_args.output_dir) / "backbones", num_views)
+                vlm = tiny_vlm if vlm == TINY else vlm
+                geometry = tiny_geo if geometry == TINY else geometry
+        seed_everything_for_init(training_args)  # after the preparation: its RNG use must not move the initial weights
+        first = dataset.datasets[0] if isinstance(dataset, LeRobotMixture) else dataset
+        config_kwargs = dict(script_args.model_config)
+        geometry_kwargs = {"num_views": num_views, **config_kwargs.pop("geometry_config", {})}
+        model = GeoVLAForActionPrediction.from_backbones(
+            vlm=vlm,
+            geometry=geometry,
+            geometry_kwargs=geometry_kwargs,
+            action_dim=first.actions.shape[1],
+            state_dim=first.states.shape[1],
+            **config_kwargs,
+        )
     model.set_norm_stats(dataset_stats(dataset), source=str(script_args.dataset_root))
     if training_args.geometry_cache_mb > 0:
         model.attach_geometry_cache(GeometryFeatureCache(training_args.geometry_cache_mb, training_args.geometry_cache_dir,

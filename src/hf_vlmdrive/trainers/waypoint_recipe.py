@@ -19,7 +19,13 @@ from transformers import AutoImageProcessor, AutoProcessor, Trainer, TrainingArg
 
 from ..data.collators import WaypointCollator
 from ..data.waypoint import load_waypoint_dataset
-from ..distributed import barrier, is_main_process, prepare_once, seed_everything_for_init
+from ..distributed import (
+    barrier,
+    build_outside_zero3_init,
+    is_main_process,
+    prepare_once,
+    seed_everything_for_init,
+)
 from ..errors import UserError
 from ..features.waypoint_cache import fill_waypoint_cache, waypoint_feature_cache, with_undecoded_images
 from ..hub import check_model_source
@@ -176,7 +182,8 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
     cameras = tuple(data_args.camera_names)
     # A tower built from a config gets the same weights (and cache entries) every run, and on every rank.
     seed_everything_for_init(training_args)
-    model, processor = build_waypoint_model(script_args, num_cameras=len(cameras))
+    with build_outside_zero3_init(training_args):  # the model's own init needs whole tensors (ZeRO-3 shards later)
+        model, processor = build_waypoint_model(script_args, num_cameras=len(cameras))
     load = dict(image_width=data_args.image_width, image_height=data_args.image_height, camera_names=cameras)
     from ..data.waymo_e2e import ReadStats
 
@@ -235,9 +242,18 @@ def train_waypoint(script_args: WaypointScriptArguments, training_args: Training
             collator.cache_batches, collator.pixel_batches,
         )
     trainer.save_model(training_args.output_dir)
-    if is_main_process(training_args):  # one writer per file; the card's held-out evaluation runs here only
+    held_out = None
+    if eval_ds is not None and "future_waypoints" in eval_ds.column_names:
+        # The card's held-out evaluation runs on the main process; under ZeRO-3 on every rank (each forward pass
+        # gathers the sharded parameters from all of them), with the same rows, and only the main process writes.
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if is_main_process(training_args) or is_deepspeed_zero3_enabled():
+            held_out = evaluate_waypoint(model, eval_ds, processor, batch_size=training_args.per_device_eval_batch_size,
+                                         progress=not training_args.disable_tqdm, feature_cache=cache)
+    if is_main_process(training_args):  # one writer per file
         processor.save_pretrained(training_args.output_dir)
-        _write_card(trainer, model, processor, data_args, eval_ds, cache)
+        _write_card(trainer, model, data_args, held_out)
     barrier(training_args)  # every rank returns once the output folder is complete
     return trainer
 
@@ -251,15 +267,13 @@ def _set_find_unused_parameters(training_args, model) -> None:
         training_args.ddp_find_unused_parameters = False
 
 
-def _write_card(trainer, model, processor, data_args, eval_ds, cache) -> None:
+def _write_card(trainer, model, data_args, results: dict | None) -> None:
     """README.md model card in output_dir: held-out metrics vs. constant velocity when there is eval data."""
     from ..model_card import display_name, train_loss_metrics, write_model_card
 
     card = dict(train_data=f"{display_name(data_args.train_data)} ({len(trainer.train_dataset)} samples)",
                 base_model=model.config.backbone_name_or_path, datasets=[display_name(data_args.train_data)])
-    if eval_ds is not None and "future_waypoints" in eval_ds.column_names:
-        results = evaluate_waypoint(model, eval_ds, processor, batch_size=trainer.args.per_device_eval_batch_size,
-                                    progress=not trainer.args.disable_tqdm, feature_cache=cache)
+    if results is not None:  # the held-out evaluation of `train_waypoint`
         card.update(metrics={k: results["model"][k] for k in METRIC_ROWS if k in results["model"]},
                     protocol=f"{results['model']['protocol']}; {results['num_samples']} held-out samples",
                     metrics_table=format_metrics_table(results), eval_data=display_name(data_args.eval_data))

@@ -33,18 +33,15 @@ def _emit(state, logs: dict, values: dict) -> None:
         state.log_history[-1].update(values)
 
 
-def _full_grad(param: torch.nn.Parameter) -> torch.Tensor | None:
-    """The parameter's gradient; under DeepSpeed ZeRO the gradient lives in the engine's partitions."""
-    if param.grad is not None:
-        return param.grad
-    if "deepspeed" in sys.modules:
-        try:
-            from deepspeed.utils import safe_get_full_grad
+def _under_deepspeed() -> bool:
+    """True when accelerate runs this training through DeepSpeed."""
+    try:
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import DistributedType
 
-            return safe_get_full_grad(param)
-        except Exception:  # not a DeepSpeed-managed parameter, or no gradient at this point
-            return None
-    return None
+        return AcceleratorState().distributed_type == DistributedType.DEEPSPEED
+    except Exception:  # no accelerator state yet: not a DeepSpeed run
+        return False
 
 
 class ModuleGradNormCallback(TrainerCallback):
@@ -58,12 +55,23 @@ class ModuleGradNormCallback(TrainerCallback):
         groups: `{name: prefix or prefixes}` over `model.named_parameters()` names, e.g.
             `{"geometry_compressor": "geometry_compressor.", "action_model": "action_head.", "vlm": "vlm."}`.
             A group no trainable parameter falls into is logged as 0 (a frozen or absent part: no gradient flows).
+
+    Under DeepSpeed the callback logs nothing (said once at the start): DeepSpeed reduces, partitions and applies the
+    gradients inside the backward pass, before Trainer's optimiser-step event, and gathering them per parameter
+    would be one collective per tensor. Trainer's own global `grad_norm` is still logged.
     """
 
     def __init__(self, groups: Mapping[str, str | Sequence[str]]):
         self.groups = {name: (p,) if isinstance(p, str) else tuple(p) for name, p in groups.items()}
         self._params: dict[str, list[torch.nn.Parameter]] | None = None
         self._norms: dict[str, float] = {}
+        self._disabled = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._disabled = _under_deepspeed()
+        if self._disabled:
+            logger.info("per-module gradient norms are not logged under DeepSpeed (it applies the gradients inside "
+                        "the backward pass); the global grad_norm is")
 
     def _group_params(self, model) -> dict[str, list[torch.nn.Parameter]]:
         if self._params is None:
@@ -80,10 +88,10 @@ class ModuleGradNormCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         step = state.global_step + 1  # the step this optimiser step completes
         logged = args.logging_strategy == "steps" and args.logging_steps and step % args.logging_steps == 0
-        if model is None or not (logged or step == 1 and args.logging_first_step):
+        if self._disabled or model is None or not (logged or step == 1 and args.logging_first_step):
             return
         for name, params in self._group_params(model).items():
-            grads = [g.detach() for g in (_full_grad(p) for p in params) if g is not None]
+            grads = [p.grad.detach() for p in params if p.grad is not None]
             if not grads:
                 self._norms[name] = 0.0
                 continue

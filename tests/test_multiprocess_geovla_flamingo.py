@@ -258,3 +258,27 @@ def test_seed_per_rank_moves_ranks_after_the_first_only():
         draws[world, rank] = torch.rand(4)
     assert torch.equal(draws[1, 0], draws[2, 0])  # rank 0 keeps the one-process stream
     assert not torch.equal(draws[2, 1], draws[2, 0]) and not torch.equal(draws[3, 2], draws[2, 1])
+
+
+def test_atomic_directory_keeps_a_copy_written_meanwhile_and_refuses_a_stale_partial_one(tmp_path):
+    import os
+    import time
+
+    from hf_vlmdrive.distributed import atomic_directory
+    from hf_vlmdrive.errors import UserError
+
+    target = tmp_path / "data"
+    with atomic_directory(target) as tmp:  # another process finishes first, while this block writes
+        (tmp / "mine.txt").write_text("mine")
+        with atomic_directory(target) as other:
+            (other / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "half.txt").write_text("half")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # left by a run an hour ago
+    with pytest.raises(UserError, match="partial copy"):
+        with atomic_directory(stale) as tmp:
+            (tmp / "whole.txt").write_text("whole")
+    assert sorted(p.name for p in stale.iterdir()) == ["half.txt"]

@@ -229,8 +229,11 @@ def atomic_directory(path) -> Iterator:
     """Write a directory in one move: the block fills a temporary sibling folder (yielded as a `Path`), which
     then replaces `path` (`os.replace`; `path` may be missing or an empty folder). A reader (another rank, or a
     later run that takes `path/config.json` as "done") sees the whole directory or none, even after a crash
-    mid-write. Raises `UserError` when `path` is a non-empty folder by then (a partial copy from an older run):
-    delete it or pick another path. The temporary folder is removed when the block fails."""
+    mid-write. When `path` is a non-empty folder by then: if another process moved it into place while this block
+    ran (two runs preparing the same data side by side, e.g. `hf-vlmdrive sweep --parallel`), that complete copy is
+    kept and this one dropped; an older one is a partial copy from an interrupted run (`UserError`: delete it or pick
+    another path). The temporary folder is removed in every case."""
+    import time
     import uuid
 
     from .errors import UserError
@@ -239,6 +242,7 @@ def atomic_directory(path) -> Iterator:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir()
+    started = time.time()
     try:
         yield tmp
         if path.is_dir() and not any(path.iterdir()):
@@ -246,6 +250,9 @@ def atomic_directory(path) -> Iterator:
         try:
             os.replace(tmp, path)
         except OSError as err:
+            if path.is_dir() and path.stat().st_mtime >= started - 1.0:
+                logger.info("%s was written by another process meanwhile; keeping that copy", path)
+                return
             raise UserError(f"cannot move the freshly written {tmp.name} to {path}: {path} exists and is not empty "
                             f"({err.strerror}); it is probably a partial copy from an interrupted run: delete it "
                             "or choose another path") from err

@@ -260,7 +260,6 @@ def atomic_directory(path) -> Iterator:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-
 def seed_per_rank(training_args) -> None:
     """Give every rank but the first its own python / numpy / torch random streams (dropout masks, ...).
 
@@ -288,7 +287,6 @@ def per_rank_seed_callback():
             seed_per_rank(args)
 
     return PerRankSeedCallback()
-
 
 
 __all__ = ["atomic_directory", "barrier", "broadcast_from_main", "build_outside_zero3_init",

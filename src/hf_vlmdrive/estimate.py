@@ -194,17 +194,7 @@ def launch_command(zero: int, num_gpus: int, command: str | None, config: str | 
         return (f"no shipped ZeRO-{zero} config: copy examples/configs/deepspeed_zero2.json with "
                 f"zero_optimization.stage {zero} and point a copy of accelerate_zero2.yaml at it")
     procs = f" --num_processes {num_gpus}" if (zero, num_gpus > 1) != (0, False) else ""
-    line = f"accelerate launch --config_file {shipped}{procs} -m hf_vlmdrive.cli {cmd} --config {yaml}"
-    if zero == 3 and command in ZERO3_FAILS:
-        line += (f" (but `{command}` does not run under ZeRO-3 today: transformers builds the model under DeepSpeed's "
-                 "zero.Init and the recipe's own initialisation fails; use --zero 2, docs/scaling.md)")
-    return line
-
-
-# Measured with 2 CPU processes (docs/scaling.md): these recipes fail under ZeRO-3 (none today: train waypoint and
-# train geovla build their model outside zero.Init, `distributed.build_outside_zero3_init`; the other entry points
-# were not measured under ZeRO-3, except sft flamingo, which runs).
-ZERO3_FAILS: tuple[str, ...] = ()
+    return f"accelerate launch --config_file {shipped}{procs} -m hf_vlmdrive.cli {cmd} --config {yaml}"
 
 
 # ------------------------------------------------------------------------------------------------ caches

@@ -103,6 +103,10 @@ _GEOVLA_SEED = {"vlm": "3,754.62 M (Qwen2.5-VL-3B)", "geometry_encoder": "1,228.
                 "geometry cache": "~160 GB RAM for 273 k frames"}
 
 
+_SIMLINGO_SEED = {"language_model": "~50 M", "speed_encoder": "132,096", "target_point_encoder": "132,352",
+                  "queries": "15,360"}
+
+
 def _geovla(name: str, compressor: str, seed_compressor: str) -> Reference:
     return Reference(
         name=name, family="geovla", command="train geovla",
@@ -130,8 +134,7 @@ REFERENCES: dict[str, Reference] = {r.name: r for r in [
         description="SimLingo-base, the released code's layout: LLaVA-NeXT's CLIP-L/336 + tiny Llama (~50 M)",
         backbones={"vision_model_name_or_path": "llava-hf/llava-v1.6-mistral-7b-hf"},
         recipe={"lm_size": "tiny"},
-        seed={"language_model": "~50 M", "speed_encoder": "132,096", "target_point_encoder": "132,352",
-              "queries": "15,360"},
+        seed=_SIMLINGO_SEED,
     ),
     Reference(
         name="simlingo_base_seed_heads", family="simlingo", command="train simlingo",
@@ -139,8 +142,7 @@ REFERENCES: dict[str, Reference] = {r.name: r for r in [
         backbones={"vision_model_name_or_path": "llava-hf/llava-v1.6-mistral-7b-hf"},
         model_config={"route_head_layers": 3, "head_bias": True, "init_style": "normal"},
         recipe={"lm_size": "tiny"},
-        seed={"language_model": "~50 M", "speed_encoder": "132,096", "target_point_encoder": "132,352",
-              "queries": "15,360"},
+        seed=_SIMLINGO_SEED,
     ),
     Reference(
         name="roadscene_smolvlm2_qlora", family="smolvlm", command="sft roadscene",

@@ -22,6 +22,7 @@ A variant is a set of overrides of the base YAML's keys (dotted paths into neste
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -39,7 +40,8 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, UserFileNotFoundError
+from .arguments import load_yaml_config
+from .errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ def plan_variants(vary: Sequence[str] = (), named: Sequence[Sequence[str]] = ())
 
 def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of `config` with dotted keys set (`model_config.compressor_type`); missing mappings are made."""
-    out = json.loads(json.dumps(config))
+    out = copy.deepcopy(dict(config))
     for key, value in overrides.items():
         node = out
         *parents, leaf = key.split(".")
@@ -120,19 +122,6 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
             node = child
         node[leaf] = value
     return out
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserFileNotFoundError(f"sweep config {path} does not exist")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: the config must be a mapping of arguments, got {type(config).__name__}")
-    return config
 
 
 def _status(run_dir: Path) -> dict[str, Any]:
@@ -225,7 +214,7 @@ def run_sweep(settings: SweepSettings) -> Path:
         raise UserError(f"--family must be one of {', '.join(FAMILIES)}, got {settings.family!r}")
     if settings.parallel < 1:
         raise UserError(f"--parallel must be >= 1, got {settings.parallel}")
-    base = read_config(settings.config)
+    base = load_yaml_config(settings.config)
     variants = plan_variants(settings.vary, settings.variants)
     root = Path(settings.output_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -369,7 +358,7 @@ def write_report(root: Path, variants: Sequence[Variant], reference: str) -> Pat
         r = runs[v.name]
         cache = r["geometry_cache"]
         hit = cache.get("hit_rate")
-        lines.append(f"| {v.name} | {_fmt(r['steps'], 'd') if r['steps'] is not None else '-'} | {_fmt(r['final_loss'])} | "
+        lines.append(f"| {v.name} | {_fmt(r['steps'], 'd')} | {_fmt(r['final_loss'])} | "
                      + " | ".join(_fmt(r["grad_norms"].get(g)) for g in grad_names)
                      + "".join(f" | {_fmt(r['memory'].get(m), '.0f')}" for m in mem_names)
                      + f" | {'-' if hit is None else f'{hit:.1%}'} | {_fmt(cache.get('entries'), '.0f')} | "

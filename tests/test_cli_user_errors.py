@@ -170,6 +170,8 @@ def test_sweep(dirs):
     assert_user_error(["sweep", config], "nothing to sweep", "--vary KEY=A,B")
     assert_user_error(["sweep", config, "--vary", "seed"], "--vary expects KEY=VALUE")
     assert_user_error(["sweep", config, "--vary", "seed=1,2", "--family", "flamingo"], "--family", "'flamingo'")
+    assert_user_error(["sweep", config, "--vary", "seed=1,2", "--reference", "seed=3", "--output-dir", root / "sw"],
+                      "--reference", "'seed=3'", "seed=1")
 
 
 def test_estimate(dirs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hf_vlmdrive import sweep
 from hf_vlmdrive.errors import UserError
 from hf_vlmdrive.sweep import (
     Variant,
@@ -116,3 +118,38 @@ def test_sweep_trains_each_variant_and_resumes(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("already done") == 2 and "started" not in second.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_jobs_starts_a_jobs_server_first_and_stops_it(tmp_path):
+    """The eval stage's server path: the client starts once the server accepts connections, the server is stopped
+    when the client ends; a server that dies first fails the job without running it; a taken port is refused."""
+    port = _free_port()
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    client = [sys.executable, "-c", "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+              "open(sys.argv[2], 'w').write('reached')", str(port), str(tmp_path / "client.txt")]
+    job = sweep.Job("v", "eval", client, tmp_path / "eval.log", server_argv=server, server_port=port,
+                    server_log=tmp_path / "serve.log")
+    assert sweep.run_jobs([job]) == {"v": 0}
+    assert (tmp_path / "client.txt").read_text() == "reached"
+    assert not sweep._port_open(port)  # the server was stopped with the job
+    assert "http.server" in (tmp_path / "serve.log").read_text()
+    (tmp_path / "client.txt").unlink()
+
+    dead = sweep.Job("d", "eval", client, tmp_path / "dead.log", server_port=port, server_log=tmp_path / "d.log",
+                     server_argv=[sys.executable, "-c", "raise SystemExit(3)"])
+    assert sweep.run_jobs([dead]) == {"d": 3}
+    assert "exited with 3 before accepting connections" in (tmp_path / "dead.log").read_text()
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        busy = sweep.Job("b", "eval", client, tmp_path / "busy.log", server_argv=server, server_port=port)
+        assert sweep.run_jobs([busy]) == {"b": 1}
+    assert f"port {port} is already in use" in (tmp_path / "busy.log").read_text()
+    assert not (tmp_path / "client.txt").exists()  # neither client ran

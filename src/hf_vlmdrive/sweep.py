@@ -9,12 +9,14 @@ Stages, each resumable (re-run the same command after an interruption; finished 
    once (`--parallel`); each run gets its own output folder, its own log, its own `--main_process_port` when a
    launcher is given (`--launcher "accelerate launch --config_file ..."`: separate ports avoid the EADDRINUSE clash
    of runs started side by side) and, with `--devices 0,1,2`, its own device (CUDA_VISIBLE_DEVICES).
-2. eval (with `--eval-suite`): `hf-vlmdrive eval libero --model <run>` per variant, on the same fixed initial states
-   (`--eval-episodes` per task), writing `<run>/libero_eval.json` (which `eval libero` itself resumes episode by
-   episode).
+2. eval (with `--eval-suite`): each variant's final checkpoint behind its own policy server (`hf-vlmdrive serve
+   --model <run> --port P`, P from `--eval-base-port`, started and stopped by the sweep), evaluated by
+   `hf-vlmdrive eval libero --server 127.0.0.1:P` on the same fixed initial states (`--eval-episodes` per task);
+   `--eval-via in-process` runs `eval libero --model <run>` instead. Writes `<run>/libero_eval.json` (which
+   `eval libero` itself resumes episode by episode).
 3. report: `<output-dir>/report.md` with loss curves and per-module gradient norms (figures), peak memory,
    geometry-cache counters, success per task and suite with 95 % Wilson intervals, and Fisher's exact test of each
-   variant against the first one (the reference) at this sample size.
+   variant against the reference (`--reference`, default the first variant) at this sample size.
 
 A variant is a set of overrides of the base YAML's keys (dotted paths into nested mappings): `--vary KEY=A,B,C`
 (several `--vary` give their product) and `--variant NAME KEY=V [KEY=V ...]` (a named set, e.g. a baseline).
@@ -31,6 +33,7 @@ import math
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -145,12 +148,86 @@ class Job:
     argv: list[str]
     log: Path
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # A server the job talks to: started first, the job starts once `server_port` accepts connections, and the
+    # server is stopped when the job ends (its output goes to `server_log`).
+    server_argv: list[str] | None = None
+    server_port: int | None = None
+    server_log: Path | None = None
+
+
+# Seconds a job's server may take to accept connections (it loads the checkpoint first).
+SERVER_START_TIMEOUT = 300.0
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclasses.dataclass
+class _Running:
+    job: Job
+    env: dict[str, str]
+    handle: Any
+    started: float
+    proc: subprocess.Popen | None = None
+    server: subprocess.Popen | None = None
+    server_handle: Any = None
+
+
+def _open_log(path: Path, argv: Sequence[str]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed when the job ends)
+    handle.write(f"\n$ {shlex.join(argv)}\n")
+    handle.flush()
+    return handle
+
+
+def _start(run: _Running) -> None:
+    run.proc = subprocess.Popen(run.job.argv, stdout=run.handle, stderr=subprocess.STDOUT, env=run.env)
+
+
+def _poll(run: _Running) -> int | None:
+    """The job's exit code once it has ended (a server that died or never opened its port ends it), else None."""
+    job = run.job
+    if run.proc is None:  # waiting for the job's server
+        code = run.server.poll()
+        if code is not None:
+            run.handle.write(f"the policy server exited with {code} before accepting connections "
+                             f"(its log: {job.server_log})\n")
+            return code or 1
+        if _port_open(job.server_port):
+            _start(run)
+            return None
+        if time.time() - run.started > SERVER_START_TIMEOUT:
+            run.handle.write(f"the policy server did not accept connections on port {job.server_port} within "
+                             f"{SERVER_START_TIMEOUT:.0f} s (its log: {job.server_log})\n")
+            return 1
+        return None
+    return run.proc.poll()
 
 
 def run_jobs(jobs: Sequence[Job], parallel: int = 1, devices: Sequence[str] = (), on_done=None) -> dict[str, int]:
-    """Run `jobs` `parallel` at a time (each slot pinned to `devices[slot]` when given); {variant: exit code}."""
+    """Run `jobs` `parallel` at a time (each slot pinned to `devices[slot]` when given); {variant: exit code}.
+
+    A job with `server_argv` starts its server first and itself once the server accepts connections on
+    `server_port`; the server is stopped when the job ends (a server that exits early fails the job)."""
     pending = list(jobs)
-    running: dict[int, tuple[Job, subprocess.Popen, Any, float]] = {}
+    running: dict[int, _Running] = {}
     codes: dict[str, int] = {}
     while pending or running:
         while pending and len(running) < max(1, parallel):
@@ -159,24 +236,35 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, devices: Sequence[str] = ()
             env = {**os.environ, **job.env}
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = str(devices[slot % len(devices)])
-            job.log.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(job.log, "a", encoding="utf-8")  # noqa: SIM115 (closed when the job ends)
-            handle.write(f"\n$ {shlex.join(job.argv)}\n")
-            handle.flush()
-            proc = subprocess.Popen(job.argv, stdout=handle, stderr=subprocess.STDOUT, env=env)
-            running[slot] = (job, proc, handle, time.time())
+            run = _Running(job, env, _open_log(job.log, job.argv), time.time())
+            if job.server_argv:
+                if _port_open(job.server_port):
+                    run.handle.write(f"port {job.server_port} is already in use: another server would not "
+                                     "start there; pick another --eval-base-port\n")
+                else:
+                    run.server_handle = _open_log(job.server_log or job.log, job.server_argv)
+                    run.server = subprocess.Popen(job.server_argv, stdout=run.server_handle,
+                                                  stderr=subprocess.STDOUT, env=env)
+            else:
+                _start(run)
+            running[slot] = run
             print(f"[sweep] {job.stage} {job.variant}: started (log {job.log})", flush=True)
         time.sleep(0.5)
-        for slot, (job, proc, handle, started) in list(running.items()):
-            if proc.poll() is None:
+        for slot, run in list(running.items()):
+            job = run.job
+            code = 1 if job.server_argv and run.server is None else _poll(run)
+            if code is None:
                 continue
-            handle.close()
+            _stop(run.server)
+            for handle in (run.handle, run.server_handle):
+                if handle is not None:
+                    handle.close()
             del running[slot]
-            codes[job.variant] = proc.returncode
-            state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see {job.log})"
-            print(f"[sweep] {job.stage} {job.variant}: {state} after {time.time() - started:.0f} s", flush=True)
+            codes[job.variant] = code
+            state = "done" if code == 0 else f"FAILED (exit {code}; see {job.log})"
+            print(f"[sweep] {job.stage} {job.variant}: {state} after {time.time() - run.started:.0f} s", flush=True)
             if on_done is not None:
-                on_done(job, proc.returncode)
+                on_done(job, code)
     return codes
 
 
@@ -206,6 +294,10 @@ class SweepSettings:
     eval_task_ids: str | None = None
     eval_args: str = ""
     eval_parallel: int | None = None
+    eval_via: str = "server"
+    reference: str | None = None
+    eval_base_port: int = 10300
+    serve_args: str = ""
 
 
 def run_sweep(settings: SweepSettings) -> Path:
@@ -214,8 +306,13 @@ def run_sweep(settings: SweepSettings) -> Path:
         raise UserError(f"--family must be one of {', '.join(FAMILIES)}, got {settings.family!r}")
     if settings.parallel < 1:
         raise UserError(f"--parallel must be >= 1, got {settings.parallel}")
+    if settings.eval_via not in ("server", "in-process"):
+        raise UserError(f"--eval-via must be server or in-process, got {settings.eval_via!r}")
     base = load_yaml_config(settings.config)
     variants = plan_variants(settings.vary, settings.variants)
+    reference = settings.reference or variants[0].name
+    if reference not in {v.name for v in variants}:
+        raise UserError(f"--reference {reference!r} is not a variant of this sweep: {[v.name for v in variants]}")
     root = Path(settings.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     plan = {"config": str(settings.config), "family": settings.family,
@@ -246,17 +343,27 @@ def run_sweep(settings: SweepSettings) -> Path:
 
     if settings.eval_suite:
         eval_jobs = []
-        for variant in variants:
+        cli = [sys.executable, "-m", "hf_vlmdrive.cli"]
+        for i, variant in enumerate(variants):
             run_dir = root / variant.name
             status = _status(run_dir)
             if status.get("train") != "done" or status.get("eval") == "done":
                 continue
-            argv = [sys.executable, "-m", "hf_vlmdrive.cli", "eval", "libero", "--model", str(run_dir),
-                    "--suite", settings.eval_suite, "--init-state-ids", f"0-{settings.eval_episodes - 1}",
-                    "--output", str(run_dir / EVAL_FILE), "--no-progress", *shlex.split(settings.eval_args)]
+            job = Job(variant.name, "eval", [], run_dir / "eval.log")
+            if settings.eval_via == "server":
+                job.server_port = settings.eval_base_port + i
+                job.server_argv = [*cli, "serve", "--model", str(run_dir), "--host", "127.0.0.1",
+                                   "--port", str(job.server_port), *shlex.split(settings.serve_args)]
+                job.server_log = run_dir / "serve.log"
+                source = ["--server", f"127.0.0.1:{job.server_port}"]
+            else:
+                source = ["--model", str(run_dir)]
+            job.argv = [*cli, "eval", "libero", *source, "--suite", settings.eval_suite,
+                        "--init-state-ids", f"0-{settings.eval_episodes - 1}", "--output", str(run_dir / EVAL_FILE),
+                        "--no-progress", *shlex.split(settings.eval_args)]
             if settings.eval_task_ids:
-                argv += ["--task-ids", settings.eval_task_ids]
-            eval_jobs.append(Job(variant.name, "eval", argv, run_dir / "eval.log"))
+                job.argv += ["--task-ids", settings.eval_task_ids]
+            eval_jobs.append(job)
 
         def evaluated(job, code):
             if code == 0:
@@ -265,7 +372,7 @@ def run_sweep(settings: SweepSettings) -> Path:
         codes = run_jobs(eval_jobs, settings.eval_parallel or settings.parallel, settings.devices, on_done=evaluated)
         failed += sorted(v for v, c in codes.items() if c != 0)
 
-    report = write_report(root, variants, reference=variants[0].name)
+    report = write_report(root, variants, reference=reference)
     print(f"[sweep] report: {report}", flush=True)
     if failed:
         raise UserError(f"{len(failed)} run(s) failed: {', '.join(failed)} (their logs are in {root}/<variant>/); "

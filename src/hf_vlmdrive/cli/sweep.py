@@ -31,6 +31,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--eval-task-ids", default=None, help="task ids, e.g. '0-2' (default: every task of the suite)")
     p.add_argument("--eval-parallel", type=int, default=None, help="evaluations at once (default: --parallel)")
     p.add_argument("--eval-args", default="", help="extra arguments for every `eval libero` run (one quoted string)")
+    p.add_argument("--reference", default=None, help="the variant the others are tested against (default: the first)")
+    p.add_argument("--eval-via", choices=("server", "in-process"), default="server",
+                   help="server (default): each checkpoint behind its own `hf-vlmdrive serve`, evaluated over the "
+                        "websocket protocol; in-process: `eval libero --model`")
+    p.add_argument("--eval-base-port", type=int, default=10300,
+                   help="port of the first variant's policy server (the next variant +1, ...)")
+    p.add_argument("--serve-args", default="", help="extra arguments for every `hf-vlmdrive serve` (one quoted "
+                                                    "string), e.g. \"--device cpu --key-map '{...}'\"")
     return p
 
 
@@ -46,7 +54,8 @@ def run(argv: list[str]) -> int:
         parallel=args.parallel, devices=[d for d in args.devices.split(",") if d.strip()], launcher=args.launcher,
         base_port=args.base_port, train_args=args.train_args, eval_suite=args.eval_suite,
         eval_episodes=args.eval_episodes, eval_task_ids=args.eval_task_ids, eval_args=args.eval_args,
-        eval_parallel=args.eval_parallel))
+        eval_parallel=args.eval_parallel, eval_via=args.eval_via, eval_base_port=args.eval_base_port,
+        serve_args=args.serve_args, reference=args.reference))
     return 0
 
 

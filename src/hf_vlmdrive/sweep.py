@@ -13,7 +13,7 @@ Stages, each resumable (re-run the same command after an interruption; finished 
    --model <run> --port P`, P from `--eval-base-port`, started and stopped by the sweep), evaluated by
    `hf-vlmdrive eval libero --server 127.0.0.1:P` on the same fixed initial states (`--eval-episodes` per task);
    `--eval-via in-process` runs `eval libero --model <run>` instead. Writes `<run>/libero_eval.json` (which
-   `eval libero` itself resumes episode by episode).
+   `eval libero` itself resumes episode by episode) and, with `--eval-videos`, one mp4 per episode in `<run>/videos`.
 3. report: `<output-dir>/report.md` with loss curves and per-module gradient norms (figures), peak memory,
    geometry-cache counters, success per task and suite with 95 % Wilson intervals, and Fisher's exact test of each
    variant against the reference (`--reference`, default the first variant) at this sample size.
@@ -295,6 +295,7 @@ class SweepSettings:
     eval_args: str = ""
     eval_parallel: int | None = None
     eval_via: str = "server"
+    eval_videos: bool = False
     reference: str | None = None
     eval_base_port: int = 10300
     serve_args: str = ""
@@ -363,6 +364,8 @@ def run_sweep(settings: SweepSettings) -> Path:
                         "--no-progress", *shlex.split(settings.eval_args)]
             if settings.eval_task_ids:
                 job.argv += ["--task-ids", settings.eval_task_ids]
+            if settings.eval_videos:
+                job.argv += ["--video-dir", str(run_dir / "videos")]
             eval_jobs.append(job)
 
         def evaluated(job, code):

@@ -35,6 +35,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--eval-via", choices=("server", "in-process"), default="server",
                    help="server (default): each checkpoint behind its own `hf-vlmdrive serve`, evaluated over the "
                         "websocket protocol; in-process: `eval libero --model`")
+    p.add_argument("--eval-videos", action="store_true", help="one mp4 per evaluated episode in <run>/videos")
     p.add_argument("--eval-base-port", type=int, default=10300,
                    help="port of the first variant's policy server (the next variant +1, ...)")
     p.add_argument("--serve-args", default="", help="extra arguments for every `hf-vlmdrive serve` (one quoted "
@@ -55,7 +56,7 @@ def run(argv: list[str]) -> int:
         base_port=args.base_port, train_args=args.train_args, eval_suite=args.eval_suite,
         eval_episodes=args.eval_episodes, eval_task_ids=args.eval_task_ids, eval_args=args.eval_args,
         eval_parallel=args.eval_parallel, eval_via=args.eval_via, eval_base_port=args.eval_base_port,
-        serve_args=args.serve_args, reference=args.reference))
+        serve_args=args.serve_args, reference=args.reference, eval_videos=args.eval_videos))
     return 0
 
 

@@ -42,6 +42,8 @@ EXTRAS = {
     "robovlm": ["h5py>=3.10"],
     # The context-vector analysis toolkit: HDF5 episodes, KS / Wasserstein, linear probe, t-SNE, UMAP.
     "analysis": ["h5py>=3.10", "scipy>=1.11", "scikit-learn>=1.4", "umap-learn>=0.5"],
+    # Trainer's `--report_to tensorboard`: the logging callbacks' signals in event files (wandb is left to the user).
+    "tracking": ["tensorboard>=2.15"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 # Heavy extras, not part of `all` / `dev` (and so not of `make test`):

@@ -126,10 +126,10 @@ class PeakMemoryCallback(TrainerCallback):
 
 class GeometryCacheCallback(TrainerCallback):
     """Logs the geometry feature cache's counters (`geometry_cache/hit_rate`, `entries`, `memory_mb`, `disk_mb`,
-    `misses`) with every training log record. `cache` is the cache or a function returning it (None: nothing
+    `misses`, `spilled`) with every training log record. `cache` is the cache or a function returning it (None: nothing
     logged), so a cache attached after the callback was made is still found."""
 
-    KEYS = ("hit_rate", "entries", "memory_mb", "disk_mb", "misses")
+    KEYS = ("hit_rate", "entries", "memory_mb", "disk_mb", "misses", "spilled")
 
     def __init__(self, cache: Callable[[], object] | object):
         self._cache = cache

@@ -25,7 +25,6 @@ from ..features.geometry_cache import GeometryFeatureCache
 from ..hub import check_model_source
 from ..interrupt import train_interruptibly
 from .callbacks import (
-    GeometryCacheCallback,
     ModuleGradNormCallback,
     PeakMemoryCallback,
     add_logging_callbacks,
@@ -140,9 +139,9 @@ def train_geovla(script_args: GeoVLAScriptArguments, training_args: GeoVLATraini
     trainer = GeoVLATrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             processing_class=processor)
     # The seed's signals, in every log record (console, tensorboard / wandb with --report_to, log_history):
-    # gradient norm per module (grad_norm/vlm, /action_head, /compressor), peak memory, geometry-cache counters.
-    add_logging_callbacks(trainer, ModuleGradNormCallback(dict(MODULE_GROUPS)), PeakMemoryCallback(),
-                          GeometryCacheCallback(lambda: model.geometry_cache))
+    # gradient norm per module (grad_norm/vlm, /action_head, /compressor), peak memory; GeoVLATrainer adds the
+    # geometry-cache counters itself.
+    add_logging_callbacks(trainer, ModuleGradNormCallback(dict(MODULE_GROUPS)), PeakMemoryCallback())
     try:
         train_interruptibly(trainer, training_args.resume_from_checkpoint)
     finally:

@@ -32,6 +32,7 @@ from transformers import Trainer
 from ..data.lerobot import LeRobotMixture, WeightedMixtureSampler
 from ..distributed import per_rank_seed_callback
 from ..models.common.flow_matching import sample_flow_draws
+from .callbacks import GeometryCacheCallback, add_logging_callbacks
 from .param_groups import ParameterGroupsMixin, ParamGroupRule, build_parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ class GeoVLATrainer(ParameterGroupsMixin, Trainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The geometry cache's counters (geometry_cache/hit_rate, entries, memory_mb, disk_mb, misses, spilled) in
+        # every training log record, ahead of the reporters (console, tensorboard / wandb, log_history).
+        add_logging_callbacks(self, GeometryCacheCallback(
+            lambda: getattr(self.accelerator.unwrap_model(self.model), "geometry_cache", None)))
         self.add_callback(per_rank_seed_callback())
 
     def learning_rates(self) -> dict[str, float]:
@@ -101,16 +106,6 @@ class GeoVLATrainer(ParameterGroupsMixin, Trainer):
         if isinstance(dataset, LeRobotMixture) and len(dataset.datasets) > 1:
             return WeightedMixtureSampler(dataset, seed=self.args.seed)
         return super()._get_train_sampler(train_dataset)
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        """Trainer's log, plus the geometry cache's hit rate and size when a cache is attached."""
-        cache = getattr(self.accelerator.unwrap_model(self.model), "geometry_cache", None)
-        if cache is not None and "loss" in logs:
-            stats = cache.stats()
-            logs["geom_cache_hit_rate"] = round(stats["geom_cache_hit_rate"], 4)
-            logs["geom_cache_entries"] = stats["geom_cache_entries"]
-            logs["geom_cache_spilled"] = stats["geom_cache_spilled"]
-        super().log(logs, *args, **kwargs)
 
 
 __all__ = ["GeoVLATrainer", "build_parameter_groups", "module_group"]

@@ -485,6 +485,24 @@ def test_tiny_geovla_in_process_with_fake_suite(tmp_path):
     assert ep["success"] and ep["inferences"] == 1 and ep["steps"] == 3  # the fake env succeeds after 3 steps
 
 
+def test_in_process_model_takes_the_harness_image_size(tmp_path):
+    """`eval libero --model DIR --image-size 128`: the in-process policy accepts the 128 px images the harness
+    sends (it refused every observation with the server's default 224 px key map before)."""
+    tiny = pytest.importorskip("hf_vlmdrive.testing.tiny_geovla")
+    from hf_vlmdrive.cli.libero import build_parser, make_policy
+
+    tiny.save_tiny_geovla(tmp_path / "model")
+    args = build_parser().parse_args(["--model", str(tmp_path / "model"), "--image-size", "128", "--device", "cpu"])
+    policy, _ = make_policy(args)
+    assert policy.key_map.image_shape == (128, 128, 3)
+    res = evaluate_libero(policy, LiberoEvalConfig(suite="libero_10", max_tasks=1, episodes_per_task=1, max_steps=6,
+                                                   camera_size=64, image_size=128), progress=False,
+                          suite_factory=_factory({}))
+    (ep,) = res["episodes"]
+    assert ep["error"] is None, ep.get("traceback")
+    assert ep["success"] and ep["inferences"] == 1
+
+
 @pytest.mark.slow
 @needs_libero
 def test_real_libero_episode_with_tiny_geovla(tmp_path):

@@ -175,8 +175,10 @@ def make_policy(args):
         from ..serving import load_policy
     except ImportError as err:
         raise MissingExtraError(f"--model needs hf_vlmdrive.serving.load_policy ({err})") from err
-    policy = load_policy(args.model, device=args.device, num_steps=args.num_steps, dtype=args.dtype,
-                         seed=args.policy_seed)
+    # In process the harness is the policy's only client and sends images of exactly --image-size (a server's
+    # --key-map states the size its clients send).
+    policy = load_policy(args.model, key_map={"image_shape": [args.image_size, args.image_size, 3]},
+                         device=args.device, num_steps=args.num_steps, dtype=args.dtype, seed=args.policy_seed)
     return policy, _model_policy_name(args)
 
 

@@ -205,6 +205,8 @@ def _poll(run: _Running) -> int | None:
     """The job's exit code once it has ended (a server that died or never opened its port ends it), else None."""
     job = run.job
     if run.proc is None:  # waiting for the job's server
+        if run.server is None:  # its port was taken: the server was never started
+            return 1
         code = run.server.poll()
         if code is not None:
             run.handle.write(f"the policy server exited with {code} before accepting connections "
@@ -252,7 +254,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, devices: Sequence[str] = ()
         time.sleep(0.5)
         for slot, run in list(running.items()):
             job = run.job
-            code = 1 if job.server_argv and run.server is None else _poll(run)
+            code = _poll(run)
             if code is None:
                 continue
             _stop(run.server)

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow  # each test: one 2-process launch plus the 1-proc
 # Runs a list of steps in every launched process: ["cli", argv] is `hf-vlmdrive <argv> --use_cpu true`,
 # ["roadscene_demo", output_dir, RoadSceneDemoConfig kwargs] the road-scene quick path.
 DRIVER = """
-import json, sys
+import json, os, sys
+from pathlib import Path
 
 from hf_vlmdrive.cli import main
 
@@ -41,7 +42,10 @@ for kind, *rest in json.loads(open(sys.argv[1]).read()):
         from hf_vlmdrive.demos.roadscene import RoadSceneDemoConfig, run_roadscene_demo
 
         results = run_roadscene_demo(rest[0], RoadSceneDemoConfig(**rest[1]))
-        print("DEMO_LOSS_CURVE", json.dumps(results["train"]["loss_curve"]))
+        # Each rank's curve to its own file beside the plan: two ranks printing to one shared pipe can interleave
+        # (a rank's buffer is flushed at exit in chunks), which once lost a line.
+        curve = Path(sys.argv[1]).with_name(f"demo_loss_curve_rank{os.environ['RANK']}.json")
+        curve.write_text(json.dumps(results["train"]["loss_curve"]))
 """
 
 PER_RANK_FILES = ("rng_state_",)  # Trainer saves each rank's RNG state in a checkpoint
@@ -226,10 +230,9 @@ def test_roadscene_sft_and_demo_two_processes(tmp_path, cli):
     assert_same_steps(history(run / "checkpoint-4"), history(one / "checkpoint-4"), range(1, 5))
     assert_resumed_equals_uninterrupted(run, resumed, weights="adapter_model.safetensors")
     # The quick path: its data and tiny model written once (then read by both ranks), one evaluation, the same
-    # loss curve as in 1 process; both ranks print it (every rank returns the main process's results).
-    curves = [json.loads(line.split("DEMO_LOSS_CURVE ", 1)[1]) for line in proc.stdout.splitlines()
-              if "DEMO_LOSS_CURVE " in line]
-    assert len(curves) == 2 and curves[0] == curves[1]
+    # loss curve as in 1 process on both ranks (every rank returns the main process's results).
+    curves = [json.loads((tmp_path / f"demo_loss_curve_rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert curves[0] == curves[1]
     for (step2, loss2), (step1, loss1) in zip(curves[0], one_demo["train"]["loss_curve"], strict=True):
         assert step2 == step1 and loss2 == pytest.approx(loss1, rel=1e-4, abs=1e-4)
     demo_dir = tmp_path / "two" / "demo"

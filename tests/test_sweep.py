@@ -21,6 +21,7 @@ from hf_vlmdrive.sweep import (
     wilson_interval,
     write_report,
 )
+from hf_vlmdrive.testing.distributed import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,16 +121,10 @@ def test_sweep_trains_each_variant_and_resumes(tmp_path):
     assert second.stdout.count("already done") == 2 and "started" not in second.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_run_jobs_starts_a_jobs_server_first_and_stops_it(tmp_path):
     """The eval stage's server path: the client starts once the server accepts connections, the server is stopped
     when the client ends; a server that dies first fails the job without running it; a taken port is refused."""
-    port = _free_port()
+    port = free_port()
     server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
     client = [sys.executable, "-c", "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
               "open(sys.argv[2], 'w').write('reached')", str(port), str(tmp_path / "client.txt")]
